@@ -1,0 +1,37 @@
+# The whole set-up on a fresh machine is `make run` or `make test`: each creates .venv when missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export TF_CPP_MIN_LOG_LEVEL := 2
+export PYTHONUNBUFFERED := 1
+
+DATA ?= ../shared/data/demand-forecasting-kernels-only.zip
+
+.PHONY: install run test test-fast bench-compression clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/shelfcast run
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -p no:cacheprovider --timeout=1800
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m unit
+
+bench-compression: $(STAMP)
+	$(BIN)/shelfcast bench compression --data $(DATA) --stores 1-5 --items 1-10 --seeds 3 \
+		--out bench/results/compression.json
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,43 @@
+"""One typed settings object, read from the environment (prefix `SHELFCAST_`) and built once at the entry point.
+
+Nothing here touches the disk or the network at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where shelfcast keeps things and how it reaches its services. Every field reads `SHELFCAST_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="SHELFCAST_", extra="ignore")
+
+    home: Path = Field(Path(".shelfcast"), description="local state: stack data, sales store, ledgers, models")
+
+    # S3 (SeaweedFS locally, AWS S3 in production)
+    s3_endpoint_url: str | None = "http://127.0.0.1:8333"
+    s3_region: str = "us-east-1"
+    bucket: str = "shelfcast"
+    trainer_access_key: str = "shelfcast-trainer"
+    trainer_secret_key: str = "shelfcast-trainer-secret"
+    store_access_key: str = "shelfcast-store"
+    store_secret_key: str = "shelfcast-store-secret"
+
+    # MLflow and Prefect
+    mlflow_tracking_uri: str = "http://127.0.0.1:5000"
+    prefect_api_url: str = "http://127.0.0.1:4200/api"
+
+    # The model
+    registered_model: str = "shelfcast-demand"
+
+    @property
+    def stack_dir(self) -> Path:
+        return self.home / "stack"
+
+
+def load_settings(**overrides) -> Settings:
+    return Settings(**overrides)

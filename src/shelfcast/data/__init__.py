@@ -1,0 +1,1 @@
+"""Sales data: the Kaggle schema, a validating reader, the synthetic generator and model windows."""

@@ -1,0 +1,135 @@
+"""Supervised windows: `lookback` days in, the next day out, split chronologically per series.
+
+Each series contributes `T - lookback` windows; the first `floor((1 - test_fraction) * n)` are training
+windows, the rest test windows (stores 1-5 x items 1-10 of the Kaggle data give 72,450 / 18,150). The last
+`val_fraction` of each series' training windows is the validation slice for early stopping. Scaling is
+fitted on training windows only and travels with the model (`InputSpec`), so a store scales raw sales the
+same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
+
+from shelfcast.errors import SalesSchemaError
+from shelfcast.features import InputSpec, build_inputs
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    test_fraction: float = 0.2
+    val_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not 0 < self.test_fraction < 1 or not 0 <= self.val_fraction < 1:
+            raise ValueError(f"invalid split {self}")
+
+
+@dataclass
+class WindowSet:
+    """Scaled model arrays plus the raw windows and keys every evaluation needs."""
+
+    spec: InputSpec
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    raw_x_test: np.ndarray
+    y_test: np.ndarray  # raw sales
+    test_keys: pd.DataFrame  # store, item, date of each test target
+    raw_x_train: np.ndarray = field(repr=False, default=None)  # fit + validation windows, raw
+    y_train_raw: np.ndarray = field(repr=False, default=None)
+    train_keys: pd.DataFrame = field(repr=False, default=None)
+
+    @property
+    def n_train(self) -> int:
+        return len(self.x_train) + len(self.x_val)
+
+    @property
+    def n_test(self) -> int:
+        return len(self.y_test)
+
+    def predict_sales(self, y_scaled: np.ndarray) -> np.ndarray:
+        """Scaled test predictions back to sales."""
+        return self.spec.unscale(y_scaled, self.raw_x_test)
+
+    def calibration_inputs(self, n: int = 512, seed: int = 0) -> np.ndarray:
+        """A random sample of training inputs for INT8 calibration."""
+        rng = np.random.default_rng(seed)
+        pick = rng.choice(len(self.x_train), size=min(n, len(self.x_train)), replace=False)
+        return self.x_train[np.sort(pick)]
+
+
+def _series_windows(frame: pd.DataFrame, lookback: int):
+    """Yield (store, item, dates, windows) per series; raises on gaps in a series' dates."""
+    for (store, item), part in frame.groupby(["store", "item"], sort=True):
+        part = part.sort_values("date")
+        dates = pd.DatetimeIndex(part["date"])
+        expected = pd.date_range(dates[0], dates[-1], freq="D")
+        if len(expected) != len(dates):
+            missing = expected.difference(dates)
+            raise SalesSchemaError(
+                f"store {store} item {item}: {len(missing)} missing day(s) starting {missing[0].date()}; "
+                "windows need consecutive days - backfill the gap or drop the series"
+            )
+        if len(dates) <= lookback + 1:
+            raise SalesSchemaError(
+                f"store {store} item {item}: {len(dates)} days of history, need more than {lookback + 1}"
+            )
+        yield store, item, dates.to_numpy(), sliding_window_view(part["sales"].to_numpy(), lookback + 1)
+
+
+def make_windows(frame: pd.DataFrame, spec: InputSpec = InputSpec(), split: SplitSpec = SplitSpec()) -> WindowSet:
+    """Cut every series into windows, split each chronologically, fit scaling on training windows only.
+
+    The returned `WindowSet.spec` is `spec` with its scaling parameters filled in from the training windows.
+    """
+    parts = ("fit", "val", "test")
+    raw = {p: [] for p in parts}
+    dates = {p: [] for p in parts}
+    keys = {p: [] for p in parts}
+    for store, item, series_dates, windows in _series_windows(frame, spec.lookback):
+        n = len(windows)
+        n_train = int(np.floor((1 - split.test_fraction) * n))
+        n_val = int(round(split.val_fraction * n_train))
+        bounds = {"fit": (0, n_train - n_val), "val": (n_train - n_val, n_train), "test": (n_train, n)}
+        date_windows = sliding_window_view(series_dates, spec.lookback + 1)
+        for part, (lo, hi) in bounds.items():
+            raw[part].append(windows[lo:hi])
+            dates[part].append(date_windows[lo:hi])
+            keys[part].append(pd.DataFrame({"store": store, "item": item, "date": date_windows[lo:hi, -1]}))
+    raw = {k: np.concatenate(v) for k, v in raw.items()}
+    dates = {k: np.concatenate(v) for k, v in dates.items()}
+    keys = {k: pd.concat(v, ignore_index=True) for k, v in keys.items()}
+
+    train_raw = np.concatenate([raw["fit"], raw["val"]])
+    low, high = float(train_raw.min()), float(train_raw.max())
+    spec = replace(spec, sales_min=low, sales_max=high if high > low else low + 1.0)
+
+    def arrays(part: str) -> tuple[np.ndarray, np.ndarray]:
+        raw_x, y = raw[part][:, :-1], raw[part][:, -1]
+        x = build_inputs(raw_x, dates[part][:, :-1], spec)
+        return x, spec.scale_target(y, raw_x).astype(np.float32)
+
+    x_fit, y_fit = arrays("fit")
+    x_val, y_val = arrays("val")
+    x_test, _ = arrays("test")
+    return WindowSet(
+        spec=spec,
+        x_train=x_fit,
+        y_train=y_fit,
+        x_val=x_val,
+        y_val=y_val,
+        x_test=x_test,
+        raw_x_test=raw["test"][:, :-1],
+        y_test=raw["test"][:, -1],
+        test_keys=keys["test"],
+        raw_x_train=train_raw[:, :-1],
+        y_train_raw=train_raw[:, -1],
+        train_keys=pd.concat([keys["fit"], keys["val"]], ignore_index=True),
+    )

@@ -1,0 +1,1 @@
+"""The edge side: the LiteRT runtime, model publication and the store client."""

@@ -1,0 +1,1 @@
+"""Forecasting models: the LSTM family, accuracy metrics and zero-parameter baselines."""

