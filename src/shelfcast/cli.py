@@ -1,0 +1,44 @@
+"""The `shelfcast` command: the front door to every flow.
+
+`shelfcast store ...` is dispatched before Typer is imported, because a store device installs
+`shelfcast[store]` only (numpy, boto3, ai-edge-litert). Every other area registers its commands from its
+own module listed in `AREAS`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# Each module has `register(app: typer.Typer) -> None`.
+AREAS = [
+    "shelfcast.bench.cli",
+]
+
+
+def build_app():
+    import typer
+
+    app = typer.Typer(
+        name="shelfcast",
+        help="Fresh, small and trustworthy next-day demand forecasts for in-store edge devices.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+    )
+    for module in AREAS:
+        importlib.import_module(module).register(app)
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["store"]:
+        from shelfcast.edge.store_cli import main as store_main
+
+        raise SystemExit(store_main(argv[1:]))
+    build_app()(args=argv, prog_name="shelfcast")
+
+
+if __name__ == "__main__":
+    main()

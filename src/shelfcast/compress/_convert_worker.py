@@ -1,0 +1,56 @@
+"""Child-process converter (see `export.py`). Usage: python -m shelfcast.compress._convert_worker JOBS.json
+
+Runs with TF_USE_LEGACY_KERAS=1 so `tf.keras` is Keras 2, whose LSTM converts to the fused TFLite op.
+Each finished file is written before the next conversion starts, so a crash loses only the current one.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+
+
+def convert(job: dict) -> bytes:
+    import tensorflow as tf
+    import tf_keras
+
+    arrays = np.load(job["npz"])
+    weights = [arrays[f"w{i}"] for i in range(job["n_weights"])]
+    inputs = tf_keras.Input(shape=(job["lookback"], job["n_features"]), batch_size=1, name="sales_window")
+    hidden = tf_keras.layers.LSTM(job["units"], activation="tanh", name="lstm")(inputs)
+    hidden = tf_keras.layers.Dropout(job["dropout"], name="dropout")(hidden)
+    outputs = tf_keras.layers.Dense(1, name="forecast")(hidden)
+    model = tf_keras.Model(inputs, outputs)
+    model.set_weights(weights)
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if job["quantization"] == "int8":
+        calibration = arrays["calibration"].astype(np.float32)
+
+        def representative():
+            for row in calibration:
+                yield [row[None, ...]]
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def main(jobs_path: str) -> None:
+    for job in json.loads(open(jobs_path).read()):
+        flatbuffer = convert(job)
+        tmp = job["out"] + ".part"
+        with open(tmp, "wb") as handle:
+            handle.write(flatbuffer)
+        import os
+
+        os.replace(tmp, job["out"])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
