@@ -1,0 +1,250 @@
+"""Ingest logic on a folder landing and a folder sales store (same code path as S3, no server needed)."""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+
+import pandas as pd
+import pytest
+
+from shelfcast.data.store import Catalog, LocalObjects, SalesStore, source_id
+from shelfcast.data.synthetic import generate_sales
+from shelfcast.errors import IntegrityError
+from shelfcast.ingest import (
+    IngestOptions,
+    Landing,
+    check_history,
+    deliver_days,
+    deliver_range,
+    format_ids,
+    frame_to_csv,
+    gap_warnings,
+    ingest_landing,
+    pending,
+    render_markdown,
+)
+
+pytestmark = pytest.mark.unit
+TODAY = date(2020, 1, 1)
+
+
+@pytest.fixture
+def sales():
+    return generate_sales(stores=2, items=2, start="2017-01-01", end="2017-01-20", seed=3)
+
+
+@pytest.fixture
+def env(tmp_path):
+    landing = Landing(LocalObjects(tmp_path / "landing"))
+    store = SalesStore(LocalObjects(tmp_path / "bucket"), workers=2)
+    return landing, store
+
+
+def run(landing, store, **kwargs):
+    return ingest_landing(store, landing, IngestOptions(today=TODAY, **kwargs))
+
+
+def rows(frame):
+    return frame[["date", "store", "item", "sales"]].sort_values(["store", "item", "date"]).reset_index(drop=True)
+
+
+def test_format_ids():
+    assert format_ids([3, 1, 2, 7, 9, 10]) == "1-3,7,9-10"
+    assert format_ids([]) == ""
+
+
+def test_check_history_known_answers():
+    rows_in = pd.DataFrame({
+        "date": pd.to_datetime(["2017-01-02", "2017-01-02", "2017-01-02", "2017-01-02", "2030-01-01"]),
+        "store": [1, 1, 9, 1, 1],
+        "item": [1, 2, 1, 3, 1],
+        "sales": [10, 20, 5, 7, 1],
+        "line": [2, 3, 4, 5, 6],
+    })
+    existing = pd.DataFrame({
+        "date": pd.to_datetime(["2017-01-02", "2017-01-02"]),
+        "store": [1, 1], "item": [1, 2], "sales": [10, 21], "source": ["a.csv", "a.csv"],
+    })
+    catalog = Catalog(frozenset({1, 2}), frozenset({1, 2, 3}), frozenset())
+    result = check_history(rows_in, existing, catalog, TODAY)
+    assert result.duplicates == 1  # line 2 equals what a.csv delivered
+    assert result.accepted["line"].tolist() == [5]
+    reasons = dict(zip(result.rejected["line"], result.rejected["reason"]))
+    assert set(reasons) == {3, 4, 6}
+    assert "differs from 21 already ingested" in reasons[3] and "a.csv" in reasons[3]
+    assert "store 9 is not in the catalogue (known stores: 1-2)" in reasons[4]
+    assert "--add-stores 9" in reasons[4]
+    assert "in the future (today is 2020-01-01)" in reasons[6]
+
+
+def test_gap_warnings_name_the_missing_days_and_series():
+    accepted = pd.DataFrame({
+        "date": pd.to_datetime(["2017-01-10", "2017-01-12", "2017-01-12"]),
+        "store": [1, 1, 1], "item": [1, 1, 2], "sales": [1, 2, 3],
+    })
+    catalog = Catalog(frozenset({1}), frozenset({1, 2}), frozenset({(1, 1), (1, 2)}))
+    warnings = gap_warnings(accepted, [date(2017, 1, 5), date(2017, 1, 6)], catalog)
+    assert any("2017-01-07..2017-01-09 (3 day(s))" in w for w in warnings)
+    assert any("skips 1 day(s) in its range, first 2017-01-11" in w for w in warnings)
+    assert any("first 2017-01-10 store 1 item 2" in w for w in warnings)
+    assert gap_warnings(accepted.iloc[:0], [], catalog) == []
+
+
+def test_daily_files_are_ingested_once(env, sales):
+    landing, store = env
+    deliver_days(landing, sales, sorted(sales["date"].unique()))
+    reports = run(landing, store)
+    assert [r.action for r in reports] == ["ingested"] * 20
+    assert sum(r.rows_accepted for r in reports) == len(sales)
+    pd.testing.assert_frame_equal(rows(store.load()), rows(sales))
+    assert len(store.ledger_history()) == 20
+    catalog, _ = store.catalog()
+    assert catalog.stores == {1, 2} and len(catalog.series) == 4
+
+    # Nothing pending; a second run changes nothing; re-delivered identical bytes are a no-op.
+    assert pending(landing, store) == [] and run(landing, store) == []
+    deliver_days(landing, sales, [sales["date"].max()])
+    path = landing.objects.root / f"sales-{sales['date'].max():%Y-%m-%d}.csv"
+    os.utime(path, ns=(1, 1))  # same bytes, new ETag
+    (report,) = run(landing, store)
+    assert report.action == "unchanged"
+    assert store.ledger_history(source_id(path.name))[-1].action == "redelivered"
+    pd.testing.assert_frame_equal(rows(store.load()), rows(sales))
+    assert run(landing, store) == []
+    assert "20 ingested, 0 corrected, 0 quarantined, 0 unchanged" in render_markdown(reports, "l", "s")
+    assert "| sales-2017-01-01.csv | ingested | 4 | 4 | 0 | 0 | 2017-01-01 |" in render_markdown(reports, "l", "s")
+
+
+def test_corrected_file_replaces_its_rows_and_says_what_changed(env, sales):
+    landing, store = env
+    day = sales["date"].min()
+    deliver_days(landing, sales, [day])
+    run(landing, store)
+    fixed = sales[sales["date"] == day].copy()
+    fixed.loc[fixed.index[0], "sales"] += 5
+    fixed = fixed.iloc[:-1]  # one row withdrawn
+    landing.deliver(f"sales-{day:%Y-%m-%d}.csv", frame_to_csv(fixed))
+    (report,) = run(landing, store)
+    assert report.action == "corrected"
+    assert "1 value(s) changed, 0 row(s) added, 1 row(s) withdrawn" in report.warnings[0]
+    pd.testing.assert_frame_equal(rows(store.load()), rows(fixed))
+    assert store.uncommitted_parts() == []  # the old version's parts are gone
+    history = store.ledger_history(source_id(f"sales-{day:%Y-%m-%d}.csv"))
+    assert [e.action for e in history] == ["ingested", "corrected"]
+    assert history[1].previous_sha256 == history[0].sha256
+
+
+def test_corrections_can_be_refused(env, sales):
+    landing, store = env
+    day = sales["date"].min()
+    deliver_days(landing, sales, [day])
+    run(landing, store)
+    changed = sales[sales["date"] == day].assign(sales=1)
+    landing.deliver(f"sales-{day:%Y-%m-%d}.csv", frame_to_csv(changed))
+    (report,) = run(landing, store, allow_corrections=False)
+    assert report.action == "quarantined" and "corrections are disabled" in report.error
+    # The earlier version's rows stay.
+    pd.testing.assert_frame_equal(rows(store.load()), rows(sales[sales["date"] == day]))
+
+
+def test_backfill_is_idempotent(env, sales):
+    landing, store = env
+    days = sorted(sales["date"].unique())
+    deliver_days(landing, sales, days[5:10])
+    run(landing, store)
+    deliver_range(landing, sales, days[0], days[12])
+    (first,) = run(landing, store)
+    assert (first.rows_accepted, first.rows_duplicate, first.rows_rejected) == (4 * 8, 4 * 5, 0)
+    deliver_range(landing, sales, days[3], days[15], kind="backfill-again")
+    (second,) = run(landing, store)
+    assert (second.rows_accepted, second.rows_duplicate) == (4 * 3, 4 * 10)
+    expected = sales[sales["date"] <= days[15]]
+    pd.testing.assert_frame_equal(rows(store.load()), rows(expected))
+    assert run(landing, store) == []
+
+
+def test_bad_files_are_quarantined_and_the_next_files_ingested(env, sales, tmp_path):
+    landing, store = env
+    day = sales["date"].min()
+    landing.deliver("a-wrong-columns.csv", b"day,shop,product,units\n2017-01-01,1,1,5\n")
+    landing.deliver("b-garbage.csv", bytes(range(256)) * 64)
+    landing.deliver("c-empty.csv", b"")
+    landing.deliver("d-huge-log.csv", b"2026-11-29T10:00:00 INFO request served in 12ms\n" * 20_000)
+    landing.deliver("e-too-big.csv", b"date,store,item,sales\n" + b"2017-01-01,1,1,1\n" * 80_000)
+    deliver_days(landing, sales, [day])
+    reports = {r.name: r for r in run(landing, store, max_file_bytes=1_000_000)}
+    assert reports["a-wrong-columns.csv"].action == "quarantined"
+    assert "missing column(s) ['date', 'store', 'item', 'sales']" in reports["a-wrong-columns.csv"].error
+    assert "is binary" in reports["b-garbage.csv"].error
+    assert "is empty" in reports["c-empty.csv"].error
+    assert "missing column(s)" in reports["d-huge-log.csv"].error
+    assert "over the limit of 1,000,000" in reports["e-too-big.csv"].error
+    good = reports[f"sales-{day:%Y-%m-%d}.csv"]
+    assert good.action == "ingested" and good.rows_accepted == 4
+    for name in ("a-wrong-columns.csv", "b-garbage.csv", "d-huge-log.csv"):
+        original, error = reports[name].quarantine
+        assert store.objects.get(original).body == landing.objects.get(name).body
+        assert name in store.objects.get(error).body.decode()
+    # A quarantined file is not retried until it changes.
+    assert run(landing, store) == []
+
+
+def test_bad_rows_are_quarantined_with_line_and_reason(env, sales):
+    landing, store = env
+    deliver_days(landing, sales, [sales["date"].min()])
+    run(landing, store)
+    body = (
+        b"date,store,item,sales\n"
+        b"2017-01-02,1,1,5\n"
+        b"2017-01-02,1,2,-3\n"
+        b"2017-01-02,7,1,4\n"
+        b"2031-01-01,1,1,4\n"
+        b"02/01/2017,2,1,4\n"
+    )
+    landing.deliver("sales-mixed.csv", body)
+    (report,) = run(landing, store)
+    assert (report.rows_read, report.rows_accepted, report.rows_rejected) == (5, 1, 4)
+    rejected = pd.read_csv(pd.io.common.BytesIO(store.objects.get(report.quarantine[0]).body))
+    assert rejected["line"].tolist() == [3, 4, 5, 6]
+    assert "negative" in rejected["reason"][0] and "not in the catalogue" in rejected["reason"][1]
+    assert "future" in rejected["reason"][2] and "YYYY-MM-DD" in rejected["reason"][3]
+
+
+class FailingLedger(LocalObjects):
+    """A folder store whose ledger writes fail `failures` times, like S3 going away after the parts."""
+
+    failures = 1
+
+    def put_if_absent(self, key, body, content_type=""):
+        if key.startswith("ledger/") and self.failures:
+            self.failures -= 1
+            raise ConnectionError("S3 endpoint unreachable")
+        return super().put_if_absent(key, body, content_type)
+
+
+def test_interrupted_commit_leaves_nothing_visible_and_rerun_completes(tmp_path, sales):
+    landing = Landing(LocalObjects(tmp_path / "landing"))
+    store = SalesStore(FailingLedger(tmp_path / "bucket"), workers=2)
+    deliver_days(landing, sales, sorted(sales["date"].unique())[:3])
+    with pytest.raises(ConnectionError):
+        run(landing, store)
+    assert store.load().empty and len(store.uncommitted_parts()) == 1
+    reports = run(landing, store)
+    assert [r.action for r in reports] == ["ingested"] * 3
+    assert len(store.load()) == 12 and store.uncommitted_parts() == []
+
+
+def test_load_refuses_doubled_keys(env, sales):
+    landing, store = env
+    deliver_days(landing, sales, [sales["date"].min()])
+    run(landing, store)
+    (part,) = store.committed_parts()
+    # Forge a second committed source holding the same rows: the loader must refuse, not double.
+    body = store.objects.get(part.key).body
+    store.objects.put(part.key.replace(part.source, "forged"), body)
+    entry = store.ledger_history()[0]
+    entry.source, entry.name = "forged", "forged"
+    store.commit(entry)
+    with pytest.raises(IntegrityError, match="share a \\(date, store, item\\) key"):
+        store.load()
