@@ -34,9 +34,17 @@ class Settings(BaseSettings):
     # The model
     registered_model: str = "shelfcast-demand"
 
+    # Alerts (shelfcast.monitor)
+    thresholds_file: Path | None = Field(None, description="TOML overriding the packaged alert thresholds")
+    alert_webhook_url: str | None = Field(None, description="Slack-compatible webhook for alert notifications")
+
     @property
     def stack_dir(self) -> Path:
         return self.home / "stack"
+
+    @property
+    def alerts_db(self) -> Path:
+        return self.home / "alerts.db"
 
 
 def load_settings(**overrides) -> Settings:
