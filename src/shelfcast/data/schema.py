@@ -164,7 +164,7 @@ def validate_sales(raw: pd.DataFrame, source: str) -> ValidationResult:
             "sales": sales,
         }
     )
-    duplicated = ok & typed.duplicated(subset=list(KEY), keep="first") & ok
+    duplicated = ok & typed.duplicated(subset=list(KEY), keep="first")
     first_line = (
         pd.DataFrame({"k": list(zip(typed["date"], typed["store"], typed["item"])), "line": line})
         .loc[ok]

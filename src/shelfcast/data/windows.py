@@ -1,7 +1,7 @@
 """Supervised windows: `lookback` days in, the next day out, split chronologically per series.
 
-Each series contributes `T - lookback` windows; the first `floor((1 - test_fraction) * n)` are training
-windows, the rest test windows (stores 1-5 x items 1-10 of the Kaggle data give 72,450 / 18,150). The last
+Each series contributes `T - lookback` windows. For 14-day windows the first `floor((1 - test_fraction) * n)`
+are training windows and the rest test windows; longer windows keep the same first test day (stores 1-5 x items 1-10 of the Kaggle data give 72,450 / 18,150). The last
 `val_fraction` of each series' training windows is the validation slice for early stopping. Scaling is
 fitted on training windows only and travels with the model (`InputSpec`), so a store scales raw sales the
 same way.
@@ -21,8 +21,12 @@ from shelfcast.features import InputSpec, build_inputs
 
 @dataclass(frozen=True)
 class SplitSpec:
+    """Chronological split. The boundary is placed where it falls for `reference_lookback`-day windows, so
+    models with longer history are scored on exactly the same test days as the article's 14-day windows."""
+
     test_fraction: float = 0.2
     val_fraction: float = 0.1
+    reference_lookback: int = 14
 
     def __post_init__(self) -> None:
         if not 0 < self.test_fraction < 1 or not 0 <= self.val_fraction < 1:
@@ -95,7 +99,13 @@ def make_windows(frame: pd.DataFrame, spec: InputSpec = InputSpec(), split: Spli
     keys = {p: [] for p in parts}
     for store, item, series_dates, windows in _series_windows(frame, spec.lookback):
         n = len(windows)
-        n_train = int(np.floor((1 - split.test_fraction) * n))
+        n_reference = len(series_dates) - split.reference_lookback
+        first_test_day = split.reference_lookback + int(np.floor((1 - split.test_fraction) * n_reference))
+        n_train = first_test_day - spec.lookback  # window k predicts day k + lookback
+        if n_train < 2:
+            raise SalesSchemaError(
+                f"store {store} item {item}: {len(series_dates)} days leave no training windows of {spec.lookback} days"
+            )
         n_val = int(round(split.val_fraction * n_train))
         bounds = {"fit": (0, n_train - n_val), "val": (n_train - n_val, n_train), "test": (n_train, n)}
         date_windows = sliding_window_view(series_dates, spec.lookback + 1)

@@ -1,0 +1,128 @@
+"""`shelfcast bench ...`: benchmarks that print a table and write JSON (and a plot) for the README."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def _fmt(value, spec: str = ".2f") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return format(value, spec)
+
+
+def render_table(doc: dict):
+    """A Rich table of every variant beside the article's row, then the baselines and the floor."""
+    from rich.table import Table
+
+    from shelfcast.bench.compression import ARTICLE_TABLE
+
+    table = Table(title=f"Compression benchmark - {doc['data']}, {doc['series']} series, {doc['seeds']} seeds")
+    for column in ("config", "variant", "params", "non-zero", "article B", ".tflite B", "gzip B", "MAPE %", "std",
+                   "article MAPE", "SMAPE %", "WAPE %", "gap to floor", "latency us"):
+        table.add_column(column, justify="left" if column in ("config", "variant") else "right")
+    for row in doc["variants"]:
+        article = ARTICLE_TABLE.get(row["name"]) if row["config"] == "article" else None
+        if "mape_mean" not in row:
+            table.add_row(row["config"], row["name"], *["-"] * 5, "failed: " + row["failed"][0]["reason"][:60], *["-"] * 6)
+            continue
+        table.add_row(
+            row["config"], row["name"], f"{row['params']:,}", f"{row['nonzero_params']:,}", f"{row['article_bytes']:,}",
+            f"{row['tflite_bytes']:,}", f"{row['gzip_bytes']:,}", _fmt(row["mape_mean"]), _fmt(row["mape_std"]),
+            _fmt(article["mape_pct"]) if article else "", _fmt(row["smape_mean"]), _fmt(row["wape_mean"]),
+            _fmt(row["gap_to_floor_pct_points"], "+.2f"), _fmt(row["latency_us_median"], ".0f"),
+        )
+    for row in doc["baselines"]:
+        table.add_row("baseline", row["name"], f"{row['params']:,}", "", "", "0", "", _fmt(row["mape_pct"]), "", "",
+                      _fmt(row["smape_pct"]), _fmt(row["wape_pct"]), _fmt(row["gap_to_floor_pct_points"], "+.2f"), "")
+    floor = doc["noise_floor"]
+    table.add_row("floor", "true mean known (oracle)", "", "", "", "", "", _fmt(floor["mape_pct_true_mean"]), "", "", "",
+                  "", "+0.00", "")
+    return table
+
+
+def markdown_table(doc: dict) -> str:
+    """The same table as Markdown, for the README."""
+    from shelfcast.bench.compression import ARTICLE_TABLE
+
+    lines = [
+        "| config | variant | params | non-zero | article B | .tflite B | gzip B | MAPE % (mean ± std) | article MAPE | SMAPE % | WAPE % | gap to floor | latency µs |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for row in doc["variants"]:
+        if "mape_mean" not in row:
+            lines.append(f"| {row['config']} | {row['name']} | failed: {row['failed'][0]['reason']} ||||||||||| |")
+            continue
+        article = ARTICLE_TABLE.get(row["name"]) if row["config"] == "article" else None
+        lines.append(
+            f"| {row['config']} | {row['name']} | {row['params']:,} | {row['nonzero_params']:,} | {row['article_bytes']:,} "
+            f"| {row['tflite_bytes']:,} | {row['gzip_bytes']:,} | {row['mape_mean']:.2f} ± {row['mape_std']:.2f} "
+            f"| {_fmt(article['mape_pct']) if article else ''} | {row['smape_mean']:.2f} | {row['wape_mean']:.2f} "
+            f"| {row['gap_to_floor_pct_points']:+.2f} | {row['latency_us_median']:.0f} |"
+        )
+    for row in doc["baselines"]:
+        lines.append(
+            f"| baseline | {row['name']} | {row['params']:,} | | | 0 | | {row['mape_pct']:.2f} | | {row['smape_pct']:.2f} "
+            f"| {row['wape_pct']:.2f} | {row['gap_to_floor_pct_points']:+.2f} | |"
+        )
+    floor = doc["noise_floor"]
+    lines.append(f"| floor | true mean known (oracle) | | | | | | {floor['mape_pct_true_mean']:.2f} | | | | +0.00 | |")
+    return "\n".join(lines)
+
+
+def register(app: typer.Typer) -> None:
+    bench = typer.Typer(help="Benchmarks that print tables and write JSON.", no_args_is_help=True)
+    app.add_typer(bench, name="bench")
+
+    @bench.command("compression")
+    def compression(
+        data: Optional[Path] = typer.Option(None, help="Kaggle train.csv or its zip; synthetic data when omitted"),
+        stores: str = typer.Option("1-5", help="stores to use, e.g. 1-5 or 1,3,7"),
+        items: str = typer.Option("1-10", help="items to use, e.g. 1-10"),
+        seeds: int = typer.Option(3, min=1, help="training seeds per variant"),
+        configs: str = typer.Option("article,edge", help="model configurations, comma separated"),
+        epochs: Optional[int] = typer.Option(None, help="override the maximum training epochs (quick runs)"),
+        out: Path = typer.Option(Path("bench/results/compression.json"), help="JSON output; the PNG goes beside it"),
+        markdown: Optional[Path] = typer.Option(None, help="also write the table as Markdown here"),
+    ) -> None:
+        """Train every variant over several seeds and compare sizes and accuracy with the article and baselines."""
+        from rich.console import Console
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        from shelfcast.bench.compression import plot_pareto, run_benchmark
+        from shelfcast.data.schema import load_sales, parse_range
+        from shelfcast.data.synthetic import generate_sales
+        from shelfcast.model.configs import get_config
+
+        console = Console(width=max(Console().width, 200))
+        chosen = [get_config(name.strip()) for name in configs.split(",") if name.strip()]
+        if epochs:
+            chosen = [c.with_train(epochs=epochs) for c in chosen]
+        store_ids, item_ids = parse_range(stores), parse_range(items)
+        if data is not None:
+            sales = load_sales(data, store_ids, item_ids)
+            label = f"{data.name} stores {stores} items {items}"
+        else:
+            full = generate_sales(seed=0)
+            sales = full[full["store"].isin(store_ids or full["store"]) & full["item"].isin(item_ids or full["item"])]
+            label = f"synthetic (seed 0) stores {stores} items {items}"
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress:
+            task = progress.add_task("loading", total=None)
+
+            def on_step(message: str) -> None:
+                progress.update(task, description=message)
+                progress.console.log(message)
+
+            doc = run_benchmark(sales, chosen, seeds, label, on_step=on_step)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(doc, indent=1, default=str))
+        plot_pareto(doc, out.with_suffix(".png"))
+        console.print(render_table(doc))
+        if markdown:
+            markdown.write_text(markdown_table(doc) + "\n")
+        console.print(f"wrote {out} and {out.with_suffix('.png')} in {doc['wall_seconds'] / 60:.1f} min")

@@ -1,0 +1,215 @@
+"""The compression benchmark: every variant of every configuration, several seeds, beside the article and the
+zero-parameter baselines, with honest sizes and interpreter-measured accuracy.
+
+`run_benchmark` returns the JSON document; `render_table` and `plot_pareto` present it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from shelfcast.compress.variants import VariantResult, run_variants, train_parents
+from shelfcast.data.windows import make_windows
+from shelfcast.model import baselines
+from shelfcast.model.configs import ModelConfig
+from shelfcast.model.metrics import score, score_by
+
+# The article's published table (its "size" is parameters x 4 bytes / 1024; see shared ANCHORS).
+ARTICLE_TABLE = {
+    "LSTM-64": {"kb": 66.25, "mape_pct": 15.92, "std": 0.10},
+    "LSTM-32": {"kb": 17.13, "mape_pct": 16.22, "std": 0.09},
+    "LSTM-16": {"kb": 4.57, "mape_pct": 16.74, "std": 0.46},
+    "Pruned-30%": {"kb": 11.99, "mape_pct": 16.04, "std": 0.09},
+    "Pruned-50%": {"kb": 8.56, "mape_pct": 16.20, "std": 0.08},
+    "Pruned-70%": {"kb": 5.14, "mape_pct": 16.84, "std": 0.16},
+    "INT8": {"kb": 4.28, "mape_pct": 16.21, "std": 0.22},
+}
+
+
+def machine_info() -> dict:
+    import tensorflow as tf
+
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+    }
+
+
+def baseline_rows(windows) -> tuple[list[dict], dict]:
+    """Zero-parameter rules, the multiplicative profile peer and the noise floor on the same test windows."""
+    profile = baselines.ProfileModel.fit(windows.train_keys, windows.y_train_raw)
+    forecasts = {
+        "same weekday last week (lag 7)": (baselines.same_weekday_last_week(windows.raw_x_test), 0),
+        "mean of same weekday, last 2 weeks": (baselines.same_weekday_two_weeks(windows.raw_x_test), 0),
+        "multiplicative profile (series x weekday x month x trend)": (
+            profile.predict(windows.test_keys),
+            len(profile.series_level) + len(profile.weekday) + len(profile.month) + 1,
+        ),
+    }
+    rows = [
+        {"name": name, "params": params, **score(windows.y_test, pred).as_dict()}
+        for name, (pred, params) in forecasts.items()
+    ]
+    return rows, baselines.noise_floor(windows.test_keys, windows.y_test)
+
+
+def aggregate(results: list[VariantResult], config: ModelConfig, floor_pct: float, keys: pd.DataFrame, y_test) -> list[dict]:
+    """One row per variant: mean and std over seeds of the accuracy, sizes from the files."""
+    rows = []
+    for spec in config.variants:
+        runs = [r for r in results if r.name == spec.name]
+        ok = [r for r in runs if r.status == "ok"]
+        row = {
+            "config": config.name,
+            "name": spec.name,
+            "technique": spec.technique,
+            "units": spec.units,
+            "sparsity": spec.sparsity,
+            "quantization": spec.quantization,
+            "float_parent": spec.float_parent,
+            "seeds": [r.seed for r in runs],
+            "failed": [{"seed": r.seed, "reason": r.reason} for r in runs if r.status != "ok"],
+        }
+        if ok:
+            mape = np.array([r.mape_pct for r in ok])
+            row.update(
+                params=ok[0].params,
+                nonzero_params=int(np.mean([r.nonzero_params for r in ok])),
+                article_bytes=ok[0].article_bytes,
+                tflite_bytes=int(np.max([r.tflite_bytes for r in ok])),
+                gzip_bytes=int(np.mean([r.gzip_bytes for r in ok])),
+                mape_mean=float(mape.mean()),
+                mape_std=float(mape.std(ddof=1)) if len(mape) > 1 else 0.0,
+                mape_per_seed=[float(m) for m in mape],
+                smape_mean=float(np.mean([r.smape_pct for r in ok])),
+                wape_mean=float(np.mean([r.wape_pct for r in ok])),
+                keras_mape_mean=float(np.mean([r.keras_mape_pct for r in ok])),
+                latency_us_median=float(np.median([r.latency_us_median for r in ok])),
+                train_seconds=float(np.mean([r.train_seconds for r in ok])),
+                gap_to_floor_pct_points=float(mape.mean() - floor_pct),
+                zero_days=ok[0].zero_days,
+            )
+            per_series = score_by(keys, y_test, np.mean([r.predictions for r in ok], axis=0))
+            row["per_series_mape"] = {
+                f"{int(s)}-{int(i)}": round(float(m), 3)
+                for s, i, m in per_series[["store", "item", "mape_pct"]].itertuples(index=False)
+            }
+        rows.append(row)
+    return rows
+
+
+def run_benchmark(
+    sales: pd.DataFrame,
+    configs: list[ModelConfig],
+    seeds: int,
+    data_label: str,
+    workdir: Path | None = None,
+    on_step: Callable[[str], None] | None = None,
+) -> dict:
+    """Train, compress and evaluate every configuration's variants over `seeds` seeds."""
+    step = on_step or (lambda message: None)
+    start = time.perf_counter()
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="shelfcast-bench-"))
+    variants, config_meta, baseline_doc = [], [], None
+    for config in configs:
+        config_start = time.perf_counter()
+        windows = make_windows(sales, config.input_spec)
+        if baseline_doc is None:
+            rows, floor = baseline_rows(windows)
+            baseline_doc = {"rows": rows, "noise_floor": floor}
+            step(f"baselines ready; noise floor {floor['mape_pct_true_mean']:.2f}% MAPE")
+        results = []
+        for seed in range(seeds):
+            parents = train_parents(
+                list(config.variants), windows, config.train, seed,
+                lambda units, p: step(f"[{config.name} seed {seed}] trained LSTM-{units} "
+                                      f"({p.epochs_run} epochs, {p.train_seconds:.0f}s)"),
+            )
+            results += run_variants(
+                list(config.variants), windows, config.train, seed, workdir / config.name, parents=parents,
+                on_step=lambda message, c=config.name, s=seed: step(f"[{c} seed {s}] {message}"),
+            )
+        floor_pct = baseline_doc["noise_floor"]["mape_pct_true_mean"]
+        variants += aggregate(results, config, floor_pct, windows.test_keys, windows.y_test)
+        config_meta.append(
+            {
+                "name": config.name,
+                "description": config.description,
+                "input_spec": windows.spec.to_dict(),
+                "train": config.train.to_dict(),
+                "wall_seconds": time.perf_counter() - config_start,
+                "n_train_windows": windows.n_train,
+                "n_test_windows": windows.n_test,
+            }
+        )
+    floor_pct = baseline_doc["noise_floor"]["mape_pct_true_mean"]
+    for row in baseline_doc["rows"]:
+        row["gap_to_floor_pct_points"] = row["mape_pct"] - floor_pct
+    return {
+        "data": data_label,
+        "series": int(sales.groupby(["store", "item"]).ngroups),
+        "seeds": seeds,
+        "configs": config_meta,
+        "variants": variants,
+        "baselines": baseline_doc["rows"],
+        "noise_floor": baseline_doc["noise_floor"],
+        "article": ARTICLE_TABLE,
+        "machine": machine_info(),
+        "wall_seconds": time.perf_counter() - start,
+    }
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of points not dominated in (bytes, MAPE): nothing smaller is also at least as accurate."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], points[i][1]))
+    front, best = [], float("inf")
+    for i in order:
+        if points[i][1] < best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def plot_pareto(doc: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in doc["variants"] if "mape_mean" in r]
+    points = [(r["tflite_bytes"], r["mape_mean"]) for r in rows]
+    front = pareto_front(points)
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    colors = {"article": "tab:blue", "edge": "tab:green"}
+    for row in rows:
+        marker = "s" if row["quantization"] == "int8" else "o"
+        ax.scatter(row["tflite_bytes"], row["mape_mean"], marker=marker, color=colors.get(row["config"], "gray"))
+        ax.annotate(f"{row['config']}:{row['name']}", (row["tflite_bytes"], row["mape_mean"]), fontsize=7,
+                    xytext=(3, 3), textcoords="offset points")
+    fx = [points[i][0] for i in front]
+    fy = [points[i][1] for i in front]
+    ax.step(fx, fy, where="post", color="black", linewidth=1, label="Pareto front")
+    for row in doc["baselines"]:
+        ax.axhline(row["mape_pct"], linestyle=":", linewidth=0.8, color="gray")
+        ax.text(ax.get_xlim()[0] if False else min(fx) * 0.8, row["mape_pct"], row["name"], fontsize=6, va="bottom")
+    floor = doc["noise_floor"]["mape_pct_true_mean"]
+    ax.axhline(floor, color="red", linewidth=1, label=f"noise floor {floor:.2f}%")
+    ax.set_xscale("log")
+    ax.set_xlabel(".tflite file size (bytes, log scale)")
+    ax.set_ylabel("MAPE % (interpreter, mean over seeds)")
+    ax.set_title(f"MAPE against deployable size — {doc['data']}")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

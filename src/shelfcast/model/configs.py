@@ -1,0 +1,56 @@
+"""Named model configurations: what goes in, how it trains, which variants fan out from it.
+
+`article` reproduces the article (global min-max scaling of 14 days of sales, MSE loss, LSTM-64 baseline).
+`edge` is shelfcast's default for stores: each window divided by its own mean level (no per-series state to
+ship), weekday and day-of-year inputs, a loss that matches MAPE, and small INT8 LSTMs that fit the edge budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from shelfcast.compress.variants import ARTICLE_VARIANTS, VariantSpec
+from shelfcast.features import InputSpec
+from shelfcast.model.lstm import TrainConfig
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    input_spec: InputSpec
+    train: TrainConfig
+    variants: tuple[VariantSpec, ...]
+    description: str = ""
+
+    def with_train(self, **changes) -> "ModelConfig":
+        return replace(self, train=replace(self.train, **changes))
+
+    def with_variants(self, names: list[str]) -> "ModelConfig":
+        return replace(self, variants=tuple(VariantSpec.parse(n) for n in names))
+
+
+ARTICLE = ModelConfig(
+    name="article",
+    input_spec=InputSpec(lookback=14, scaling="global_minmax", calendar=False),
+    train=TrainConfig(loss="mse"),
+    variants=ARTICLE_VARIANTS,
+    description="the article's setup: 14 days of min-max scaled sales, LSTM + Dropout(0.2) + Dense(1), MSE",
+)
+
+EDGE = ModelConfig(
+    name="edge",
+    input_spec=InputSpec(lookback=14, scaling="window_mean", calendar=True),
+    train=TrainConfig(loss="mape_like"),
+    variants=tuple(VariantSpec.parse(v) for v in ("lstm32", "lstm16", "lstm8", "lstm32+int8", "lstm16+int8", "lstm8+int8")),
+    description="window-mean level normalisation, weekday and day-of-year inputs, MAPE-matched loss, small INT8 LSTMs",
+)
+
+CONFIGS: dict[str, ModelConfig] = {c.name: c for c in (ARTICLE, EDGE)}
+DEFAULT_CONFIG = "edge"
+
+
+def get_config(name: str) -> ModelConfig:
+    try:
+        return CONFIGS[name]
+    except KeyError:
+        raise ValueError(f"unknown model configuration {name!r}; choose one of {sorted(CONFIGS)}") from None

@@ -1,0 +1,83 @@
+"""Brief training on a small panel: masks persist through fine-tuning, the INT8 file agrees with Keras,
+and a failed conversion is an outcome with a reason while the other conversions still succeed."""
+
+import numpy as np
+import pytest
+
+from shelfcast.compress.export import ExportJob, export_many
+from shelfcast.compress.variants import VariantSpec, run_variants
+from shelfcast.data.synthetic import generate_sales
+from shelfcast.data.windows import make_windows
+from shelfcast.edge.runtime import TFLiteForecaster
+from shelfcast.errors import ConversionError
+from shelfcast.features import InputSpec
+from shelfcast.model.lstm import TrainConfig, predict_scaled
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    windows = make_windows(generate_sales(stores=2, items=2, start="2015-01-01", end="2016-12-31", seed=11),
+                           InputSpec(scaling="window_mean", calendar=True))
+    config = TrainConfig(epochs=3, finetune_epochs=2, loss="mape_like")
+    specs = [VariantSpec("LSTM-16", "baseline", 16), VariantSpec("Pruned-50%", "pruning", 16, 0.5),
+             VariantSpec("Pruned-50%+INT8", "pruning+int8", 16, 0.5, "int8"), VariantSpec("LSTM-16+INT8", "sizing+int8", 16, 0.0, "int8")]
+    out = run_variants(specs, windows, config, seed=0, workdir=tmp_path_factory.mktemp("variants"))
+    return windows, {r.name: r for r in out}
+
+
+def test_every_variant_is_built_and_measured(results):
+    _, by_name = results
+    assert all(r.status == "ok" for r in by_name.values()), [r.reason for r in by_name.values()]
+    for r in by_name.values():
+        assert r.tflite_bytes == r.tflite_path.stat().st_size
+        assert 0 < r.mape_pct < 100 and r.latency_us_median > 0
+
+
+def test_pruned_weights_stay_zero_after_fine_tuning(results):
+    import keras
+
+    _, by_name = results
+    pruned = by_name["Pruned-50%"]
+    weights = keras.models.load_model(pruned.keras_path, compile=False).get_weights()
+    kernels = [w for w in weights if w.ndim == 2]
+    total = sum(w.size for w in kernels)
+    zeros = sum(w.size - np.count_nonzero(w) for w in kernels)
+    assert zeros == sum(round(0.5 * w.size) for w in kernels)
+    assert pruned.nonzero_params == pruned.params - zeros
+    assert zeros / total == pytest.approx(0.5, abs=0.01)
+
+
+def test_int8_file_agrees_with_keras_within_tolerance(results):
+    import keras
+
+    windows, by_name = results
+    int8 = TFLiteForecaster(by_name["LSTM-16+INT8"].tflite_path)
+    assert int8.input_dtype == np.int8
+    model = keras.models.load_model(by_name["LSTM-16"].keras_path, compile=False)
+    keras_scaled = predict_scaled(model, windows.x_test)
+    tflite_scaled = int8.predict(windows.x_test)
+    # Scaled targets are around 1; full-integer rounding stays within a few hundredths.
+    assert np.max(np.abs(keras_scaled - tflite_scaled)) < 0.08
+    assert np.mean(np.abs(keras_scaled - tflite_scaled)) < 0.02
+    assert abs(by_name["LSTM-16+INT8"].mape_pct - by_name["LSTM-16"].mape_pct) < 1.0
+
+
+def test_failed_conversion_is_an_outcome_and_the_others_still_convert(results, tmp_path):
+    windows, by_name = results
+    import keras
+
+    good = keras.models.load_model(by_name["LSTM-16"].keras_path, compile=False).get_weights()
+    bad = [w[..., :3] for w in good]  # wrong shapes: the child converter fails on this job
+    jobs = [
+        ExportJob(good, 16, windows.spec, "float32", tmp_path / "a.tflite"),
+        ExportJob(bad, 16, windows.spec, "float32", tmp_path / "bad.tflite"),
+        ExportJob(good, 16, windows.spec, "int8", tmp_path / "c.tflite", windows.calibration_inputs(64)),
+        ExportJob(good, 16, windows.spec, "int8", tmp_path / "nocal.tflite", None),
+    ]
+    outcome = export_many(jobs)
+    assert outcome[0] == tmp_path / "a.tflite" and outcome[2] == tmp_path / "c.tflite"
+    assert isinstance(outcome[1], ConversionError) and "float32 conversion of LSTM-16 (bad.tflite) failed" in str(outcome[1])
+    assert isinstance(outcome[3], ConversionError) and "calibration" in str(outcome[3])
+    assert not (tmp_path / "bad.tflite").exists()
