@@ -87,6 +87,7 @@ def register(app: typer.Typer) -> None:
         seeds: int = typer.Option(3, min=1, help="training seeds per variant"),
         configs: str = typer.Option("article,edge", help="model configurations, comma separated"),
         epochs: Optional[int] = typer.Option(None, help="override the maximum training epochs (quick runs)"),
+        variants: Optional[str] = typer.Option(None, help="override the variants, e.g. lstm16,lstm16+int8"),
         out: Path = typer.Option(Path("bench/results/compression.json"), help="JSON output; the PNG goes beside it"),
         markdown: Optional[Path] = typer.Option(None, help="also write the table as Markdown here"),
     ) -> None:
@@ -103,6 +104,8 @@ def register(app: typer.Typer) -> None:
         chosen = [get_config(name.strip()) for name in configs.split(",") if name.strip()]
         if epochs:
             chosen = [c.with_train(epochs=epochs) for c in chosen]
+        if variants:
+            chosen = [c.with_variants(variants.split(",")) for c in chosen]
         store_ids, item_ids = parse_range(stores), parse_range(items)
         if data is not None:
             sales = load_sales(data, store_ids, item_ids)

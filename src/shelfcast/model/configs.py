@@ -1,8 +1,9 @@
 """Named model configurations: what goes in, how it trains, which variants fan out from it.
 
 `article` reproduces the article (global min-max scaling of 14 days of sales, MSE loss, LSTM-64 baseline).
-`edge` is shelfcast's default for stores: each window divided by its own mean level (no per-series state to
-ship), weekday and day-of-year inputs, a loss that matches MAPE, and small INT8 LSTMs that fit the edge budget.
+`edge` is shelfcast's default for stores: eight weeks of history, each window divided by its own mean level (no
+per-series state to ship), weekday and day-of-year inputs, a loss that matches MAPE, and small INT8 LSTMs that
+fit the edge budget. The `edge-*` configurations each take one of those choices back, for the ablation table.
 """
 
 from __future__ import annotations
@@ -39,13 +40,25 @@ ARTICLE = ModelConfig(
 
 EDGE = ModelConfig(
     name="edge",
-    input_spec=InputSpec(lookback=14, scaling="window_mean", calendar=True),
+    input_spec=InputSpec(lookback=56, scaling="window_mean", calendar=True),
     train=TrainConfig(loss="mape_like"),
     variants=tuple(VariantSpec.parse(v) for v in ("lstm32", "lstm16", "lstm8", "lstm32+int8", "lstm16+int8", "lstm8+int8")),
     description="window-mean level normalisation, weekday and day-of-year inputs, MAPE-matched loss, small INT8 LSTMs",
 )
 
-CONFIGS: dict[str, ModelConfig] = {c.name: c for c in (ARTICLE, EDGE)}
+_LSTM16 = tuple(VariantSpec.parse(v) for v in ("lstm16", "lstm16+int8"))
+ABLATIONS = (
+    replace(EDGE, name="edge-14d", input_spec=replace(EDGE.input_spec, lookback=14), variants=_LSTM16,
+            description="edge with the article's 14 days of history"),
+    replace(EDGE, name="edge-mse", train=replace(EDGE.train, loss="mse"), variants=_LSTM16,
+            description="edge trained with MSE instead of the MAPE-matched loss"),
+    replace(EDGE, name="edge-nocal", input_spec=replace(EDGE.input_spec, calendar=False), variants=_LSTM16,
+            description="edge without weekday and day-of-year inputs"),
+    replace(EDGE, name="edge-minmax", input_spec=replace(EDGE.input_spec, scaling="global_minmax"), variants=_LSTM16,
+            description="edge with the article's global min-max scaling instead of window-mean levels"),
+)
+
+CONFIGS: dict[str, ModelConfig] = {c.name: c for c in (ARTICLE, EDGE, *ABLATIONS)}
 DEFAULT_CONFIG = "edge"
 
 
