@@ -78,6 +78,7 @@ def markdown_table(doc: dict) -> str:
 def register(app: typer.Typer) -> None:
     bench = typer.Typer(help="Benchmarks that print tables and write JSON.", no_args_is_help=True)
     app.add_typer(bench, name="bench")
+    _register_readme(bench)
 
     @bench.command("compression")
     def compression(
@@ -93,6 +94,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train every variant over several seeds and compare sizes and accuracy with the article and baselines."""
         from rich.console import Console
+        from rich.markup import escape
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         from shelfcast.bench.compression import plot_pareto, run_benchmark
@@ -118,8 +120,8 @@ def register(app: typer.Typer) -> None:
             task = progress.add_task("loading", total=None)
 
             def on_step(message: str) -> None:
-                progress.update(task, description=message)
-                progress.console.log(message)
+                progress.update(task, description=escape(message))
+                progress.console.log(escape(message))
 
             doc = run_benchmark(sales, chosen, seeds, label, on_step=on_step)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -129,3 +131,16 @@ def register(app: typer.Typer) -> None:
         if markdown:
             markdown.write_text(markdown_table(doc) + "\n")
         console.print(f"wrote {out} and {out.with_suffix('.png')} in {doc['wall_seconds'] / 60:.1f} min")
+
+
+def _register_readme(bench: typer.Typer) -> None:
+    @bench.command("readme")
+    def readme(
+        path: Path = typer.Option(Path("README.md"), help="the README to update"),
+        results: Path = typer.Option(Path("bench/results"), help="where the benchmark JSON files are"),
+    ) -> None:
+        """Rewrite the README's result tables from the benchmark JSON files."""
+        from shelfcast.bench.readme import update_readme
+
+        for name in update_readme(path, results):
+            typer.echo(f"table {name} <- {results / (name + '.json')}")
