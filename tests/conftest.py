@@ -75,3 +75,29 @@ def small_sales():
     from shelfcast.data.synthetic import generate_sales
 
     return generate_sales(stores=2, items=3, start="2015-01-01", end="2016-12-31", seed=7)
+
+
+@pytest.fixture(scope="session")
+def tiny_tflite(tmp_path_factory):
+    """Two real fused-LSTM `.tflite` models with random weights (nothing trained), for protocol tests: a dict with
+    the `InputSpec` they take (14 days, window-mean scaling, calendar inputs) and the bytes of `v1` (float32) and
+    `v2` (INT8). One conversion child, ~10 s."""
+    import numpy as np
+
+    from shelfcast.compress.export import ExportJob, export_many
+    from shelfcast.features import InputSpec
+
+    spec = InputSpec(lookback=14, scaling="window_mean", calendar=True)
+    rng = np.random.default_rng(11)
+    units, features = 4, spec.n_features
+    weights = [rng.normal(0, 0.3, (features, 4 * units)), rng.normal(0, 0.3, (units, 4 * units)),
+               np.zeros(4 * units), rng.normal(0, 0.3, (units, 1)), np.ones(1)]  # Keras LSTM + Dense layout
+    weights = [w.astype(np.float32) for w in weights]
+    folder = tmp_path_factory.mktemp("tiny-tflite")
+    calibration = rng.uniform(0.0, 2.0, (32, spec.lookback, features)).astype(np.float32)
+    paths = export_many([ExportJob(weights, units, spec, "float32", folder / "v1.tflite"),
+                         ExportJob(weights, units, spec, "int8", folder / "v2.tflite", calibration)])
+    for path in paths:
+        if isinstance(path, Exception):
+            raise path
+    return {"spec": spec, "v1": paths[0].read_bytes(), "v2": paths[1].read_bytes()}

@@ -1,0 +1,127 @@
+"""Who may touch which prefix of the bucket, written once and rendered two ways: the SeaweedFS S3 identity
+configuration used locally (`infra/seaweedfs/s3-identities.json`) and the AWS IAM policies used in production
+(`infra/aws/iam/*.json`, loaded by the Terraform in `infra/aws/`).
+
+    trainer   reads and writes the whole bucket (ingest, sales store, MLflow artifacts, models, channels, log)
+    store     reads channels/ and models/ only: no listing, no writing, nothing else
+    uploader  writes landing/ only (the stores' daily sales export): it cannot read anything back
+
+Nobody but the trainer reads landing/ or the sales store. `python -m shelfcast.edge.access --write` regenerates
+the committed files; a test fails when they drift from this module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+LOCAL_BUCKET = "shelfcast"
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    read: tuple[str, ...] = ()  # key prefixes; "" is the whole bucket
+    write: tuple[str, ...] = ()
+    list_bucket: bool = False
+    admin: bool = False  # create the bucket and set versioning (local stack only; Terraform does it on AWS)
+    description: str = ""
+
+
+ROLES = (
+    Role("trainer", read=("",), write=("",), list_bucket=True, admin=True,
+         description="nightly pipeline: ingest, sales store, MLflow artifacts, publish and promote"),
+    Role("store", read=("channels/", "models/"), description="store devices: pull the channel pointer and models"),
+    Role("uploader", write=("landing/",), description="the stores' sales export: deliver daily files"),
+)
+ROLE_BY_NAME = {role.name: role for role in ROLES}
+# Local development keys, the same defaults as shelfcast.config.Settings (the uploader has no setting there).
+LOCAL_KEYS = {
+    "trainer": ("shelfcast-trainer", "shelfcast-trainer-secret"),
+    "store": ("shelfcast-store", "shelfcast-store-secret"),
+    "uploader": ("shelfcast-uploader", "shelfcast-uploader-secret"),
+}
+
+
+def seaweedfs_actions(role: Role, bucket: str) -> list[str]:
+    actions = []
+    if role.admin:
+        actions.append(f"Admin:{bucket}")
+    for verb, prefixes in (("Read", role.read), ("Write", role.write)):
+        actions += [f"{verb}:{bucket}" if prefix == "" else f"{verb}:{bucket}/{prefix}*" for prefix in prefixes]
+    if role.list_bucket:
+        actions.append(f"List:{bucket}")
+    if role.admin:
+        actions.append(f"Tagging:{bucket}")
+    return actions
+
+
+def seaweedfs_config(bucket: str = LOCAL_BUCKET, keys: dict[str, tuple[str, str]] | None = None) -> dict:
+    """The `-s3.config` document for `weed`: one identity per role."""
+    keys = keys or LOCAL_KEYS
+    return {"identities": [
+        {"name": role.name, "credentials": [{"accessKey": keys[role.name][0], "secretKey": keys[role.name][1]}],
+         "actions": seaweedfs_actions(role, bucket)}
+        for role in ROLES if role.name in keys
+    ]}
+
+
+def seaweedfs_identities(bucket: str, keys: dict[str, tuple[str, str]]):
+    """The same identities as `shelfcast.stack.seaweedfs.Identity` objects, for `start_seaweedfs`."""
+    from shelfcast.stack.seaweedfs import Identity
+
+    return [Identity(i["name"], i["credentials"][0]["accessKey"], i["credentials"][0]["secretKey"], tuple(i["actions"]))
+            for i in seaweedfs_config(bucket, keys)["identities"]]
+
+
+def _objects(bucket_arn: str, prefixes: tuple[str, ...]) -> list[str]:
+    return [f"{bucket_arn}/{prefix}*" for prefix in prefixes]
+
+
+def iam_policy(role: Role, bucket_arn: str = "${bucket_arn}", kms_key_arn: str = "${kms_key_arn}") -> dict:
+    """The role's identity policy. The placeholders are Terraform `templatefile` variables."""
+    statements = []
+    if role.list_bucket:
+        statements.append({"Sid": "ListTheBucket", "Effect": "Allow", "Action": ["s3:ListBucket", "s3:ListBucketVersions",
+                           "s3:GetBucketVersioning", "s3:GetBucketLocation"], "Resource": [bucket_arn]})
+    if role.read:
+        statements.append({"Sid": "ReadObjects", "Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+                           "Resource": _objects(bucket_arn, role.read)})
+    if role.write:
+        statements.append({"Sid": "WriteObjects", "Effect": "Allow", "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
+                           "Resource": _objects(bucket_arn, role.write)})
+    kms = (["kms:Decrypt"] if role.read else []) + (["kms:GenerateDataKey"] if role.write else [])
+    if kms:
+        statements.append({"Sid": "UseTheBucketKey", "Effect": "Allow", "Action": kms, "Resource": [kms_key_arn]})
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def render(root: Path) -> dict[Path, str]:
+    """Every generated file under the repository root, path -> text."""
+    files = {root / "infra/seaweedfs/s3-identities.json": seaweedfs_config()}
+    files.update({root / f"infra/aws/iam/{role.name}-policy.json": iam_policy(role) for role in ROLES})
+    return {path: json.dumps(doc, indent=2) + "\n" for path, doc in files.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", type=Path, default=Path("."), help="repository root")
+    parser.add_argument("--write", action="store_true", help="write the files (default: check they are current)")
+    args = parser.parse_args(argv)
+    stale = []
+    for path, text in render(args.root).items():
+        if args.write:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        elif not path.exists() or path.read_text() != text:
+            stale.append(str(path))
+    if stale:
+        print("out of date (run with --write):", *stale, sep="\n  ")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
