@@ -78,6 +78,66 @@ def small_sales():
 
 
 @pytest.fixture(scope="session")
+def prefect_api():
+    """A real Prefect API for the session (`prefect_test_harness`: a temporary server and database).
+    Yields its URL; flows called in the test process report to it."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield PREFECT_API_URL.value()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(seaweedfs, trainer_store, tmp_path_factory):
+    """A real MLflow tracking server (SQLite backend, artifacts proxied to the test bucket under `mlflow/`)."""
+    from shelfcast.stack.mlflow_server import start_mlflow_server
+    from shelfcast.stack.process import free_port
+
+    service = start_mlflow_server(
+        tmp_path_factory.mktemp("mlflow"), free_port(), f"s3://{BUCKET}/mlflow", seaweedfs.urls["s3"], *TRAINER
+    )
+    yield service
+    service.stop()
+
+
+def pipeline_env_vars(seaweedfs, home, mlflow_uri: str) -> dict[str, str]:
+    """`SHELFCAST_*` settings for one test or module: its own bucket (created here, so sales stores never mix)
+    and registered model name, `home` for local state, `mlflow_uri` for tracking."""
+    import uuid
+
+    from shelfcast.storage import ObjectStore
+
+    bucket = f"t-{uuid.uuid4().hex[:10]}"
+    ObjectStore(_client(seaweedfs, TRAINER), bucket).ensure_bucket()
+    return {
+        "SHELFCAST_HOME": str(home),
+        "SHELFCAST_S3_ENDPOINT_URL": seaweedfs.urls["s3"],
+        "SHELFCAST_BUCKET": bucket,
+        "SHELFCAST_TRAINER_ACCESS_KEY": TRAINER[0],
+        "SHELFCAST_TRAINER_SECRET_KEY": TRAINER[1],
+        "SHELFCAST_MLFLOW_TRACKING_URI": mlflow_uri,
+        "SHELFCAST_REGISTERED_MODEL": f"demand-{bucket}",
+    }
+
+
+@pytest.fixture
+def pipeline_env(seaweedfs, trainer_store, tmp_path, monkeypatch):
+    """Settings for one test (see `pipeline_env_vars`), MLflow on an SQLite file in `tmp_path`."""
+    from shelfcast.config import Settings
+
+    for key, value in pipeline_env_vars(seaweedfs, tmp_path / "home", f"sqlite:///{tmp_path / 'mlflow.db'}").items():
+        monkeypatch.setenv(key, value)
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def make_pipeline_env(seaweedfs, trainer_store):
+    """`make_pipeline_env(home, mlflow_uri) -> env dict`, for module-scoped set-ups (see `pipeline_env_vars`)."""
+    return lambda home, mlflow_uri: pipeline_env_vars(seaweedfs, home, mlflow_uri)
+
+
+@pytest.fixture(scope="session")
 def tiny_tflite(tmp_path_factory):
     """Two real fused-LSTM `.tflite` models with random weights (nothing trained), for protocol tests: a dict with
     the `InputSpec` they take (14 days, window-mean scaling, calendar inputs) and the bytes of `v1` (float32) and

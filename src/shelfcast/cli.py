@@ -13,6 +13,7 @@ import sys
 # Each module has `register(app: typer.Typer) -> None`.
 AREAS = [
     "shelfcast.bench.cli",
+    "shelfcast.pipeline.cli",
 ]
 
 

@@ -1,0 +1,2 @@
+"""Prefect flows: the only place shelfcast imports Prefect. Each flow reads like the pipeline diagram and
+calls plain functions from `shelfcast`."""

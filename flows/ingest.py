@@ -1,0 +1,71 @@
+"""The ingest flow (hourly): new files in landing/ -> validated rows in the sales store, the rest quarantined.
+
+One task lists what changed, one task per file ingests it (in name order, so a day's correction follows the
+day). I/O failures are retried; a file's data problems never fail the run, they end in the quarantine and in
+the run's markdown artifact.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from shelfcast.config import load_settings
+from shelfcast.data.store import SalesStore
+from shelfcast.ingest import (
+    DEFAULT_MAX_FILE_BYTES,
+    FileReport,
+    IngestOptions,
+    Landing,
+    ingest_file,
+    open_landing,
+    pending,
+    render_markdown,
+    store_objects,
+)
+from shelfcast.pipeline.transient import retry_on_io
+
+IO_RETRIES = dict(retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
+
+
+@task(name="list-pending", **IO_RETRIES)
+def list_pending(store: SalesStore, landing: Landing):
+    return pending(landing, store)
+
+
+@task(name="ingest-file", task_run_name="ingest {info.key}", **IO_RETRIES)
+def ingest_one(store: SalesStore, landing: Landing, info, options: IngestOptions) -> FileReport:
+    report = ingest_file(store, landing, info, options)
+    logger = get_run_logger()
+    if report.action == "quarantined":
+        logger.warning("%s quarantined: %s", report.name, report.error)
+    else:
+        logger.info("%s %s: %d read, %d accepted, %d duplicate, %d rejected", report.name, report.action,
+                    report.rows_read, report.rows_accepted, report.rows_duplicate, report.rows_rejected)
+    for warning in report.warnings:
+        logger.warning("%s: %s", report.name, warning)
+    return report
+
+
+@flow(name="ingest")
+def ingest_flow(
+    landing: str = "landing/",
+    today: date | None = None,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    allow_corrections: bool = True,
+) -> list[dict]:
+    """Ingest every new or changed file of `landing` (a bucket prefix, `s3://...`, or a folder)."""
+    settings = load_settings()
+    objects = store_objects(settings)
+    store = SalesStore(objects)
+    location = open_landing(landing, objects)
+    options = IngestOptions(today=today, max_file_bytes=max_file_bytes, allow_corrections=allow_corrections,
+                            flow_run_id=str(flow_run.get_id() or ""))
+    reports = [ingest_one(store, location, info, options) for info in list_pending(store, location)]
+    create_markdown_artifact(render_markdown(reports, location.describe(), objects.describe()),
+                             key="ingest-summary", description="files ingested, corrected and quarantined")
+    return [report.to_dict() for report in reports]

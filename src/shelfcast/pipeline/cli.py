@@ -1,0 +1,346 @@
+"""Commands of the nightly pipeline: `stack`, `ingest`, `retrain`, `serve` and `run` (the main job)."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import date
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from shelfcast.config import load_settings
+
+stack_app = typer.Typer(help="The local stack: SeaweedFS S3, Prefect server, MLflow server on 127.0.0.1.",
+                        no_args_is_help=True)
+ingest_app = typer.Typer(help="Ingest new sales files from landing/ into the sales store (runs the ingest flow).",
+                         invoke_without_command=True)
+
+
+def _console():
+    from rich.console import Console
+
+    console = Console()
+    # Piped output (make run | tee, CI logs) gets Rich's 80 columns by default: too narrow for the tables.
+    return console if console.is_terminal else Console(width=150)
+
+
+def _quiet_logs() -> None:
+    # Prefect's task states are the progress of a run and stay at INFO; MLflow's registry waits are noise.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def _flows():
+    from shelfcast.pipeline.runners import ensure_flows_importable
+
+    ensure_flows_importable()
+
+
+# ---- stack ---------------------------------------------------------------------------------------------------
+@stack_app.command("up")
+def stack_up() -> None:
+    """Start whatever is not running, wait until healthy, print the addresses."""
+    from shelfcast.stack.local import LocalStack, ui_addresses
+
+    console, settings = _console(), load_settings()
+    LocalStack(settings).up(on_step=lambda m: console.print(f"[dim]{m}[/dim]"))
+    _print_addresses(console, ui_addresses(settings))
+    console.print("Stop it with [bold]shelfcast stack down[/bold].")
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    """Stop the services this stack started (and nothing else)."""
+    from shelfcast.stack.local import LocalStack
+
+    console = _console()
+    stopped = LocalStack(load_settings()).down(on_step=lambda m: console.print(f"[dim]{m}[/dim]"))
+    console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@stack_app.command("status")
+def stack_status(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """Which services run, their pids, health and addresses."""
+    from rich.table import Table
+
+    from shelfcast.stack.local import LocalStack
+
+    report = LocalStack(load_settings()).status()
+    if as_json:
+        typer.echo(json.dumps(report, indent=1))
+        return
+    table = Table(title="shelfcast local stack")
+    for column in ("service", "started here", "pid", "running", "healthy", "port", "addresses"):
+        table.add_column(column)
+    for name, s in report.items():
+        note = "" if s["started"] or not s["port_in_use"] else " (port used by another process)"
+        table.add_row(name, "yes" if s["started"] else "no", str(s["pid"] or ""), str(s["running"]),
+                      str(s["healthy"]), f"{s['port']}{note}", " ".join(s["urls"].values()))
+    _console().print(table)
+    if not all(s["healthy"] for s in report.values()):
+        raise typer.Exit(1)
+
+
+def _print_addresses(console, addresses: dict[str, str]) -> None:
+    for name, url in addresses.items():
+        console.print(f"  {name:12s} [link={url}]{url}[/link]")
+
+
+# ---- ingest --------------------------------------------------------------------------------------------------
+@ingest_app.callback()
+def ingest(
+    ctx: typer.Context,
+    landing: str = typer.Option("landing/", help="bucket prefix, s3://BUCKET/PREFIX/, or a folder (./path)"),
+    today: Optional[str] = typer.Option(None, help="YYYY-MM-DD: rows after it are 'in the future' (default: today UTC)"),
+    max_file_bytes: int = typer.Option(256 * 1024**2, help="larger files are quarantined without being parsed"),
+    corrections: bool = typer.Option(True, help="accept a corrected file under an ingested name"),
+) -> None:
+    """Run the ingest flow once over the landing location."""
+    if ctx.invoked_subcommand is not None:
+        return
+    _quiet_logs()
+    _flows()
+    from flows.ingest import ingest_flow
+    from flows.serve import use_api
+
+    settings = load_settings()
+    with use_api(settings.prefect_api_url):
+        reports = ingest_flow(landing=landing, today=date.fromisoformat(today) if today else None,
+                              max_file_bytes=max_file_bytes, allow_corrections=corrections)
+    _print_ingest(reports)
+
+
+def _print_ingest(reports: list[dict]) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"ingest: {len(reports)} file(s)")
+    for column in ("file", "action", "read", "accepted", "duplicate", "rejected", "note"):
+        table.add_column(column, overflow="fold")
+    for r in reports:
+        note = r["error"] or "; ".join(r["warnings"])
+        table.add_row(r["name"], r["action"], str(r["rows_read"]), str(r["rows_accepted"]), str(r["rows_duplicate"]),
+                      str(r["rows_rejected"]), note[:300])
+    _console().print(table)
+
+
+def _sales_store():
+    from shelfcast.data.store import SalesStore
+    from shelfcast.ingest import store_objects
+
+    return SalesStore(store_objects(load_settings()))
+
+
+@ingest_app.command("catalog")
+def ingest_catalog(
+    add_stores: Optional[str] = typer.Option(None, help="store ids to add, e.g. 11 or 11-12"),
+    add_items: Optional[str] = typer.Option(None, help="item ids to add, e.g. 51"),
+) -> None:
+    """Show the catalogue of known stores and items, or add new ones before their first delivery."""
+    from shelfcast.data.schema import parse_range
+    from shelfcast.data.store import Catalog
+    from shelfcast.ingest import format_ids
+
+    store = _sales_store()
+    catalog, etag = store.catalog()
+    if add_stores or add_items:
+        base = catalog or Catalog(frozenset(), frozenset(), frozenset())
+        catalog = base.with_ids(parse_range(add_stores) or [], parse_range(add_items) or [])
+        store.save_catalog(catalog, etag)
+    if catalog is None:
+        typer.echo("no catalogue yet: the first ingested file creates it")
+        return
+    typer.echo(f"stores {format_ids(catalog.stores)}; items {format_ids(catalog.items)}; {len(catalog.series)} series")
+
+
+@ingest_app.command("ledger")
+def ingest_ledger(source: Optional[str] = typer.Argument(None, help="one file's history"),
+                  last: int = typer.Option(20, help="how many entries")) -> None:
+    """The ingest ledger: every processed file version, newest last."""
+    from rich.table import Table
+
+    entries = _sales_store().ledger_history(source)[-last:]
+    table = Table(title="ingest ledger")
+    for column in ("finished", "file", "seq", "action", "sha256", "read", "accepted", "dup", "rejected", "error"):
+        table.add_column(column, overflow="fold")
+    for e in entries:
+        table.add_row(e.finished_at, e.name, str(e.seq), e.action, e.sha256[:12], str(e.rows_read),
+                      str(e.rows_accepted), str(e.rows_duplicate), str(e.rows_rejected), e.error[:120])
+    _console().print(table)
+
+
+@ingest_app.command("verify")
+def ingest_verify(repair: bool = typer.Option(False, help="delete parts no ledger entry names")) -> None:
+    """Check the sales store against the ledger: parts left by interrupted runs, doubled keys."""
+    store = _sales_store()
+    stale = store.uncommitted_parts()
+    rows = len(store.load())  # raises IntegrityError on doubled keys
+    typer.echo(f"{rows:,} committed rows on {len(store.dates())} days; {len(stale)} uncommitted part(s)")
+    for part in stale[:20]:
+        typer.echo(f"  uncommitted: {part.key}")
+    if repair and stale:
+        for part in stale:
+            store.objects.delete(part.key)
+        typer.echo(f"deleted {len(stale)} uncommitted part(s)")
+
+
+@ingest_app.command("backfill")
+def ingest_backfill(
+    data: Path = typer.Option(..., help="sales in Kaggle format (CSV or the zip holding train.csv)"),
+    start: str = typer.Option(..., "--from", help="first day, YYYY-MM-DD"),
+    end: str = typer.Option(..., "--to", help="last day, YYYY-MM-DD"),
+    stores: Optional[str] = typer.Option(None), items: Optional[str] = typer.Option(None),
+    landing: str = typer.Option("landing/"),
+) -> None:
+    """Deliver the days FROM..TO of a history file to landing as one file and ingest it (idempotent)."""
+    from shelfcast.data.schema import load_sales, parse_range
+    from shelfcast.ingest import deliver_range, open_landing, store_objects
+
+    frame = load_sales(data, parse_range(stores), parse_range(items))
+    key = deliver_range(open_landing(landing, store_objects(load_settings())), frame, start, end)
+    typer.echo(f"delivered {key}")
+    ingest(typer.Context(typer.main.get_command(ingest_app)), landing=landing, today=None,
+           max_file_bytes=1 << 40, corrections=True)
+
+
+# ---- retrain, serve, run -------------------------------------------------------------------------------------
+def _retrain_config(config, variants, window_days, epochs, warm_start, task_runner, workers, seed):
+    from shelfcast.pipeline.config import RetrainConfig
+
+    return RetrainConfig.load(
+        config, variants=[v.strip() for v in variants.split(",")] if variants else None, window_days=window_days,
+        epochs=epochs, warm_start=warm_start, task_runner=task_runner, workers=workers, seed=seed,
+    )
+
+
+def retrain(
+    config: Optional[str] = typer.Option(None, help="preset (nightly, quick) or a JSON file of RetrainConfig"),
+    variants: Optional[str] = typer.Option(None, help="comma-separated, e.g. lstm16,lstm16+int8"),
+    window_days: Optional[int] = typer.Option(None), epochs: Optional[int] = typer.Option(None),
+    warm_start: Optional[bool] = typer.Option(None, "--warm-start/--cold-start"),
+    task_runner: Optional[str] = typer.Option(None, help="thread or dask"),
+    workers: Optional[int] = typer.Option(None), seed: Optional[int] = typer.Option(None),
+    night: Optional[str] = typer.Option(None, help="label of the night (default: newest sales day)"),
+    promote: bool = typer.Option(False, help="hand the candidates over to promotion"),
+) -> None:
+    """Run the nightly retrain once: every variant trained, evaluated, logged to MLflow and registered."""
+    _quiet_logs()
+    _flows()
+    from flows.retrain import retrain_flow
+    from flows.serve import use_api
+
+    settings = load_settings()
+    cfg = _retrain_config(config, variants, window_days, epochs, warm_start, task_runner, workers, seed)
+    with use_api(settings.prefect_api_url):
+        report = retrain_flow(cfg, night=night, promote=promote)
+    _console().print(night_table(report))
+
+
+def serve(
+    timezone: str = typer.Option(os.environ.get("SHELFCAST_TIMEZONE", "UTC"), help="IANA timezone of the schedules"),
+    landing: str = typer.Option("landing/"),
+    config: Optional[str] = typer.Option(None, help="retrain preset or JSON file"),
+    ingest_cron: str = typer.Option("0 * * * *"), retrain_cron: str = typer.Option("0 2 * * *"),
+) -> None:
+    """Serve ingest (hourly) and retrain (02:00) from this process until interrupted."""
+    _flows()
+    from flows.serve import serve as serve_flows, use_api
+
+    from shelfcast.pipeline.config import RetrainConfig
+
+    settings = load_settings()
+    with use_api(settings.prefect_api_url) as on_server:
+        if not on_server:
+            raise typer.BadParameter(f"no Prefect server at {settings.prefect_api_url}; run `shelfcast stack up` first")
+        serve_flows(timezone=timezone, landing=landing, ingest_cron=ingest_cron, retrain_cron=retrain_cron,
+                    retrain_config=RetrainConfig.load(config).model_dump())
+
+
+def run(
+    data: Optional[Path] = typer.Option(None, help="Kaggle train.csv or its zip (default: synthetic history)"),
+    stores: str = typer.Option("1-5"), items: str = typer.Option("1-10"),
+    days: int = typer.Option(7, help="days delivered one file per day at the end"),
+    history_days: int = typer.Option(730, help="days of synthetic history"),
+    config: str = typer.Option("quick", help="retrain preset or JSON file"),
+    variants: Optional[str] = typer.Option(None, help="comma-separated variants (default: the preset's)"),
+    promote: bool = typer.Option(True, help="hand the candidates over to promotion"),
+    seed: int = typer.Option(0),
+) -> None:
+    """The main job: stack up, history, daily deliveries + ingest, one nightly retrain, promotion, summary."""
+    _quiet_logs()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from shelfcast.pipeline.job import JobOptions, run_job
+
+    console, settings = _console(), load_settings()
+    cfg = _retrain_config(config, variants, None, None, None, None, None, seed)
+    options = JobOptions(data=data, stores=stores, items=items, history_days=history_days, deliver_days=days,
+                         seed=seed, config=cfg, promote=promote)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        summary = run_job(settings, options, say=lambda m: progress.console.print(f"[cyan]>[/cyan] {m}"),
+                          progress=progress)
+    print_summary(console, summary)
+
+
+def night_table(report: dict):
+    from rich.table import Table
+
+    candidates = {c["version"] for c in report.get("candidates", [])}
+    table = Table(title=f"night {report['night']}: MLflow run {report['parent_run_id']}")
+    for column in ("variant", "status", "MAPE %", "vs naive", ".tflite B", "gzip B", "params", "non-zero",
+                   "train s", "version", "candidate"):
+        table.add_column(column, justify="right" if column not in ("variant", "status") else "left")
+    naive = report.get("naive_mape_pct")
+    for v in report["variants"]:
+        m = v["metrics"]
+        mape = m.get("mape_pct")
+        table.add_row(
+            v["name"], v["status"], f"{mape:.2f}" if mape is not None else "-",
+            f"{mape - naive:+.2f}" if mape is not None and naive is not None else "-",
+            f"{int(m.get('tflite_bytes', 0)):,}", f"{int(m.get('gzip_bytes', 0)):,}", f"{int(m.get('params', 0)):,}",
+            f"{int(m.get('nonzero_params', 0)):,}", f"{m.get('train_seconds', 0):.1f}", v.get("version") or "-",
+            "yes" if v.get("version") in candidates else "no",
+        )
+    return table
+
+
+def print_summary(console, summary: dict) -> None:
+    from rich.table import Table
+
+    night = summary["night"]
+    ingest = summary["ingest"]
+    console.print(f"ingest: {sum(r['action'] == 'ingested' for r in ingest)} file(s) ingested, "
+                  f"{sum(r['rows_accepted'] for r in ingest):,} rows accepted, "
+                  f"{sum(r['action'] == 'quarantined' for r in ingest)} quarantined, "
+                  f"{sum(r['action'] == 'unchanged' for r in ingest)} unchanged")
+    console.print(night_table(night))
+    naive = night.get("naive_mape_pct")
+    champion = night.get("champion", {})
+    console.print(f"same-weekday two-week rule on the holdout: {naive:.2f}% MAPE; champion: "
+                  + (f"v{champion['version']} {champion['mape_pct']:.2f}%" if champion.get("mape_pct") is not None
+                     else champion.get("note", "none")))
+    promotion = night.get("promotion") or {}
+    console.print(f"promotion: {json.dumps(promotion, default=str)[:500] if promotion else 'not requested'}")
+    where = Table(title="where to look")
+    where.add_column("what")
+    where.add_column("address")
+    for name, url in summary["where"].items():
+        where.add_row(name, url)
+    for prefix, count in summary["s3_keys"].items():
+        where.add_row(f"s3 {prefix}", f"s3://{summary['where']['bucket'].split('//')[1]}{prefix} ({count} objects)")
+    where.add_row("summary", summary["summary_path"])
+    console.print(where)
+    t = summary["timings"]
+    console.print(f"done in {t['total_seconds']:.0f}s (stack {t.get('stack_seconds', 0):.0f}s, ingest "
+                  f"{t['ingest_seconds']:.0f}s, retrain {t['retrain_seconds']:.0f}s). The stack keeps running: "
+                  "`shelfcast stack status`, `shelfcast stack down`.")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(stack_app, name="stack")
+    app.add_typer(ingest_app, name="ingest")
+    app.command("retrain")(retrain)
+    app.command("serve")(serve)
+    app.command("run")(run)

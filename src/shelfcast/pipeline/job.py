@@ -1,0 +1,124 @@
+"""The main job (`shelfcast run`, `make run`): the whole nightly loop on a fresh machine, in a few minutes.
+
+1. start the local stack (SeaweedFS S3, Prefect server, MLflow server) or reuse the one already running;
+2. make history with the synthetic generator (or read `--data` in Kaggle format);
+3. deliver the history before the last days as one file, then the last days one file per day, running the
+   ingest flow after each delivery (as the hourly schedule would);
+4. run one nightly retrain on a quick configuration;
+5. hand the candidates over to promotion (when `flows/promote.py` is installed);
+6. print a summary and where to look (Prefect UI, MLflow UI, S3 keys), and write it as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+
+from shelfcast.config import Settings
+from shelfcast.ingest import deliver_days, deliver_range, open_landing, store_objects, utc_today
+from shelfcast.pipeline.config import RetrainConfig
+from shelfcast.pipeline.runners import ensure_flows_importable
+
+
+@dataclass
+class JobOptions:
+    data: Path | None = None
+    stores: str = "1-5"
+    items: str = "1-10"
+    history_days: int = 730
+    deliver_days: int = 7
+    seed: int = 0
+    config: RetrainConfig = field(default_factory=lambda: RetrainConfig.load("quick"))
+    promote: bool = True
+    start_stack: bool = True
+
+
+def make_history(options: JobOptions) -> pd.DataFrame:
+    """Sales history: the Kaggle file when given, else the generator ending yesterday (UTC)."""
+    from shelfcast.data.schema import load_sales, parse_range
+
+    if options.data is not None:
+        return load_sales(options.data, parse_range(options.stores), parse_range(options.items))
+    from shelfcast.data.synthetic import generate_sales
+
+    end = utc_today() - timedelta(days=1)
+    start = end - timedelta(days=options.history_days - 1)
+    stores, items = parse_range(options.stores), parse_range(options.items)
+    frame = generate_sales(stores=max(stores), items=max(items), start=str(start), end=str(end), seed=options.seed)
+    return frame[frame["store"].isin(stores) & frame["item"].isin(items)].reset_index(drop=True)
+
+
+def run_job(settings: Settings, options: JobOptions, say=print, progress=None) -> dict:
+    """Run the whole loop; returns the summary (also written to `<home>/last-run.json`)."""
+    ensure_flows_importable()
+    from flows.ingest import ingest_flow
+    from flows.retrain import retrain_flow
+    from flows.serve import use_api
+    from shelfcast.stack.local import LocalStack, ui_addresses
+
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    if options.start_stack:
+        step = time.perf_counter()
+        LocalStack(settings).up(on_step=lambda message: say(f"stack: {message}"))
+        timings["stack_seconds"] = time.perf_counter() - step
+
+    step = time.perf_counter()
+    history = make_history(options)
+    days = sorted(history["date"].unique())
+    if len(days) <= options.deliver_days:
+        raise ValueError(f"history has {len(days)} days; it needs more than the {options.deliver_days} delivered daily")
+    landing = open_landing("landing/", store_objects(settings))
+    split = days[-options.deliver_days - 1]
+    history_key = deliver_range(landing, history, days[0], split, kind="history")
+    say(f"history: {len(history):,} rows, {history.groupby(['store', 'item']).ngroups} series, "
+        f"{pd.Timestamp(days[0]):%Y-%m-%d}..{pd.Timestamp(days[-1]):%Y-%m-%d}; delivered {history_key}")
+
+    reports: list[dict] = []
+    with use_api(settings.prefect_api_url) as on_server:
+        if not on_server:
+            say(f"Prefect server at {settings.prefect_api_url} is not answering: flows run on a temporary local API")
+        reports += ingest_flow()
+        task = progress.add_task("daily deliveries", total=len(days[-options.deliver_days:])) if progress else None
+        for day in days[-options.deliver_days:]:
+            (key,) = deliver_days(landing, history, [day])
+            reports += ingest_flow()
+            say(f"delivered {key} and ran the ingest flow")
+            if progress:
+                progress.advance(task)
+        timings["ingest_seconds"] = time.perf_counter() - step
+
+        step = time.perf_counter()
+        names = ", ".join(spec.name for spec in options.config.model_config_obj().variants)
+        say(f"retrain: {names} on the last {options.config.window_days} days")
+        night = retrain_flow(options.config, promote=options.promote)
+        timings["retrain_seconds"] = time.perf_counter() - step
+
+    timings["total_seconds"] = time.perf_counter() - started
+    summary = {
+        "night": night,
+        "ingest": [{k: r[k] for k in ("name", "action", "rows_read", "rows_accepted", "rows_duplicate",
+                                        "rows_rejected", "error")} for r in reports],
+        "where": ui_addresses(settings),
+        "s3_keys": s3_key_counts(settings),
+        "timings": timings,
+    }
+    path = Path(settings.home) / "last-run.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(summary, indent=1, default=str))
+    summary["summary_path"] = str(path)
+    return summary
+
+
+S3_PREFIXES = ("landing/", "sales/", "ledger/", "quarantine/", "mlflow/", "models/", "channels/")
+
+
+def s3_key_counts(settings: Settings) -> dict[str, int]:
+    """How many objects each prefix of the bucket holds (what to look at, and proof that it is there)."""
+    objects = store_objects(settings)
+    return {prefix: sum(1 for _ in objects.list(prefix)) for prefix in S3_PREFIXES}

@@ -1,0 +1,262 @@
+"""The steps of one nightly retrain as plain functions; `flows/retrain.py` wraps each one in a Prefect task.
+
+Data: the rolling window (`RetrainConfig.window_days`) ending at the newest day in the sales store; the last
+`holdout_days` of every series are the evaluation period. Models: one float parent per size the variants need
+(optionally warm-started from the champion's night), then every variant built from its parent
+(`shelfcast.compress.variants.build_variant`). Context metrics for the gate: the two-week same-weekday rule
+(`naive_mape_pct`), the float parent of an INT8 variant (`parent_mape_pct`) and the current champion run on
+the same holdout (`champion_mape_pct`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from shelfcast.data.schema import parse_range
+from shelfcast.data.store import SalesStore
+from shelfcast.data.windows import SplitSpec, WindowSet, make_windows
+from shelfcast.errors import ConfigError, SalesSchemaError
+from shelfcast.features import InputSpec, build_inputs
+from shelfcast.model.baselines import same_weekday_two_weeks
+from shelfcast.model.metrics import score
+from shelfcast.pipeline.config import RetrainConfig
+
+
+@dataclass
+class TrainingData:
+    frame: pd.DataFrame
+    start: date
+    end: date
+    series: int
+
+    @property
+    def rows(self) -> int:
+        return len(self.frame)
+
+
+def load_training_data(store: SalesStore, config: RetrainConfig) -> TrainingData:
+    """The rolling window of committed sales, restricted to the configured stores and items."""
+    days = store.dates()
+    if not days:
+        raise ConfigError("the sales store is empty; deliver files to landing/ and run `shelfcast ingest` first")
+    end = days[-1]
+    start = end - timedelta(days=config.window_days - 1)
+    frame = store.load(start, end)
+    stores, items = parse_range(config.stores), parse_range(config.items)
+    if stores is not None:
+        frame = frame[frame["store"].isin(stores)]
+    if items is not None:
+        frame = frame[frame["item"].isin(items)]
+    if frame.empty:
+        raise ConfigError(f"no sales for stores={config.stores} items={config.items} in {start}..{end}")
+    frame = frame.reset_index(drop=True)
+    first = frame["date"].min().date()
+    series = int(frame.groupby(["store", "item"]).ngroups)
+    return TrainingData(frame, first, end, series)
+
+
+def night_windows(data: TrainingData, input_spec: InputSpec, holdout_days: int) -> WindowSet:
+    """Windows with the last `holdout_days` of each series held out (chronological split per series)."""
+    days = data.frame.groupby(["store", "item"])["date"].nunique().min()
+    n_windows = int(days) - input_spec.lookback
+    if n_windows <= 2 * holdout_days:
+        raise SalesSchemaError(
+            f"{days} days of history per series leave {n_windows} windows, too few for a {holdout_days}-day holdout; "
+            "ingest more history, lower holdout_days, or raise window_days"
+        )
+    split = SplitSpec(test_fraction=holdout_days / n_windows, val_fraction=0.1)
+    return make_windows(data.frame, input_spec, split)
+
+
+def parent_sizes(specs) -> list[int]:
+    return sorted({spec.units for spec in specs}, reverse=True)
+
+
+def naive_mape(windows: WindowSet) -> float:
+    """MAPE of the mean of the same weekday over the last two weeks, on the holdout."""
+    return score(windows.y_test, same_weekday_two_weeks(windows.raw_x_test)).mape_pct
+
+
+def input_dates(windows: WindowSet) -> np.ndarray:
+    """The date of every input day of every holdout window, shape (n, lookback)."""
+    lookback = windows.spec.lookback
+    targets = pd.to_datetime(windows.test_keys["date"]).to_numpy().astype("datetime64[D]")
+    return targets[:, None] - np.arange(lookback, 0, -1).astype("timedelta64[D]")
+
+
+def evaluate_tflite(path: Path, spec: InputSpec, windows: WindowSet) -> dict:
+    """MAPE/SMAPE/WAPE of a `.tflite` model (with its own input spec) on this night's holdout."""
+    from shelfcast.edge.runtime import TFLiteForecaster
+
+    if spec.lookback != windows.spec.lookback:
+        raise ValueError(f"the model reads {spec.lookback} days, the windows hold {windows.spec.lookback}")
+    x = build_inputs(windows.raw_x_test, input_dates(windows) if spec.calendar else None, spec)
+    predictions = spec.unscale(TFLiteForecaster(path).predict(x), windows.raw_x_test)
+    scores = score(windows.y_test, predictions)
+    return {"mape_pct": scores.mape_pct, "smape_pct": scores.smape_pct, "wape_pct": scores.wape_pct}
+
+
+@dataclass
+class ChampionContext:
+    """The current champion, if any: its version, its score on tonight's holdout, and where it came from."""
+
+    version: str | None = None
+    run_id: str | None = None
+    night_run_id: str | None = None
+    mape_pct: float | None = None
+    note: str = ""
+
+
+def champion_context(tracker, windows: WindowSet, workdir: Path) -> ChampionContext:
+    """Score the `champion` alias's `.tflite` on tonight's holdout (so candidates compare on the same days)."""
+    champion = tracker.champion()
+    if champion is None:
+        return ChampionContext(note="no champion yet")
+    run = tracker.client.get_run(champion.run_id)
+    context = ChampionContext(str(champion.version), champion.run_id, run.data.tags.get("mlflow.parentRunId"))
+    try:
+        spec = InputSpec.from_dict(json.loads(run.data.params["input_spec"]))
+        folder = tracker.download(champion.run_id, "tflite", workdir / "champion")
+        (path,) = sorted(folder.glob("*.tflite"))[:1]
+        context.mape_pct = evaluate_tflite(path, spec, windows)["mape_pct"]
+    except (KeyError, ValueError) as exc:
+        context.note = f"champion v{champion.version} not scored on tonight's holdout: {exc}"
+    return context
+
+
+def warm_start_weights(tracker, model_name: str, sizes: list[int], champion: ChampionContext,
+                       workdir: Path) -> tuple[dict[int, list[np.ndarray]], str]:
+    """Float parent weights per size from the champion's night (else the latest complete night).
+
+    Returns the weights found and a note saying where they came from and which sizes train cold.
+    """
+    night_run_id = champion.night_run_id
+    origin = f"champion v{champion.version}"
+    if night_run_id is None:
+        latest = tracker.latest_complete_night()
+        if latest is None:
+            return {}, "warm start requested but no earlier night exists: every size trains cold"
+        night_run_id, origin = latest.info.run_id, f"night {latest.data.tags.get('night', '?')}"
+    import keras
+
+    weights: dict[int, list[np.ndarray]] = {}
+    for run in tracker.night_runs(night_run_id):
+        params = run.data.params
+        if (run.data.tags.get("status") != "ok" or params.get("model") != model_name
+                or params.get("quantization") != "float32" or float(params.get("sparsity", 1)) != 0.0):
+            continue
+        units = int(params["units"])
+        if units not in sizes or units in weights:
+            continue
+        folder = tracker.download(run.info.run_id, "keras", workdir / f"warm-{units}")
+        (path,) = sorted(folder.glob("*.keras"))[:1]
+        weights[units] = keras.models.load_model(path, compile=False).get_weights()
+    cold = [u for u in sizes if u not in weights]
+    note = f"warm start from {origin}: " + (f"sizes {sorted(weights)} fine-tuned" if weights else "no matching model")
+    return weights, note + (f"; sizes {cold} train cold" if cold else "")
+
+
+def train_parent(windows: WindowSet, units: int, seed: int, train_config, initial_weights=None, warm_epochs=None):
+    """A float parent: trained cold, or fine-tuned from earlier weights for `warm_epochs` at the fine-tune rate."""
+    from shelfcast.model.lstm import train_lstm
+
+    if initial_weights is None:
+        return train_lstm(windows, units, seed, train_config)
+    return train_lstm(windows, units, seed, train_config, initial_weights=initial_weights, epochs=warm_epochs,
+                      learning_rate=train_config.finetune_learning_rate)
+
+
+def context_metrics(results, naive_mape_pct: float, champion: ChampionContext) -> dict[str, dict]:
+    """Per variant: the metrics the gate compares against (naive rule, float parent, champion)."""
+    by_name = {r.name: r for r in results}
+    extra = {}
+    for result in results:
+        metrics = {"naive_mape_pct": naive_mape_pct}
+        parent = by_name.get(result.float_parent) if result.float_parent else None
+        if parent is not None and parent.status == "ok":
+            metrics["parent_mape_pct"] = parent.mape_pct
+        if champion.mape_pct is not None:
+            metrics["champion_mape_pct"] = champion.mape_pct
+        extra[result.name] = metrics
+    return extra
+
+
+def plot_mape_vs_bytes(results, path: Path, naive_mape_pct: float, champion: ChampionContext, title: str) -> Path:
+    """MAPE against deployable `.tflite` bytes for the night's variants, with the naive rule and the champion."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for r in results:
+        if r.status != "ok":
+            continue
+        ax.scatter(r.tflite_bytes, r.mape_pct, marker="s" if r.quantization == "int8" else "o", color="tab:green")
+        ax.annotate(r.name, (r.tflite_bytes, r.mape_pct), fontsize=8, xytext=(4, 3), textcoords="offset points")
+    ax.axhline(naive_mape_pct, linestyle=":", color="gray", label=f"same weekday, 2 weeks: {naive_mape_pct:.2f}%")
+    if champion.mape_pct is not None:
+        ax.axhline(champion.mape_pct, linestyle="--", color="tab:blue",
+                   label=f"champion v{champion.version}: {champion.mape_pct:.2f}%")
+    ax.set_xscale("log")
+    ax.set_xlabel(".tflite bytes (log scale)")
+    ax.set_ylabel("MAPE % on the holdout (interpreter)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+@dataclass
+class NightReport:
+    """What one night produced, for the CLI table, the Prefect artifact and promotion."""
+
+    night: str
+    parent_run_id: str
+    data: dict
+    variants: list[dict] = field(default_factory=list)
+    candidates: list[dict] = field(default_factory=list)
+    naive_mape_pct: float | None = None
+    champion: dict = field(default_factory=dict)
+    warm_note: str = ""
+    seconds: float = 0.0
+    promotion: dict | None = None
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def night_markdown(report: NightReport, tracking_uri: str) -> str:
+    lines = [
+        f"# Nightly retrain {report.night}",
+        "",
+        f"Data: {report.data.get('rows', 0):,} rows, {report.data.get('series', 0)} series, "
+        f"{report.data.get('start')}..{report.data.get('end')}; holdout {report.data.get('holdout_days')} days. "
+        f"MLflow parent run `{report.parent_run_id}` at {tracking_uri}.",
+        "",
+        f"Same-weekday two-week rule on the holdout: {report.naive_mape_pct:.2f}% MAPE. "
+        + (f"Champion v{report.champion.get('version')}: {report.champion['mape_pct']:.2f}%. "
+           if report.champion.get("mape_pct") is not None else f"{report.champion.get('note', '')}. ")
+        + report.warm_note,
+        "",
+        "| variant | status | MAPE % | .tflite B | gzip B | params | non-zero | train s | version |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for v in report.variants:
+        m = v.get("metrics", {})
+        lines.append(
+            f"| {v['name']} | {v['status']} | {m.get('mape_pct', float('nan')):.2f} | {int(m.get('tflite_bytes', 0)):,} | "
+            f"{int(m.get('gzip_bytes', 0)):,} | {int(m.get('params', 0)):,} | {int(m.get('nonzero_params', 0)):,} | "
+            f"{m.get('train_seconds', 0):.1f} | {v.get('version') or v.get('reason', '')[:120]} |"
+        )
+    lines += ["", f"Candidates: {', '.join('v' + c['version'] + ' ' + c['variant'] for c in report.candidates) or 'none'}."]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,49 @@
+"""The task runner of the retrain fan-out, chosen by configuration (`RetrainConfig.task_runner`).
+
+`thread` (default): a thread pool in the flow's process; with one worker the variants run one after another,
+which is the fastest choice on a two-core machine because TensorFlow already uses both cores.
+`dask`: a local Dask cluster of `workers` processes on 127.0.0.1, or an existing cluster (`dask_address`),
+for when one machine is not enough (see infra/README.md). Workers import the `flows` package, so the
+repository root goes on their `PYTHONPATH`, and they read the night's inputs from the night's work folder,
+which must be shared storage for a remote cluster.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+def ensure_flows_importable() -> None:
+    """The `flows` package lives at the repository root, beside `src/`; the console script does not put the
+    root on `sys.path`, so add it (once) before importing a flow."""
+    import sys
+
+    if (REPO_ROOT / "flows" / "__init__.py").exists() and str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+
+
+def make_task_runner(config, workdir: Path | None = None):
+    if config.task_runner == "thread":
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=config.workers)
+    from prefect_dask import DaskTaskRunner
+
+    if config.dask_address:
+        return DaskTaskRunner(address=config.dask_address)
+    python_path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return DaskTaskRunner(
+        cluster_class="distributed.LocalCluster",
+        cluster_kwargs={
+            "n_workers": config.workers,
+            "threads_per_worker": 1,
+            "processes": True,
+            "host": "127.0.0.1",
+            "dashboard_address": None,
+            "env": {"PYTHONPATH": python_path, "TF_CPP_MIN_LOG_LEVEL": "2"},
+            "local_directory": str(workdir / "dask") if workdir else None,
+        },
+    )

@@ -1,0 +1,53 @@
+"""Which failures are worth a retry: I/O that may succeed a moment later (S3, MLflow, the network).
+
+Retries are for I/O only (never for training or for data errors); the flows' tasks pass `retry_on_io` as
+their Prefect `retry_condition_fn`.
+"""
+
+from __future__ import annotations
+
+TRANSIENT_S3_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "500", "502", "503", "504"}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for connection failures, timeouts and 5xx answers of S3 or MLflow."""
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        ConnectionClosedError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        ReadTimeoutError,
+    )
+
+    if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError)):
+        return True
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", "")) in TRANSIENT_S3_CODES
+    if isinstance(exc, (ConnectionError, TimeoutError, BotoCoreError)):
+        return True
+    try:
+        import requests
+
+        if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
+            return True
+    except ImportError:  # pragma: no cover - requests comes with mlflow
+        pass
+    try:
+        from mlflow.exceptions import MlflowException
+
+        if isinstance(exc, MlflowException):
+            text = str(exc)
+            return "Max retries exceeded" in text or "Connection refused" in text or exc.get_http_status_code() >= 500
+    except ImportError:  # pragma: no cover
+        pass
+    return False
+
+
+def retry_on_io(task, task_run, state) -> bool:
+    """Prefect `retry_condition_fn`: retry the task only when it failed on transient I/O."""
+    try:
+        state.result()
+    except Exception as exc:  # noqa: BLE001 - classify whatever the task raised
+        return is_transient(exc)
+    return False

@@ -1,0 +1,250 @@
+"""`shelfcast stack up|down|status`: the local stack (SeaweedFS S3, Prefect server, MLflow server) on 127.0.0.1.
+
+`up` starts what is not running yet, waits until each service is healthy, creates the bucket and records what
+it started in a pid file (`<home>/stack/stack.json`). `down` stops exactly the processes that file names, after
+checking that each pid still runs the command it started (a recycled pid is left alone). A port already taken
+by something this stack did not start is an error that says which setting moves it.
+
+Addresses and keys come from `Settings`: `s3_endpoint_url`, `prefect_api_url`, `mlflow_tracking_uri`, the
+bucket and the trainer and store identities.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import urlparse
+
+from shelfcast.config import Settings
+from shelfcast.errors import ServiceError
+from shelfcast.stack.mlflow_server import start_mlflow_server
+from shelfcast.stack.prefect_server import start_prefect_server
+from shelfcast.stack.process import Service, http_ok, port_open, stop_pid
+from shelfcast.stack.seaweedfs import Identity, start_seaweedfs
+
+SERVICES = ("seaweedfs", "prefect", "mlflow")
+MLFLOW_ARTIFACT_PREFIX = "mlflow"
+
+
+def identities(settings: Settings) -> list[Identity]:
+    """The trainer writes everything; a store reads only `channels/` and `models/` of the bucket."""
+    bucket = settings.bucket
+    return [
+        Identity("trainer", settings.trainer_access_key, settings.trainer_secret_key,
+                 ("Admin", "Read", "Write", "List", "Tagging")),
+        Identity("store", settings.store_access_key, settings.store_secret_key,
+                 (f"Read:{bucket}/channels/*", f"Read:{bucket}/models/*")),
+    ]
+
+
+def _port(url: str, what: str, setting: str) -> int:
+    parsed = urlparse(url)
+    if parsed.hostname not in ("127.0.0.1", "localhost") or not parsed.port:
+        raise ServiceError(f"{what} address {url!r} is not a local 127.0.0.1:PORT address; the local stack only "
+                           f"starts services on this machine (set SHELFCAST_{setting} to http://127.0.0.1:PORT...)")
+    return parsed.port
+
+
+@dataclass
+class ServiceRecord:
+    """One started service as the pid file remembers it."""
+
+    name: str
+    pid: int
+    port: int
+    urls: dict[str, str]
+    log: str
+    marker: str  # a string of its command line that identifies it (its data folder)
+    started_at: str
+
+    def running(self) -> bool:
+        """True when the pid is alive and still runs the command this stack started."""
+        try:
+            cmdline = Path(f"/proc/{self.pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            return False
+        return self.marker in cmdline
+
+    def healthy(self) -> bool:
+        return self.running() and http_ok(health_url(self.name, self.urls), timeout=2.0)
+
+
+def health_url(name: str, urls: dict[str, str]) -> str:
+    return {"seaweedfs": urls.get("s3", ""), "prefect": urls.get("api", "") + "/health",
+            "mlflow": urls.get("tracking", "") + "/health"}[name]
+
+
+@dataclass
+class StackState:
+    services: dict[str, ServiceRecord] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> "StackState":
+        if not path.exists():
+            return cls()
+        data = json.loads(path.read_text())
+        return cls({name: ServiceRecord(**record) for name, record in data.get("services", {}).items()})
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"services": {n: asdict(r) for n, r in self.services.items()}}, indent=1))
+        os.replace(tmp, path)
+
+
+class LocalStack:
+    """The three local services for one `Settings` (one home folder, one set of ports)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.root = Path(settings.stack_dir).resolve()
+        self.pid_file = self.root / "stack.json"
+        self.ports = {
+            "seaweedfs": _port(settings.s3_endpoint_url or "", "S3", "S3_ENDPOINT_URL"),
+            "prefect": _port(settings.prefect_api_url, "Prefect API", "PREFECT_API_URL"),
+            "mlflow": _port(settings.mlflow_tracking_uri, "MLflow", "MLFLOW_TRACKING_URI"),
+        }
+        self.dirs = {name: self.root / name for name in SERVICES}
+
+    # ---- status ---------------------------------------------------------------------------------------------
+    def state(self) -> StackState:
+        return StackState.load(self.pid_file)
+
+    def status(self) -> dict[str, dict]:
+        """Per service: started by this stack or not, pid, running, healthy, URLs."""
+        state = self.state()
+        report = {}
+        for name in SERVICES:
+            record = state.services.get(name)
+            if record is None:
+                report[name] = {"started": False, "running": False, "healthy": False, "pid": None,
+                                "port": self.ports[name], "port_in_use": port_open(self.ports[name]), "urls": {}}
+                continue
+            running = record.running()
+            report[name] = {"started": True, "running": running, "healthy": running and record.healthy(),
+                            "pid": record.pid, "port": record.port, "port_in_use": port_open(record.port),
+                            "urls": record.urls, "log": record.log}
+        return report
+
+    # ---- up -------------------------------------------------------------------------------------------------
+    def up(self, on_step=lambda message: None) -> dict[str, ServiceRecord]:
+        """Start every service not already running from this stack; returns the records of all three."""
+        state = self.state()
+        for name in SERVICES:
+            record = state.services.get(name)
+            if record is not None and not record.running():
+                del state.services[name]  # stale entry (machine rebooted, process killed)
+            elif record is not None:
+                on_step(f"{name} already running (pid {record.pid})")
+        for name in SERVICES:
+            if name not in state.services and port_open(self.ports[name]):
+                setting = {"seaweedfs": "S3_ENDPOINT_URL", "prefect": "PREFECT_API_URL",
+                           "mlflow": "MLFLOW_TRACKING_URI"}[name]
+                raise ServiceError(
+                    f"port {self.ports[name]} for {name} is in use by a process this stack did not start; stop it or "
+                    f"move {name} with SHELFCAST_{setting}=http://127.0.0.1:<free port>... (`shelfcast stack status`)"
+                )
+        started: list[Service] = []
+        try:
+            if "seaweedfs" not in state.services:
+                on_step(f"starting SeaweedFS S3 on 127.0.0.1:{self.ports['seaweedfs']}")
+                service = start_seaweedfs(self.dirs["seaweedfs"], identities(self.settings), self.ports["seaweedfs"])
+                started.append(service)
+                state.services["seaweedfs"] = self._record(service, "seaweedfs")
+                state.save(self.pid_file)
+            self.ensure_bucket()
+            pending = [n for n in ("prefect", "mlflow") if n not in state.services]
+            for name in pending:
+                on_step(f"starting {name} on 127.0.0.1:{self.ports[name]}")
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                futures = {name: pool.submit(self._start, name) for name in pending}
+                errors = []
+                for name, future in futures.items():
+                    try:
+                        service = future.result()
+                    except ServiceError as exc:
+                        errors.append(exc)
+                        continue
+                    started.append(service)
+                    state.services[name] = self._record(service, name)
+                    state.save(self.pid_file)
+            if errors:
+                raise errors[0]
+        except BaseException:
+            for service in started:
+                service.stop()
+                state.services.pop(service.name, None)
+            state.save(self.pid_file)
+            raise
+        for name in SERVICES:
+            on_step(f"{name} healthy at {state.services[name].urls}")
+        return state.services
+
+    def _start(self, name: str) -> Service:
+        if name == "prefect":
+            return start_prefect_server(self.dirs["prefect"], self.ports["prefect"])
+        s = self.settings
+        return start_mlflow_server(
+            self.dirs["mlflow"], self.ports["mlflow"], f"s3://{s.bucket}/{MLFLOW_ARTIFACT_PREFIX}",
+            s.s3_endpoint_url, s.trainer_access_key, s.trainer_secret_key,
+        )
+
+    def _record(self, service: Service, name: str) -> ServiceRecord:
+        return ServiceRecord(
+            name=name, pid=service.pid, port=self.ports[name], urls=service.urls, log=str(service.log_path),
+            marker=str(self.dirs[name]) if name != "prefect" else f"--port {self.ports[name]}",
+            started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
+
+    def ensure_bucket(self) -> None:
+        ensure_bucket(self.settings)
+
+    # ---- down -----------------------------------------------------------------------------------------------
+    def down(self, on_step=lambda message: None) -> list[str]:
+        """Stop the services this stack started (MLflow and Prefect first, S3 last); returns their names."""
+        state = self.state()
+        stopped = []
+        for name in ("mlflow", "prefect", "seaweedfs"):
+            record = state.services.get(name)
+            if record is None:
+                continue
+            if record.running():
+                on_step(f"stopping {name} (pid {record.pid})")
+                stop_pid(record.pid)
+                stopped.append(name)
+            else:
+                on_step(f"{name} (pid {record.pid}) is not running any more; forgetting it")
+            del state.services[name]
+            state.save(self.pid_file)
+        return stopped
+
+
+def ensure_bucket(settings: Settings, timeout: float = 30.0) -> None:
+    """Create the bucket (versioning on) with the trainer identity; the S3 gateway may need a moment."""
+    from shelfcast.storage import ObjectStore
+
+    store = ObjectStore.from_settings(settings, role="trainer")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            store.ensure_bucket()
+            return
+        except Exception as exc:  # noqa: BLE001 - the gateway answers errors until its filer is ready
+            if time.monotonic() > deadline:
+                raise ServiceError(f"could not create bucket {settings.bucket!r}: {exc}") from exc
+            time.sleep(0.5)
+
+
+def ui_addresses(settings: Settings) -> dict[str, str]:
+    """Where to look: the UIs and the S3 endpoint."""
+    return {
+        "Prefect UI": settings.prefect_api_url.removesuffix("/api"),
+        "MLflow UI": settings.mlflow_tracking_uri,
+        "S3 endpoint": settings.s3_endpoint_url or "AWS S3",
+        "bucket": f"s3://{settings.bucket}/",
+    }

@@ -1,0 +1,40 @@
+"""The Prefect server (API and UI) as a local child process bound to 127.0.0.1, with its own SQLite database.
+
+`PREFECT_HOME` is the server's own folder, so it never touches a user's Prefect profile or another server's
+database. Production runs Prefect on Postgres (see infra/README.md).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from shelfcast.stack.process import Service, http_ok, start_service
+
+
+def prefect_env(home: Path) -> dict[str, str]:
+    return {
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_UI_ENABLED": "true",
+    }
+
+
+def start_prefect_server(home: Path, port: int, timeout: float = 120.0) -> Service:
+    """Start `prefect server start` on 127.0.0.1:`port` and wait until `/api/health` answers."""
+    home = Path(home)
+    home.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port),
+            "--analytics-off", "--no-background"]
+    base = f"http://127.0.0.1:{port}"
+    return start_service(
+        "prefect",
+        argv,
+        home / "prefect-server.log",
+        healthy=lambda: http_ok(f"{base}/api/health", timeout=2.0),
+        env=prefect_env(home),
+        timeout=timeout,
+        urls={"ui": base, "api": f"{base}/api"},
+    )

@@ -1,0 +1,274 @@
+"""`Tracker`: the thin adapter over MLflow that the nightly retrain logs through.
+
+One parent run per night, one nested run per variant (parameters, seed, every metric, the five size figures,
+training time, the `.tflite` file and the Keras model), and one version of the registered model per variant,
+tagged with its technique and sizes. A version becomes a *candidate* (tag `candidate=true`) only in
+`mark_candidates`, after every variant of the night is logged and registered, so a night that dies half way
+leaves versions nobody will promote.
+
+Everything goes through an explicit `MlflowClient` (no global run state), so a `Tracker` can be passed to tasks
+in threads. MLflow's HTTP retries are bounded (`http_retries`), so a dead server fails the night in seconds
+rather than minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shelfcast.errors import ServiceError
+
+EXPERIMENT = "shelfcast-nightly"
+CANDIDATE_TAG = "candidate"
+SIZE_FIELDS = ("params", "nonzero_params", "article_bytes", "tflite_bytes", "gzip_bytes")
+
+
+@dataclass
+class Candidate:
+    """A registered variant the gate and promotion may consider (`name` is the registered model)."""
+
+    name: str
+    version: str
+    run_id: str
+    variant: str
+    technique: str
+    night: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    tflite_uri: str = ""
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in ("name", "version", "run_id", "variant", "technique", "night",
+                                               "metrics", "tags", "tflite_uri")}
+
+
+@dataclass
+class LoggedVariant:
+    name: str
+    status: str
+    run_id: str
+    version: str | None
+    metrics: dict[str, float]
+    reason: str = ""
+
+
+def _finite(metrics: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for key, value in metrics.items():
+        if value is None or isinstance(value, bool):
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(number):
+            out[key] = number
+    return out
+
+
+class Tracker:
+    """Nights, variants and registry versions in one MLflow tracking server (or an SQLite URI)."""
+
+    def __init__(self, tracking_uri: str, registered_model: str, experiment: str = EXPERIMENT,
+                 http_retries: int = 2, http_timeout_s: int = 20):
+        # MLflow reads these per request; the defaults (7 retries, 120 s) would hide a dead server for minutes.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(http_retries))
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(http_timeout_s))
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+        from mlflow import MlflowClient
+
+        self.tracking_uri = tracking_uri
+        self.registered_model = registered_model
+        self.experiment = experiment
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self._experiment_id: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings, **kwargs) -> "Tracker":
+        return cls(settings.mlflow_tracking_uri, settings.registered_model, **kwargs)
+
+    def check(self) -> None:
+        """Raise `ServiceError` with the fix when MLflow cannot be reached."""
+        try:
+            self.experiment_id()
+        except Exception as exc:  # noqa: BLE001 - any failure here means MLflow is unusable
+            raise ServiceError(
+                f"MLflow at {self.tracking_uri} is not reachable ({type(exc).__name__}: {str(exc)[:200]}); "
+                "start it with `shelfcast stack up` or set SHELFCAST_MLFLOW_TRACKING_URI"
+            ) from exc
+
+    def experiment_id(self) -> str:
+        if self._experiment_id is None:
+            found = self.client.get_experiment_by_name(self.experiment)
+            self._experiment_id = (found.experiment_id if found else
+                                   self.client.create_experiment(self.experiment, self.artifact_location()))
+        return self._experiment_id
+
+    def artifact_location(self) -> str | None:
+        """With a bare SQLite URI, artifacts go beside the database (not into the current folder); a tracking
+        server decides for itself (the local stack proxies them to S3)."""
+        if self.tracking_uri.startswith("sqlite:///"):
+            return (Path(self.tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
+        return None
+
+    # ---- a night --------------------------------------------------------------------------------------------
+    def start_night(self, night: str, params: dict[str, Any], tags: dict[str, str] | None = None) -> str:
+        run = self.client.create_run(
+            self.experiment_id(), run_name=f"night-{night}",
+            tags={"night": night, "kind": "night", "night_status": "running", **(tags or {})},
+        )
+        self.log_params(run.info.run_id, params)
+        return run.info.run_id
+
+    def log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:6000]) for k, v in params.items() if v is not None]
+        for start in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[start:start + 100])
+
+    def log_metrics(self, run_id: str, metrics: dict[str, Any]) -> None:
+        from mlflow.entities import Metric
+
+        import time
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, v, now, 0) for k, v in _finite(metrics).items()]
+        if items:
+            self.client.log_batch(run_id, metrics=items)
+
+    def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        self.client.log_text(run_id, text, artifact_file)
+
+    def log_variant(self, parent_run_id: str, night: str, result, params: dict[str, Any],
+                    extra_metrics: dict[str, Any] | None = None) -> LoggedVariant:
+        """A nested run for one `VariantResult`; a successful variant is registered as a model version."""
+        tags = {
+            "mlflow.parentRunId": parent_run_id, "night": night, "kind": "variant", "variant": result.name,
+            "technique": result.technique, "status": result.status,
+        }
+        if result.reason:
+            tags["reason"] = result.reason[:5000]
+        run = self.client.create_run(self.experiment_id(), run_name=result.name, tags=tags)
+        run_id = run.info.run_id
+        variant_params = {
+            "variant": result.name, "technique": result.technique, "units": result.units,
+            "sparsity": result.sparsity, "quantization": result.quantization, "seed": result.seed,
+            "float_parent": result.float_parent, **params,
+        }
+        self.log_params(run_id, variant_params)
+        metrics = {**result.metrics(), **(extra_metrics or {})}
+        self.log_metrics(run_id, metrics)
+        if result.status != "ok":
+            self.client.set_terminated(run_id, "FAILED")
+            return LoggedVariant(result.name, result.status, run_id, None, _finite(metrics), result.reason)
+        self.log_artifact(run_id, result.tflite_path, "tflite")
+        if result.keras_path is not None:
+            self.log_artifact(run_id, result.keras_path, "keras")
+        version = self.register(run_id, run.info.artifact_uri, result, night)
+        self.client.set_terminated(run_id, "FINISHED")
+        return LoggedVariant(result.name, "ok", run_id, version, _finite(metrics))
+
+    def register(self, run_id: str, artifact_uri: str, result, night: str) -> str:
+        """A version of the registered model for this variant, tagged with technique and sizes (not a candidate)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_registered_model(self.registered_model)
+        except MlflowException:
+            try:
+                self.client.create_registered_model(
+                    self.registered_model, description="Next-day demand forecasters for store devices (.tflite)")
+            except MlflowException:
+                pass  # created meanwhile by a concurrent task
+        tags = {
+            "variant": result.name, "technique": result.technique, "quantization": result.quantization,
+            "units": str(result.units), "sparsity": str(result.sparsity), "night": night,
+            "tflite_file": f"tflite/{Path(result.tflite_path).name}",
+            **{name: str(getattr(result, name)) for name in SIZE_FIELDS},
+            "mape_pct": f"{result.mape_pct:.4f}",
+        }
+        version = self.client.create_model_version(
+            self.registered_model, source=f"{artifact_uri}/tflite", run_id=run_id, tags=tags,
+            description=f"{result.name} ({result.technique}) from night {night}",
+        )
+        return str(version.version)
+
+    def mark_candidates(self, logged: list[LoggedVariant], night: str) -> list[Candidate]:
+        """Tag the night's registered versions as candidates: the last step, after everything is logged."""
+        versions = {item.version for item in logged if item.version is not None}
+        for version in sorted(versions, key=int):
+            self.client.set_model_version_tag(self.registered_model, version, CANDIDATE_TAG, "true")
+        return [c for c in self.candidates(night) if c.version in versions]
+
+    def finish_night(self, parent_run_id: str, status: str = "complete") -> None:
+        self.client.set_tag(parent_run_id, "night_status", status)
+        self.client.set_terminated(parent_run_id, "FINISHED" if status == "complete" else "FAILED")
+
+    def fail_night(self, parent_run_id: str, reason: str) -> None:
+        """Best effort: record the failure when MLflow still answers (it may be the thing that failed)."""
+        try:
+            self.client.set_tag(parent_run_id, "night_error", reason[:5000])
+            self.finish_night(parent_run_id, "failed")
+        except Exception:  # noqa: BLE001 - the caller re-raises the original error
+            pass
+
+    # ---- queries --------------------------------------------------------------------------------------------
+    def candidates(self, night: str | None = None) -> list[Candidate]:
+        """Versions tagged as candidates (of one night when given), newest first."""
+        query = f"name='{self.registered_model}' and tags.{CANDIDATE_TAG}='true'"
+        if night:
+            query += f" and tags.night='{night}'"
+        versions = self.client.search_model_versions(query)
+        out = []
+        for v in sorted(versions, key=lambda v: int(v.version), reverse=True):
+            run = self.client.get_run(v.run_id)
+            tags = dict(v.tags)
+            out.append(Candidate(
+                name=self.registered_model, version=str(v.version), run_id=v.run_id, variant=tags.get("variant", ""),
+                technique=tags.get("technique", ""), night=tags.get("night", ""),
+                metrics={**run.data.metrics, "variant": tags.get("variant", "")}, tags=tags,
+                tflite_uri=f"{v.source}/{Path(tags.get('tflite_file', 'tflite/model.tflite')).name}",
+            ))
+        return out
+
+    def versions(self) -> list:
+        return self.client.search_model_versions(f"name='{self.registered_model}'")
+
+    def champion(self):
+        """The model version behind the `champion` alias, or None."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_model_version_by_alias(self.registered_model, "champion")
+        except MlflowException:
+            return None
+
+    def night_runs(self, parent_run_id: str) -> list:
+        return self.client.search_runs(
+            [self.experiment_id()], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'", max_results=500)
+
+    def latest_complete_night(self):
+        runs = self.client.search_runs(
+            [self.experiment_id()], filter_string="tags.kind = 'night' and tags.night_status = 'complete'",
+            order_by=["attributes.start_time DESC"], max_results=1)
+        return runs[0] if runs else None
+
+    def download(self, run_id: str, artifact_path: str, dst: str | Path | None = None) -> Path:
+        dst = Path(dst or tempfile.mkdtemp(prefix="shelfcast-artifact-"))
+        dst.mkdir(parents=True, exist_ok=True)
+        return Path(self.client.download_artifacts(run_id, artifact_path, str(dst)))
+
+    def night_summary(self, parent_run_id: str) -> dict:
+        run = self.client.get_run(parent_run_id)
+        return {"run_id": parent_run_id, "tags": dict(run.data.tags), "metrics": dict(run.data.metrics),
+                "params": json.loads(json.dumps(dict(run.data.params)))}

@@ -1,0 +1,182 @@
+"""The ingest flow against the real Prefect API and a real SeaweedFS S3 server, including S3 outages."""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+import pytest
+
+from shelfcast.data.store import S3Objects, SalesStore
+from shelfcast.data.synthetic import generate_sales
+from shelfcast.ingest import IngestOptions, deliver_days, frame_to_csv, ingest_landing, open_landing, store_objects
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def sales():
+    return generate_sales(stores=2, items=3, start="2017-03-01", end="2017-03-10", seed=5)
+
+
+def rows(frame):
+    return frame[["date", "store", "item", "sales"]].sort_values(["store", "item", "date"]).reset_index(drop=True)
+
+
+def test_ingest_flow_on_s3_leaves_a_summary_and_is_idempotent(pipeline_env, prefect_api, sales, tmp_path):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.ingest import ingest_flow
+
+    objects = store_objects(pipeline_env)
+    landing = open_landing("landing/", objects)
+    deliver_days(landing, sales, sorted(sales["date"].unique()))
+    reports = ingest_flow()
+    assert [r["action"] for r in reports] == ["ingested"] * 10
+    store = SalesStore(objects)
+    pd.testing.assert_frame_equal(rows(store.load()), rows(sales))
+    assert ingest_flow() == []  # nothing new
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["ingest-summary"])))
+    assert any("sales-2017-03-10.csv | ingested | 6 | 6 | 0 | 0 |" in (a.data or "") for a in artifacts)
+
+    # A folder works as the landing location too; rows already ingested are duplicates, not doubled.
+    folder = open_landing(str(tmp_path / "drop"), None)
+    folder.deliver("resent-2017-03-10.csv", frame_to_csv(sales[sales["date"] == sales["date"].max()]))
+    (report,) = ingest_flow(landing=folder.objects.describe())
+    assert (report["rows_accepted"], report["rows_duplicate"]) == (0, 6)
+    assert len(store.load()) == len(sales)
+
+
+def test_bad_files_are_quarantined_while_the_next_files_are_ingested(pipeline_env, prefect_api, sales):
+    from flows.ingest import ingest_flow
+
+    objects = store_objects(pipeline_env)
+    landing = open_landing("landing/", objects)
+    landing.deliver("2017-03-01-a-wrong-columns.csv", b"day;shop;units\n2017-03-01;1;5\n")
+    landing.deliver("2017-03-01-b-garbage.csv", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 100)
+    landing.deliver("2017-03-01-c-empty.csv", b"")
+    # ~24 MB of application log: not sales data, and large (uploaded multipart, quarantined the same way).
+    landing.deliver("2017-03-01-d-app.log", b"2017-03-01T10:00:00Z INFO GET /basket 200 12ms user=4411\n" * 420_000)
+    deliver_days(landing, sales, sorted(sales["date"].unique())[:2])
+    reports = {r["name"]: r for r in ingest_flow()}
+
+    assert "missing column(s) ['date', 'store', 'item', 'sales']" in reports["2017-03-01-a-wrong-columns.csv"]["error"]
+    assert "is binary, not CSV text" in reports["2017-03-01-b-garbage.csv"]["error"]
+    assert "is empty" in reports["2017-03-01-c-empty.csv"]["error"]
+    assert "missing column(s)" in reports["2017-03-01-d-app.log"]["error"]
+    for name in ("2017-03-01-a-wrong-columns.csv", "2017-03-01-b-garbage.csv", "2017-03-01-d-app.log"):
+        assert reports[name]["action"] == "quarantined"
+        original, error = reports[name]["quarantine"]
+        assert objects.head(original).size == objects.head(f"landing/{name}").size
+        assert name in objects.get(error).body.decode()
+    assert reports["sales-2017-03-01.csv"]["rows_accepted"] == 6
+    assert reports["sales-2017-03-02.csv"]["rows_accepted"] == 6
+    assert ingest_flow() == []  # a quarantined file is not retried until it changes
+
+
+class StopServerAfterParts(S3Objects):
+    """Stops the real S3 server after `parts` sales parts were written: the outage happens mid-file."""
+
+    def __init__(self, store: S3Objects, service, parts: int):
+        super().__init__(store.client, store.bucket, attempts=2, backoff_s=0.05)
+        self.service, self.remaining = service, parts
+
+    def put(self, key, body, content_type="application/octet-stream"):
+        if key.startswith("sales/date=") and self.service.alive():
+            if self.remaining == 0:
+                self.service.stop()
+            self.remaining -= 1
+        return super().put(key, body, content_type)
+
+
+@pytest.fixture
+def own_s3(tmp_path, make_pipeline_env, monkeypatch):
+    """A SeaweedFS server of this test alone (the test stops and restarts it on the same data folder)."""
+    from shelfcast.config import Settings
+    from shelfcast.stack.local import ensure_bucket, identities
+    from shelfcast.stack.process import free_port
+    from shelfcast.stack.seaweedfs import start_seaweedfs
+
+    port = free_port()
+    env = make_pipeline_env(tmp_path / "home", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    env["SHELFCAST_S3_ENDPOINT_URL"] = f"http://127.0.0.1:{port}"
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    data_dir = tmp_path / "weed"
+    services = [start_seaweedfs(data_dir, identities(settings), port)]
+    ensure_bucket(settings)
+
+    def restart():
+        services.append(start_seaweedfs(data_dir, identities(settings), port))
+        return services[-1]
+
+    yield settings, services[0], restart
+    for service in services:
+        service.stop()
+
+
+def test_s3_down_during_ingest_then_rerun_completes_exactly_once(own_s3, sales):
+    settings, service, restart = own_s3
+    objects = store_objects(settings)
+    landing = open_landing("landing/", objects)
+    days = sorted(sales["date"].unique())
+    deliver_days(landing, sales, days[:4])
+    backfill = sales[sales["date"].isin(days[4:])]
+    landing.deliver("z-backfill.csv", backfill.assign(date=backfill["date"].dt.strftime("%Y-%m-%d"))
+                    .to_csv(index=False).encode())
+
+    # The server dies once the four daily files are in, while the backfill writes its 6 parts.
+    flaky = StopServerAfterParts(objects, service, parts=4 + 1)
+    with pytest.raises(Exception) as failure:
+        ingest_landing(SalesStore(flaky), landing, IngestOptions())
+    assert "Could not connect" in str(failure.value) or "Connect" in type(failure.value).__name__
+
+    restart()
+    store = SalesStore(store_objects(settings))
+    committed = {e.name for e in store.ledger_history()}
+    assert committed == {f"sales-{pd.Timestamp(d):%Y-%m-%d}.csv" for d in days[:4]}
+    # The store shows exactly what the ledger committed: parts the backfill wrote before the outage (parts are
+    # written in parallel, so 0 or 1 of them made it) stay invisible.
+    assert {p.source for p in store.uncommitted_parts()} <= {"z-backfill.csv"}
+    pd.testing.assert_frame_equal(rows(store.load()), rows(sales[sales["date"].isin(days[:4])]))
+
+    reports = ingest_landing(store, landing, IngestOptions())
+    assert [(r.name, r.action, r.rows_accepted) for r in reports] == [("z-backfill.csv", "ingested", 36)]
+    pd.testing.assert_frame_equal(rows(store.load()), rows(sales))  # nothing lost, nothing twice
+    assert len(store.ledger_history()) == 5 and store.uncommitted_parts() == []
+    assert ingest_landing(store, landing, IngestOptions()) == []
+
+
+def test_ingest_flow_fails_loudly_while_s3_is_down_and_a_rerun_completes(own_s3, prefect_api, sales):
+    from flows.ingest import ingest_flow
+
+    settings, service, restart = own_s3
+    objects = store_objects(settings)
+    deliver_days(open_landing("landing/", objects), sales, sorted(sales["date"].unique())[:3])
+    service.stop()
+    state = ingest_flow(return_state=True)
+    assert state.is_failed()
+    assert "Could not connect to the endpoint URL" in str(state.message) + repr(state.result(raise_on_failure=False))
+    restart()
+    reports = ingest_flow()
+    assert [r["action"] for r in reports] == ["ingested"] * 3
+    assert len(SalesStore(store_objects(settings)).load()) == 18
+
+
+def test_rejected_rows_land_in_the_quarantine_with_reasons(pipeline_env, sales):
+    objects = store_objects(pipeline_env)
+    landing = open_landing("landing/", objects)
+    deliver_days(landing, sales, [sales["date"].min()])
+    ingest_landing(SalesStore(objects), landing, IngestOptions())
+    landing.deliver("late.csv", b"date,store,item,sales\n2017-03-01,1,1,999\n2017-03-02,9,1,3\n2017-03-02,1,1,abc\n")
+    (report,) = ingest_landing(SalesStore(objects), landing, IngestOptions())
+    assert (report.rows_read, report.rows_accepted, report.rows_rejected) == (3, 0, 3)
+    quarantined = pd.read_csv(io.BytesIO(objects.get(report.quarantine[0]).body))
+    reasons = dict(zip(quarantined["line"], quarantined["reason"]))
+    assert "differs from" in reasons[2] and "sales-2017-03-01.csv" in reasons[2]
+    assert "store 9 is not in the catalogue" in reasons[3]
+    assert "not an integer count" in reasons[4]
