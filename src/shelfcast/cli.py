@@ -14,6 +14,7 @@ import sys
 AREAS = [
     "shelfcast.bench.cli",
     "shelfcast.pipeline.cli",
+    "shelfcast.monitor.cli",
 ]
 
 

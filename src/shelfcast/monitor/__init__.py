@@ -1,0 +1,8 @@
+"""Accuracy alerts and drift monitoring for on-call engineers, and the gate that blocks bad promotions.
+
+Pure core: `thresholds` (the validated configuration), `evaluation` (frames of actuals and forecasts, expected
+error), `rules` (accuracy rules on candidates and on the live champion), `data_rules` (freshness, input drift).
+Adapters: `store` (the SQLite alert log and outbox), `notify` (Slack-compatible webhook), `render` (Markdown,
+report PNG). `service` runs a check end to end; `gate.alert_gate` is the promotion gate; `cli` the on-call CLI.
+Only `flows/monitor.py` knows about Prefect.
+"""

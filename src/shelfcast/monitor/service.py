@@ -1,0 +1,195 @@
+"""The two monitor runs, as plain functions over adapters passed in (no Prefect here; flows/monitor.py wraps them).
+
+- `check_candidates` after a retrain: every candidate rule on every candidate, one record call per candidate so
+  each alert links to that candidate's MLflow run; each candidate's expected error (from its evaluation frame)
+  is saved for the day it becomes the champion.
+- `check_live` after an ingest: freshness and input drift on the sales, then the champion's accuracy on the
+  recent actuals against its expected error; the daily MAPE per store goes to the accuracy series for the report.
+
+Both return a `MonitorRun` with the findings, what changed in the alert log, and the Markdown of the run.
+Delivery of queued notifications is a separate step (`deliver`), so detection never waits on a webhook.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from shelfcast.monitor.data_rules import check_drift, check_freshness, drift_stats, newest_sales_dates, with_drift_context
+from shelfcast.monitor.evaluation import ExpectedError, WindowModel, ape_pct, evaluation_frame, forecast_targets
+from shelfcast.monitor.findings import CheckResult, Scope
+from shelfcast.monitor.notify import DeliveryReport, WebhookSender, deliver_pending
+from shelfcast.monitor.render import run_markdown
+from shelfcast.monitor.rules import CandidateLike, candidate_model, check_candidate, check_live as live_rules
+from shelfcast.monitor.store import Alert, AlertStore, Links, RecordSummary, utc_now
+from shelfcast.monitor.thresholds import Thresholds
+
+
+@dataclass
+class MonitorRun:
+    kind: str
+    result: CheckResult
+    summary: RecordSummary
+    alerts: list[Alert]  # the alerts this run opened, updated or resolved
+    markdown: str
+    extra: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        """A small, plain summary (for flow return values and logs)."""
+        return {
+            "kind": self.kind,
+            "opened": self.summary.opened,
+            "reopened": self.summary.reopened,
+            "repeated": self.summary.repeated,
+            "resolved": self.summary.resolved,
+            "queued": self.summary.queued,
+            "findings": [f"{f.severity} {f.rule} {f.scope.label}" for f in self.result.findings],
+            "skipped": self.result.skipped,
+            **self.extra,
+        }
+
+
+def mlflow_run_url(tracking_uri: str | None, run_id: str | None, experiment_id: str | None) -> str | None:
+    """The MLflow UI page of a run, when the tracking server is an HTTP one and the experiment is known."""
+    if not (tracking_uri and run_id and experiment_id) or not tracking_uri.startswith(("http://", "https://")):
+        return None
+    return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def _finish(kind: str, title: str, store: AlertStore, result: CheckResult, summary: RecordSummary, extra=None) -> MonitorRun:
+    touched = [store.get(i) for i in dict.fromkeys(summary.touched)]
+    markdown = run_markdown(title, summary, touched, result.skipped, store.list())
+    return MonitorRun(kind, result, summary, touched, markdown, extra or {})
+
+
+def check_candidates(
+    store: AlertStore,
+    thresholds: Thresholds,
+    candidates: Sequence[CandidateLike],
+    frames: Mapping[str, pd.DataFrame] | None = None,
+    links: Links = Links(),
+    tracking_uri: str | None = None,
+    experiment_id: str | None = None,
+    now=None,
+) -> MonitorRun:
+    """Run the candidate rules on each candidate and record the outcome.
+
+    `frames` maps a candidate (by `candidate_model(c)`, `c.name` or `str(c.version)`) to its evaluation frame;
+    a candidate without one is judged on its `metrics`.
+    """
+    now = now or utc_now()
+    frames = frames or {}
+    total, summary = CheckResult(), RecordSummary()
+    for candidate in candidates:
+        model = candidate_model(candidate)
+        frame = next((frames[k] for k in (model, candidate.name, str(candidate.version)) if k in frames), None)
+        result = check_candidate(candidate, thresholds, frame)
+        run_id = getattr(candidate, "run_id", None)
+        own = Links(run_id, mlflow_run_url(tracking_uri, run_id, experiment_id), links.prefect_flow_run_id, links.prefect_url)
+        part = store.record(result, thresholds.alerts, own, now)
+        for name in ("opened", "reopened", "repeated", "resolved"):
+            getattr(summary, name).extend(getattr(part, name))
+        summary.queued += part.queued
+        total.extend(result)
+        if frame is not None and candidate.version is not None:
+            store.save_expected(model, candidate.version, ExpectedError.from_frame(frame).to_json(), now)
+    return _finish("candidates", f"shelfcast monitor: {len(candidates)} candidate(s)", store, total, summary)
+
+
+def live_frame(
+    sales: pd.DataFrame, days: int, forecasts: pd.DataFrame | None = None, window_model: WindowModel | None = None,
+    lookback: int | None = None,
+) -> pd.DataFrame:
+    """The last `days` days of `sales` with the champion's forecast of each, from `forecasts` (store, item, date,
+    forecast) or by running `window_model` on the history before each day."""
+    newest = pd.Timestamp(sales["date"].max())
+    recent = sales[sales["date"] > newest - pd.Timedelta(days=days)].reset_index(drop=True)
+    if forecasts is not None:
+        merged = recent.merge(forecasts[["store", "item", "date", "forecast"]], on=["store", "item", "date"], how="left")
+        values = merged["forecast"].to_numpy(dtype=np.float64)
+    elif window_model is not None:
+        values = forecast_targets(sales, recent, window_model, lookback or getattr(window_model, "lookback", 14))
+    else:
+        raise ValueError("pass the champion's forecasts or a window model to compute them")
+    return evaluation_frame(recent, {"forecast": values})
+
+
+def daily_store_accuracy(frame: pd.DataFrame, expected: ExpectedError, thresholds: Thresholds, dates) -> list[dict]:
+    """One accuracy point per store and date: MAPE that day, its expected value and the live threshold."""
+    rows = frame[frame["date"].isin(pd.DatetimeIndex(dates))]
+    rows = rows.assign(ape=ape_pct(rows["actual"], rows["forecast"]), exp=expected.expected_ape("store", rows)[0])
+    rows = rows.dropna(subset=["ape"])
+    ceiling = thresholds.mape_ceiling.max_mape_pct
+    points = []
+    for (number, day), part in rows.groupby(["store", "date"]):
+        exp = float(part["exp"].mean())
+        points.append({
+            "subject": "champion", "scope": Scope("store", store=int(number)), "date": f"{pd.Timestamp(day):%Y-%m-%d}",
+            "n": len(part), "mape_pct": float(part["ape"].mean()), "expected_pct": exp,
+            "threshold_pct": min(exp + thresholds.live_accuracy.max_points, ceiling),
+        })
+    return points
+
+
+def check_live(
+    store: AlertStore,
+    thresholds: Thresholds,
+    sales: pd.DataFrame,
+    *,
+    forecasts: pd.DataFrame | None = None,
+    window_model: WindowModel | None = None,
+    expected: ExpectedError | None = None,
+    champion: tuple[str, object] | None = None,
+    training_sales: pd.DataFrame | None = None,
+    new_dates=None,
+    links: Links = Links(),
+    now=None,
+) -> MonitorRun:
+    """Freshness, input drift and the live champion's accuracy on `sales` (store, item, date, sales: enough recent
+    history for the longest window, plus the lookback of `window_model`).
+
+    The expected error is `expected`, else the one saved for `champion` = (model, version) when it was a
+    candidate. Without either, or without forecasts, the accuracy rules are skipped and say so.
+    """
+    now = pd.Timestamp(now or utc_now())
+    result = check_freshness(newest_sales_dates(sales), now, thresholds)
+    stats = pd.DataFrame(columns=["store", "days", "share_change_pct"])
+    drift = CheckResult()
+    if training_sales is not None:
+        stats = drift_stats(sales, training_sales, thresholds.input_drift.window_days)
+        drift = check_drift(stats, thresholds)
+    else:
+        drift.skipped.append("input_drift: no training window given")
+    accuracy = CheckResult()
+    if expected is None and champion is not None:
+        saved = store.load_expected(*champion)
+        expected = ExpectedError.from_json(saved) if saved else None
+    extra = {}
+    if expected is None:
+        accuracy.skipped.append("live_accuracy: the champion's expected error is unknown (pass expected or a "
+                                "champion whose candidate check saved one)")
+    elif forecasts is None and window_model is None:
+        accuracy.skipped.append("live_accuracy: no champion forecasts and no model to make them")
+    else:
+        days = max(thresholds.live_accuracy.windows_days + thresholds.cohort_regression.windows_days)
+        frame = live_frame(sales, days, forecasts, window_model)
+        accuracy = live_rules(frame, expected, thresholds)
+        dates = frame["date"].unique() if new_dates is None else new_dates
+        points = daily_store_accuracy(frame, expected, thresholds, dates)
+        store.record_accuracy(points, now)
+        extra["accuracy_points"] = len(points)
+    result.extend(with_drift_context(accuracy, drift, stats))
+    summary = store.record(result, thresholds.alerts, links, now)
+    version = f" v{champion[1]}" if champion else ""
+    return _finish("live", f"shelfcast monitor: live champion{version} on actuals to {pd.Timestamp(sales['date'].max()):%Y-%m-%d}",
+                   store, result, summary, extra)
+
+
+def deliver(store: AlertStore, thresholds: Thresholds, webhook_url: str | None, now=None) -> DeliveryReport:
+    """Send the queued notifications (see `notify.deliver_pending`)."""
+    policy = thresholds.alerts
+    sender = WebhookSender(webhook_url, attempts=policy.attempts_per_run, backoff_s=policy.backoff_s) if webhook_url else None
+    return deliver_pending(store, sender, policy, now)

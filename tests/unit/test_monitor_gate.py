@@ -1,0 +1,87 @@
+"""The promotion gate: critical open alerts on a candidate block it unless forced with a reason."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from shelfcast.monitor import service
+from shelfcast.monitor.gate import alert_gate
+from shelfcast.monitor.store import AlertStore
+from shelfcast.monitor.thresholds import load_thresholds
+
+pytestmark = pytest.mark.unit
+
+THRESHOLDS = load_thresholds()
+BAD = {"mape_pct": 18.0, "champion_mape_pct": 15.0, "naive_mape_pct": 16.7}
+GOOD = {"mape_pct": 14.0, "champion_mape_pct": 15.0, "naive_mape_pct": 16.7}
+
+
+def candidate(version, metrics, name="lstm16-int8"):
+    return SimpleNamespace(name=name, version=version, run_id=f"run-{version}", metrics=metrics)
+
+
+@pytest.fixture
+def store(tmp_path):
+    return AlertStore(tmp_path / "alerts.db")
+
+
+def test_a_bad_candidate_is_blocked_with_a_reason_naming_the_alert(store):
+    bad = candidate(7, BAD)
+    service.check_candidates(store, THRESHOLDS, [bad], now="2017-03-02T03:00:00")
+    reasons = alert_gate(store)(bad)
+    assert len(reasons) == 1
+    assert reasons[0].startswith("critical alert 1 (seasonal_naive, open since 2017-03-02T03:00:00 UTC)")
+    assert "--force --reason" in reasons[0]
+    assert store.events(1)[-1]["kind"] == "gate_blocked"
+
+
+def test_other_versions_and_good_candidates_pass(store):
+    service.check_candidates(store, THRESHOLDS, [candidate(7, BAD), candidate(7, GOOD, name="lstm32")])
+    gate = alert_gate(store)
+    assert gate(candidate(8, GOOD)) == []
+    assert gate(candidate(7, GOOD, name="lstm32")) == []
+
+
+def test_acknowledging_does_not_unblock_resolving_does(store):
+    bad = candidate(7, BAD)
+    service.check_candidates(store, THRESHOLDS, [bad])
+    store.acknowledge(1, "ana", "investigating")
+    assert alert_gate(store)(bad)
+    store.resolve(1, "ana", "calibration fixed, version 7 re-evaluated by hand")
+    assert alert_gate(store)(bad) == []
+
+
+def test_warnings_do_not_block(tmp_path):
+    from shelfcast.monitor.thresholds import parse_thresholds
+
+    data = THRESHOLDS.as_dict()
+    data["seasonal_naive"]["severity"] = "warning"
+    data["champion_regression"]["severity"] = "warning"
+    store = AlertStore(tmp_path / "w.db")
+    bad = candidate(7, BAD)
+    service.check_candidates(store, parse_thresholds(data), [bad])
+    assert store.list()[0].severity == "warning"
+    assert alert_gate(store)(bad) == []
+
+
+def test_forcing_passes_and_records_who_and_why(store):
+    bad = candidate(7, BAD)
+    service.check_candidates(store, THRESHOLDS, [bad])
+    gate = alert_gate(store, force_reason="holiday stock-out explains the window", actor="ana")
+    assert gate(bad) == []
+    event = store.events(1)[-1]
+    assert (event["kind"], event["actor"]) == ("gate_forced", "ana")
+    assert "holiday stock-out" in event["detail"] and "lstm16-int8 v7" in event["detail"]
+    assert store.get(1).status == "open"
+
+
+def test_forcing_without_a_reason_is_refused(store):
+    with pytest.raises(ValueError, match="needs a reason"):
+        alert_gate(store, force_reason="  ")
+
+
+def test_the_gate_is_a_plain_callable(store):
+    gate = alert_gate(store)
+    assert callable(gate) and gate.__name__ == "alert_gate"
