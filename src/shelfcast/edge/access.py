@@ -2,7 +2,8 @@
 configuration used locally (`infra/seaweedfs/s3-identities.json`) and the AWS IAM policies used in production
 (`infra/aws/iam/*.json`, loaded by the Terraform in `infra/aws/`).
 
-    trainer   reads and writes the whole bucket (ingest, sales store, MLflow artifacts, models, channels, log)
+    trainer   reads and writes the whole bucket (ingest, sales store, MLflow artifacts, models, channels, log);
+              deletes only in sales/ (parts an interrupted ingest left); models/ and the log are never deleted
     store     reads channels/ and models/ only: no listing, no writing, nothing else
     uploader  writes landing/ only (the stores' daily sales export): it cannot read anything back
 
@@ -25,13 +26,14 @@ class Role:
     name: str
     read: tuple[str, ...] = ()  # key prefixes; "" is the whole bucket
     write: tuple[str, ...] = ()
+    delete: tuple[str, ...] = ()  # SeaweedFS folds deletes into Write; IAM names them
     list_bucket: bool = False
     admin: bool = False  # create the bucket and set versioning (local stack only; Terraform does it on AWS)
     description: str = ""
 
 
 ROLES = (
-    Role("trainer", read=("",), write=("",), list_bucket=True, admin=True,
+    Role("trainer", read=("",), write=("",), delete=("sales/",), list_bucket=True, admin=True,
          description="nightly pipeline: ingest, sales store, MLflow artifacts, publish and promote"),
     Role("store", read=("channels/", "models/"), description="store devices: pull the channel pointer and models"),
     Role("uploader", write=("landing/",), description="the stores' sales export: deliver daily files"),
@@ -92,6 +94,9 @@ def iam_policy(role: Role, bucket_arn: str = "${bucket_arn}", kms_key_arn: str =
     if role.write:
         statements.append({"Sid": "WriteObjects", "Effect": "Allow", "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
                            "Resource": _objects(bucket_arn, role.write)})
+    if role.delete:
+        statements.append({"Sid": "DeleteObjects", "Effect": "Allow", "Action": ["s3:DeleteObject"],
+                           "Resource": _objects(bucket_arn, role.delete)})
     kms = (["kms:Decrypt"] if role.read else []) + (["kms:GenerateDataKey"] if role.write else [])
     if kms:
         statements.append({"Sid": "UseTheBucketKey", "Effect": "Allow", "Action": kms, "Resource": [kms_key_arn]})

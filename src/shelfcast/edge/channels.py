@@ -34,7 +34,7 @@ from shelfcast.errors import IntegrityError, PromotionConflict, ShelfcastError
 from shelfcast.storage import AlreadyExists, ObjectMissing, ObjectStore
 
 MAX_HEAL_STEPS = 1000
-_ANY = object()
+ANY = object()  # `expect=ANY`: move whatever the head is
 
 
 class PromotionRefused(ShelfcastError, RuntimeError):
@@ -115,7 +115,7 @@ def move_pointer(
     actor: str,
     reason: str = "",
     decision: str | None = None,
-    expect=_ANY,
+    expect=ANY,
     now: str | None = None,
 ) -> tuple[Pointer, Pointer | None]:
     """Move `channel` to `manifest`'s version; returns (new entry, previous pointer).
@@ -124,7 +124,7 @@ def move_pointer(
     Raises `PromotionConflict` when another promotion claimed the move first; nothing changed then.
     """
     head = read_head(objects, channel)
-    if expect is not _ANY and head.version != expect:
+    if expect is not ANY and head.version != expect:
         raise PromotionConflict(
             f"channel {channel} now serves {head.version}, not {expect} as when this promotion decided; "
             "another promotion moved it: re-run to decide again"

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import shelfcast
-from shelfcast.edge.channels import PromotionRefused, move_pointer, now_utc, read_head, read_log
+from shelfcast.edge.channels import ANY, PromotionRefused, move_pointer, now_utc, read_head, read_log
 from shelfcast.edge.manifest import Manifest, check_name, sha256_hex, utc_now
 from shelfcast.edge.registry import DEFAULT_ALIASES, Registry, move_alias
 from shelfcast.edge.selection import Candidate, Gate, SelectionPolicy, eligibility, finite_number, stable_refusal
@@ -168,8 +168,9 @@ class MoveResult:
 
 def move_channel(objects: ObjectStore, channel: str, manifest: Manifest, *, action: str, actor: str, reason: str,
                  registry: Registry | None = None, aliases: Mapping[str, str] = DEFAULT_ALIASES,
-                 decision: str | None = None, expect=None, now: str | None = None) -> MoveResult:
-    """Move the pointer (expecting head version `expect`), then the alias; the alias never blocks the move."""
+                 decision: str | None = None, expect=ANY, now: str | None = None) -> MoveResult:
+    """Move the pointer (when `expect` is given, only from head version `expect`; None means an empty channel),
+    then the alias; the alias never blocks the move."""
     entry, previous = move_pointer(objects, channel, manifest, action=action, actor=actor, reason=reason,
                                    decision=decision, expect=expect, now=now)
     alias, alias_error = move_alias(registry, aliases, channel, manifest.version)

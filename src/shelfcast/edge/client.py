@@ -1,0 +1,378 @@
+"""Store sync: keep a working model on the store device, pulled from its channel (numpy, boto3, ai-edge-litert).
+
+One sync:
+1. conditional GET of `channels/<channel>/latest.json` with the ETag last seen (304: nothing to do, no model
+   bytes move);
+2. the pointer names a version: reuse it when it is already on disk (a rollback to the previous model), else
+   download its manifest and model;
+3. check size and sha256 against the manifest (and the manifest against the pointer), load the file in LiteRT
+   and run one forecast;
+4. swap atomically on disk: the version's folder is renamed into `versions/`, then `active.json` (current and
+   previous version) is replaced in one `os.replace`. The previous model stays on disk.
+
+A corrupt, truncated or unloadable download, or S3 failing half way, is refused with a message and changes
+nothing: the store keeps serving its current model. The ETag is remembered only after a successful sync, so the
+next poll tries again.
+
+Layout of the store's folder:
+
+    active.json                    {"current": V, "previous": U, ...}: what `predict` serves
+    state.json                     pointer ETag and the last sync's outcome
+    versions/<V>/model.tflite, manifest.json
+    .incoming/                     downloads being checked (never served)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from shelfcast.edge.manifest import Manifest, Pointer, pointer_key, utc_now
+from shelfcast.edge.runtime import TFLiteForecaster
+from shelfcast.edge.verify import check_bytes, load_checked
+from shelfcast.errors import IntegrityError, ModelLoadError
+from shelfcast.storage import ObjectMissing, ObjectStore
+
+ACTIVE, STATE, VERSIONS, INCOMING = "active.json", "state.json", "versions", ".incoming"
+MODEL_FILE, MANIFEST_FILE = "model.tflite", "manifest.json"
+MAX_MODEL_BYTES = 64 * 1024 * 1024
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so that a reader (or a crash) sees the old file or the new one, never a mix."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+@dataclass(frozen=True)
+class Installed:
+    """A model version on the store's disk."""
+
+    version: str
+    folder: Path
+    manifest: Manifest
+
+    @property
+    def model_path(self) -> Path:
+        return self.folder / MODEL_FILE
+
+    def check(self) -> TFLiteForecaster:
+        """Re-check the file on disk against its manifest and load it."""
+        source = str(self.model_path)
+        try:
+            data = self.model_path.read_bytes()
+        except OSError as exc:
+            raise IntegrityError(f"{source} cannot be read ({exc})") from None
+        check_bytes(data, self.manifest, source)
+        return load_checked(self.model_path, self.manifest, source)
+
+
+def read_installed(directory: Path, version: str | None) -> Installed | None:
+    if not version:
+        return None
+    folder = Path(directory) / VERSIONS / version
+    try:
+        manifest = Manifest.from_json((folder / MANIFEST_FILE).read_bytes(), str(folder / MANIFEST_FILE))
+    except (OSError, IntegrityError):
+        return None
+    return Installed(version, folder, manifest)
+
+
+@dataclass
+class SyncResult:
+    """One poll: `status` is `unchanged`, `updated`, `empty` (channel has no version yet), `refused` (the offered
+    version failed a check) or `error` (S3 or the disk failed). `serving` is what the store runs afterwards."""
+
+    status: str
+    channel: str
+    serving: str | None
+    offered: str | None
+    message: str
+    model_bytes: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("unchanged", "updated", "empty")
+
+    def line(self, store_id: int | None = None) -> str:
+        who = f"store={store_id} " if store_id is not None else ""
+        return (f"{utc_now()} {who}channel={self.channel} status={self.status} serving={self.serving} "
+                f"offered={self.offered} model_bytes={self.model_bytes} {self.seconds * 1000:.0f}ms: {self.message}")
+
+
+class StoreClient:
+    """Syncs one store folder with one channel. `on_stage(name)` is called as each step starts (`pointer`,
+    `manifest`, `model`, `verify`, `swap`), for progress reporting and for tests that fail a step on purpose."""
+
+    def __init__(self, objects: ObjectStore, channel: str, directory: str | Path, *, store_id: int | None = None,
+                 on_stage: Callable[[str], None] | None = None, max_model_bytes: int = MAX_MODEL_BYTES):
+        self.objects = objects
+        self.channel = channel
+        self.directory = Path(directory)
+        self.store_id = store_id
+        self._on_stage = on_stage or (lambda stage: None)
+        self.stage = "idle"
+        self.max_model_bytes = max_model_bytes
+
+    def on_stage(self, stage: str) -> None:
+        self.stage = stage
+        self._on_stage(stage)
+
+    # ---- local state -----------------------------------------------------------------------------------------
+    def active(self) -> dict:
+        return read_json(self.directory / ACTIVE)
+
+    def current(self) -> Installed | None:
+        return read_installed(self.directory, self.active().get("current"))
+
+    def previous(self) -> Installed | None:
+        return read_installed(self.directory, self.active().get("previous"))
+
+    def _state(self) -> dict:
+        return read_json(self.directory / STATE)
+
+    def _save_state(self, **changes) -> None:
+        state = {**self._state(), **changes}
+        write_atomic(self.directory / STATE, json.dumps(state, indent=2, sort_keys=True).encode())
+
+    # ---- one sync --------------------------------------------------------------------------------------------
+    def sync(self) -> SyncResult:
+        started = time.perf_counter()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        current = self.current()
+        serving = current.version if current else None
+        offered: str | None = None
+        downloaded = 0
+
+        def result(status: str, message: str) -> SyncResult:
+            outcome = SyncResult(status, self.channel, self.current().version if self.current() else None, offered,
+                                 message, downloaded, time.perf_counter() - started)
+            try:
+                self._save_state(last_poll_at=utc_now(), last_status=status, last_message=message[:1000])
+            except OSError:
+                pass
+            return outcome
+
+        keep = f"; keeps serving {serving}" if serving else "; no model installed yet"
+        try:
+            self.on_stage("pointer")
+            state = self._state()
+            etag = state.get("pointer_etag") if (current and state.get("channel") == self.channel
+                                                 and state.get("pointer_version") == serving) else None
+            key = pointer_key(self.channel)
+            try:
+                fetched = self.objects.get_if_changed(key, etag)
+            except ObjectMissing:
+                return result("empty", f"channel {self.channel} has no version yet (s3://{self.objects.bucket}/{key})" + keep)
+            if fetched is None:
+                return result("unchanged", f"{self.channel} still points at {serving}")
+            pointer = Pointer.from_json(fetched.body, f"s3://{self.objects.bucket}/{key}")
+            offered = pointer.version
+            if pointer.channel != self.channel:
+                raise IntegrityError(f"{key} names channel {pointer.channel!r}, not {self.channel!r}")
+            if current and pointer.version == serving and current.manifest.sha256 == pointer.sha256:
+                self._remember(fetched.etag, pointer)
+                return result("unchanged", f"{self.channel} still points at {serving} (pointer rewritten)")
+
+            if self._reuse_local(pointer, serving):
+                self._remember(fetched.etag, pointer)
+                return result("updated", f"now serving {pointer.version} (already on disk, verified), "
+                                         f"previous {serving}")
+
+            manifest, data = self._download(pointer)
+            downloaded = len(data)
+            self.on_stage("verify")
+            staging = self._stage(manifest, data)
+            self.on_stage("swap")
+            self._install(staging, manifest.version, serving)
+            self._remember(fetched.etag, pointer)
+            return result("updated", f"now serving {manifest.version} ({manifest.bytes} bytes, sha256 "
+                                     f"{manifest.sha256[:12]}... verified, loads), previous {serving}")
+        except (IntegrityError, ModelLoadError) as exc:
+            return result("refused", f"{exc}" + keep)
+        except ObjectMissing as exc:
+            return result("refused", f"the pointer names a version that is not there ({exc})" + keep)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            hint = " (check this store's S3 credentials and policy)" if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch") else ""
+            return result("error", f"S3 refused the request: {code}{hint}: {exc}" + keep)
+        except BotoCoreError as exc:
+            return result("error", f"S3 unreachable or the transfer broke while reading the {self.stage} "
+                                   f"({type(exc).__name__}: {exc})" + keep)
+        except OSError as exc:
+            return result("error", f"local disk problem in {self.directory} ({exc})" + keep)
+        finally:
+            shutil.rmtree(self.directory / INCOMING, ignore_errors=True)
+
+    def _reuse_local(self, pointer: Pointer, serving: str | None) -> bool:
+        """Swap to a version already on disk (the previous one, after a rollback) when it still checks out."""
+        local = read_installed(self.directory, pointer.version)
+        if local is None or not pointer.matches(local.manifest):
+            return False
+        self.on_stage("verify")
+        try:
+            local.check()
+        except (IntegrityError, ModelLoadError):
+            return False  # damaged on disk: download it again
+        self.on_stage("swap")
+        self._activate(pointer.version, serving)
+        return True
+
+    def _download(self, pointer: Pointer) -> tuple[Manifest, bytes]:
+        self.on_stage("manifest")
+        source = f"s3://{self.objects.bucket}/{pointer.manifest_key}"
+        manifest = Manifest.from_json(self.objects.get(pointer.manifest_key).body, source)
+        if not pointer.matches(manifest):
+            raise IntegrityError(
+                f"{source} (version {manifest.version}, sha256 {manifest.sha256[:12]}..., {manifest.bytes} bytes) "
+                f"does not match the pointer (version {pointer.version}, sha256 {pointer.sha256[:12]}..., "
+                f"{pointer.bytes} bytes); refused"
+            )
+        if manifest.bytes > self.max_model_bytes:
+            raise IntegrityError(f"{source}: {manifest.bytes} bytes is over this store's limit of {self.max_model_bytes}")
+        self.on_stage("model")
+        data = self.objects.get(pointer.model_key).body
+        check_bytes(data, manifest, f"s3://{self.objects.bucket}/{pointer.model_key}")
+        return manifest, data
+
+    def _stage(self, manifest: Manifest, data: bytes) -> Path:
+        """Write the download beside the live models and check it loads from disk, as it will be served."""
+        staging = self.directory / INCOMING / f"{manifest.version}-{uuid.uuid4().hex[:8]}"
+        staging.mkdir(parents=True)
+        for name, payload in ((MODEL_FILE, data), (MANIFEST_FILE, manifest.to_json())):
+            with open(staging / name, "wb") as handle:
+                handle.write(payload)
+                handle.flush()
+                os.fsync(handle.fileno())
+        Installed(manifest.version, staging, manifest).check()
+        return staging
+
+    def _install(self, staging: Path, version: str, previous: str | None) -> None:
+        versions = self.directory / VERSIONS
+        versions.mkdir(exist_ok=True)
+        final = versions / version
+        if final.exists():  # a damaged copy from an earlier attempt: never the one being served
+            shutil.rmtree(final)
+        os.rename(staging, final)
+        _fsync_dir(versions)
+        self._activate(version, previous)
+
+    def _activate(self, version: str, previous: str | None) -> None:
+        previous = previous if previous != version else self.active().get("previous")
+        write_atomic(self.directory / ACTIVE, json.dumps(
+            {"current": version, "previous": previous, "channel": self.channel, "activated_at": utc_now()},
+            indent=2, sort_keys=True).encode())
+        keep = {version, previous}
+        for folder in (self.directory / VERSIONS).iterdir():
+            if folder.name not in keep:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def _remember(self, etag: str, pointer: Pointer) -> None:
+        self._save_state(channel=self.channel, pointer_etag=etag, pointer_version=pointer.version,
+                         pointer_seq=pointer.seq)
+
+    # ---- the loop --------------------------------------------------------------------------------------------
+    def run(self, every_s: float, stop: threading.Event | None = None, max_polls: int | None = None,
+            jitter: float = 0.1, report: Callable[[SyncResult], None] | None = None,
+            rng: random.Random | None = None) -> list[SyncResult]:
+        """Sync every `every_s` seconds (+- `jitter` of it, so a fleet does not poll in lockstep) until `stop`
+        is set or `max_polls` polls ran. Returns the results when it ends."""
+        stop = stop or threading.Event()
+        rng = rng or random.Random()
+        results = []
+        while not stop.is_set():
+            outcome = self.sync()
+            results.append(outcome)
+            if report:
+                report(outcome)
+            if max_polls is not None and len(results) >= max_polls:
+                break
+            stop.wait(max(0.0, every_s * (1 + rng.uniform(-jitter, jitter))))
+        return results
+
+
+def serving_model(directory: str | Path) -> tuple[TFLiteForecaster, Manifest, str | None]:
+    """The store's current model, checked and loaded; falls back to the previous one if the current file was
+    damaged on disk. Returns (forecaster, manifest, note about a fallback or None)."""
+    directory = Path(directory)
+    active = read_json(directory / ACTIVE)
+    if not active.get("current"):
+        raise ModelLoadError(f"{directory} holds no model yet; run `shelfcast store sync --dir {directory}` first")
+    problems = []
+    for role in ("current", "previous"):
+        installed = read_installed(directory, active.get(role))
+        if installed is None:
+            if active.get(role):
+                problems.append(f"{role} version {active[role]} is missing from {directory / VERSIONS}")
+            continue
+        try:
+            forecaster = installed.check()
+        except (IntegrityError, ModelLoadError) as exc:
+            problems.append(f"{role} version {installed.version}: {exc}")
+            continue
+        return forecaster, installed.manifest, ("; ".join(problems) + f"; serving {role} version "
+                                                f"{installed.version}") if problems else None
+    raise ModelLoadError(f"no usable model in {directory}: " + "; ".join(problems))
+
+
+def parse_every(text: str) -> float:
+    """`15m`, `30s`, `1h`, `900` (seconds) -> seconds."""
+    text = str(text).strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        value = float(text[:-1]) * units[text[-1]] if text and text[-1] in units else float(text)
+    except ValueError:
+        raise ValueError(f"--every {text!r}: write a duration like 15m, 30s or 1h") from None
+    if value <= 0:
+        raise ValueError(f"--every {text!r} must be positive")
+    return value
+
+
+def assigned_channel(store_id: int, assignments: dict) -> str:
+    """A store's channel from the fleet configuration `{"default": "stable", "channels": {"canary": [1, 2]}}`."""
+    from shelfcast.edge.manifest import check_name
+
+    if not isinstance(assignments, dict) or not isinstance(assignments.get("default"), str):
+        raise ValueError('channel assignments need a "default" channel, e.g. {"default": "stable", '
+                         '"channels": {"canary": [1, 2]}}')
+    matches = [channel for channel, stores in (assignments.get("channels") or {}).items() if store_id in stores]
+    if len(matches) > 1:
+        raise ValueError(f"store {store_id} is assigned to several channels {sorted(matches)}; keep one")
+    return check_name("channel", matches[0] if matches else assignments["default"])

@@ -1,0 +1,155 @@
+"""Least privilege, shown against a SeaweedFS server started with the committed identity configuration
+(`infra/seaweedfs/s3-identities.json`), and checked on the committed IAM policies and Terraform for AWS."""
+
+import fnmatch
+import json
+import time
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import ClientError
+
+from shelfcast.edge import access
+from shelfcast.edge.channels import move_pointer
+from shelfcast.edge.client import StoreClient
+from shelfcast.edge.publish import make_manifest, publish_model
+from shelfcast.stack.seaweedfs import Identity, start_seaweedfs
+from shelfcast.storage import ObjectStore, make_s3_client
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "infra" / "seaweedfs" / "s3-identities.json"
+BUCKET = access.LOCAL_BUCKET
+
+
+@pytest.fixture(scope="module")
+def local_s3(tmp_path_factory):
+    """A private SeaweedFS running exactly the committed identity file; yields {role: ObjectStore}."""
+    config = json.loads(CONFIG.read_text())
+    identities = [Identity(i["name"], i["credentials"][0]["accessKey"], i["credentials"][0]["secretKey"],
+                           tuple(i["actions"])) for i in config["identities"]]
+    server = start_seaweedfs(tmp_path_factory.mktemp("least-privilege"), identities)
+    try:
+        stores = {i.name: ObjectStore(make_s3_client(server.urls["s3"], i.access_key, i.secret_key, max_attempts=1),
+                                      BUCKET, attempts=1) for i in identities}
+        for attempt in range(60):
+            try:
+                stores["trainer"].ensure_bucket()
+                break
+            except Exception:
+                if attempt == 59:
+                    raise
+                time.sleep(0.25)
+        stores["url"] = server.urls["s3"]
+        yield stores
+    finally:
+        server.stop()
+
+
+def _denied(call) -> str:
+    with pytest.raises(ClientError) as error:
+        call()
+    return error.value.response["Error"]["Code"]
+
+
+def test_store_key_reads_channels_and_models_and_nothing_else(local_s3, tiny_tflite, tmp_path):
+    trainer, store = local_s3["trainer"], local_s3["store"]
+    data = tiny_tflite["v1"]
+    manifest = publish_model(trainer, data, make_manifest(data, name="demand", version="1",
+                                                          input_spec=tiny_tflite["spec"].to_dict()))
+    move_pointer(trainer, "stable", manifest, action="promote", actor="test")
+    trainer.put("landing/sales-2026-01-01.csv", b"date,store,item,sales\n")
+    trainer.put("sales/date=2026-01-01/part-0.parquet", b"PAR1")
+
+    # What a store needs works with its key alone: a full sync.
+    assert StoreClient(store, "stable", tmp_path / "store").sync().serving == "1"
+
+    assert _denied(lambda: store.get("landing/sales-2026-01-01.csv")) == "AccessDenied"
+    assert _denied(lambda: store.get("sales/date=2026-01-01/part-0.parquet")) == "AccessDenied"
+    assert _denied(lambda: store.get("promotions/stable/log/0000000001.json")) == "AccessDenied"
+    assert _denied(lambda: store.put("channels/stable/latest.json", b"{}")) == "AccessDenied"
+    assert _denied(lambda: store.put("models/demand/666/model.tflite", b"evil")) == "AccessDenied"
+    assert _denied(lambda: store.put("landing/x.csv", b"evil")) == "AccessDenied"
+    assert _denied(lambda: store.delete("models/demand/1/model.tflite")) == "AccessDenied"
+    assert _denied(lambda: list(store.list("models/"))) == "AccessDenied"
+    assert trainer.get("models/demand/1/model.tflite").body == data  # nothing was damaged
+
+
+def test_uploader_delivers_to_landing_but_reads_nothing(local_s3):
+    uploader, trainer = local_s3["uploader"], local_s3["trainer"]
+    uploader.put("landing/sales-2026-01-02.csv", b"date,store,item,sales\n")
+    assert trainer.get("landing/sales-2026-01-02.csv").body == b"date,store,item,sales\n"
+    assert _denied(lambda: uploader.get("landing/sales-2026-01-02.csv")) == "AccessDenied"
+    assert _denied(lambda: uploader.put("channels/stable/latest.json", b"{}")) == "AccessDenied"
+    assert _denied(lambda: uploader.get("channels/stable/latest.json")) == "AccessDenied"
+
+
+def test_unknown_keys_and_anonymous_requests_are_refused(local_s3):
+    import urllib.error
+    import urllib.request
+
+    stranger = ObjectStore(make_s3_client(local_s3["url"], "nobody", "nothing", max_attempts=1), BUCKET, attempts=1)
+    assert _denied(lambda: stranger.get("channels/stable/latest.json")) == "InvalidAccessKeyId"
+    with pytest.raises(urllib.error.HTTPError) as anonymous:
+        urllib.request.urlopen(f"{local_s3['url']}/{BUCKET}/channels/stable/latest.json", timeout=5)
+    assert anonymous.value.code == 403
+
+
+def test_committed_access_files_match_the_roles():
+    assert access.main(["--root", str(ROOT)]) == 0, "run: python -m shelfcast.edge.access --write"
+
+
+def _allows(policy: dict, action: str, resource: str) -> bool:
+    """IAM evaluation for identity policies made of Allow statements (all ours are): any match allows."""
+    return any(
+        statement["Effect"] == "Allow"
+        and any(fnmatch.fnmatchcase(action, pattern) for pattern in statement["Action"])
+        and any(fnmatch.fnmatchcase(resource, pattern) for pattern in statement["Resource"])
+        for statement in policy["Statement"]
+    )
+
+
+def _policy(role: str) -> dict:
+    text = (ROOT / "infra" / "aws" / "iam" / f"{role}-policy.json").read_text()
+    return json.loads(text.replace("${bucket_arn}", "arn:aws:s3:::shelfcast-prod")
+                      .replace("${kms_key_arn}", "arn:aws:kms:eu-west-1:1:key/k"))
+
+
+@pytest.mark.parametrize("role, action, key, allowed", [
+    ("store", "s3:GetObject", "channels/stable/latest.json", True),
+    ("store", "s3:GetObject", "models/demand/7/model.tflite", True),
+    ("store", "s3:GetObject", "landing/sales.csv", False),
+    ("store", "s3:GetObject", "sales/date=2026-01-01/part.parquet", False),
+    ("store", "s3:GetObject", "promotions/stable/log/0000000001.json", False),
+    ("store", "s3:PutObject", "channels/stable/latest.json", False),
+    ("store", "s3:PutObject", "models/demand/7/model.tflite", False),
+    ("store", "s3:DeleteObject", "models/demand/7/model.tflite", False),
+    ("store", "s3:ListBucket", "", False),
+    ("uploader", "s3:PutObject", "landing/sales.csv", True),
+    ("uploader", "s3:GetObject", "landing/sales.csv", False),
+    ("uploader", "s3:PutObject", "channels/stable/latest.json", False),
+    ("trainer", "s3:GetObject", "landing/sales.csv", True),
+    ("trainer", "s3:PutObject", "models/demand/7/model.tflite", True),
+    ("trainer", "s3:DeleteObject", "sales/date=2026-01-01/part.parquet", True),
+    ("trainer", "s3:DeleteObject", "models/demand/7/model.tflite", False),
+])
+def test_iam_policies_grant_the_same_least_privilege(role, action, key, allowed):
+    resource = "arn:aws:s3:::shelfcast-prod" + (f"/{key}" if key else "")
+    assert _allows(_policy(role), action, resource) is allowed
+
+
+def test_store_can_decrypt_but_not_encrypt_with_the_bucket_key():
+    kms = "arn:aws:kms:eu-west-1:1:key/k"
+    assert _allows(_policy("store"), "kms:Decrypt", kms) and not _allows(_policy("store"), "kms:GenerateDataKey", kms)
+    assert _allows(_policy("uploader"), "kms:GenerateDataKey", kms) and not _allows(_policy("uploader"), "kms:Decrypt", kms)
+
+
+def test_terraform_builds_the_bucket_and_roles_from_these_policies():
+    main = (ROOT / "infra" / "aws" / "main.tf").read_text()
+    for needle in ('status = "Enabled"', 'sse_algorithm     = "aws:kms"', "block_public_acls       = true",
+                   "restrict_public_buckets = true", 'templatefile("${path.module}/iam/${each.key}-policy.json"',
+                   '"s3:if-none-match"', '"s3:if-match"', '"aws:SecureTransport"'):
+        assert needle in main, needle
+    roles = main.split('roles  = toset(["', 1)[1].split('"])', 1)[0].split('", "')
+    assert sorted(roles) == sorted(r.name for r in access.ROLES)

@@ -1,0 +1,365 @@
+"""The store client against the real SeaweedFS server: conditional polls, verified atomic swaps, and every way a
+download can go wrong (corrupt, truncated at rest or on the wire, unloadable, S3 stopping half way) refused
+while the store keeps serving its model."""
+
+import json
+import re
+import socket
+import threading
+import uuid
+
+import numpy as np
+import pytest
+
+from shelfcast.edge.channels import move_pointer
+from shelfcast.edge.client import StoreClient, assigned_channel, parse_every, serving_model
+from shelfcast.edge.forecast import predict_store
+from shelfcast.edge.manifest import Pointer, model_key, pointer_key
+from shelfcast.edge.publish import make_manifest, publish_model
+from shelfcast.edge.runtime import TFLiteForecaster
+from shelfcast.edge.store_cli import DEFAULTS, main as store_main
+from shelfcast.features import build_inputs
+from shelfcast.stack.process import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def _uid() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture
+def channel(trainer_store, tiny_tflite):
+    """A fresh channel serving version 1 of a fresh model; returns (name, channel, publish(version, data))."""
+    name, channel = f"demand-{_uid()}", f"stable-{_uid()}"
+
+    def publish(version, data=None, move=True):
+        data = tiny_tflite["v1"] if data is None else data
+        manifest = publish_model(trainer_store, data, make_manifest(
+            data, name=name, version=version, input_spec=tiny_tflite["spec"].to_dict(), metrics={"mape_pct": 14.0}))
+        if move:
+            move_pointer(trainer_store, channel, manifest, action="promote", actor="test")
+        return manifest
+
+    publish("1")
+    return name, channel, publish
+
+
+def _forge(trainer_store, name, channel, version, stored_bytes, manifest_of):
+    """A damaged bucket: the model object holds `stored_bytes`, the manifest and pointer describe `manifest_of`.
+    Written around the publisher on purpose (it refuses such versions), as bit rot or a buggy tool would."""
+    manifest = make_manifest(manifest_of, name=name, version=version, input_spec={
+        "lookback": 14, "scaling": "window_mean", "calendar": True, "sales_min": 0.0, "sales_max": 1.0})
+    trainer_store.put(model_key(name, version), stored_bytes)
+    trainer_store.put(manifest.key, manifest.to_json())
+    pointer = Pointer(channel, name, version, manifest.sha256, manifest.bytes, 99, "forged", "2026-01-01T00:00:00Z",
+                      "promote", "test")
+    trainer_store.put(pointer_key(channel), pointer.to_json())
+
+
+def test_sync_installs_then_polls_for_free_then_swaps_keeping_the_previous(store_identity_store, channel, tmp_path,
+                                                                          tiny_tflite):
+    name, ch, publish = channel
+    client = StoreClient(store_identity_store, ch, tmp_path / "store")
+    first = client.sync()
+    assert (first.status, first.serving, first.model_bytes) == ("updated", "1", len(tiny_tflite["v1"]))
+    again = client.sync()
+    assert (again.status, again.serving, again.model_bytes) == ("unchanged", "1", 0)
+
+    publish("2", tiny_tflite["v2"])
+    update = client.sync()
+    assert (update.status, update.serving, update.model_bytes) == ("updated", "2", len(tiny_tflite["v2"]))
+    assert client.active()["previous"] == "1" and client.previous().model_path.read_bytes() == tiny_tflite["v1"]
+    assert sorted(p.name for p in (tmp_path / "store" / "versions").iterdir()) == ["1", "2"]
+
+    publish("3")
+    client.sync()
+    assert sorted(p.name for p in (tmp_path / "store" / "versions").iterdir()) == ["2", "3"]  # two kept
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("corrupt", "does not match the manifest's .* \\(corrupted\\); refused"),
+    ("truncated", "truncated \\(1000 bytes, manifest says"),
+    ("unloadable", "does not load"),
+])
+def test_a_damaged_version_is_refused_and_the_store_keeps_serving(trainer_store, store_identity_store, channel,
+                                                                 tmp_path, tiny_tflite, damage, message):
+    name, ch, publish = channel
+    client = StoreClient(store_identity_store, ch, tmp_path / "store")
+    assert client.sync().serving == "1"
+    good = tiny_tflite["v2"]
+    flipped = bytearray(good)
+    flipped[len(good) // 2] ^= 0xFF
+    garbage = b"TFL3" + bytes(range(256)) * 8
+    stored, described = {"corrupt": (bytes(flipped), good), "truncated": (good[:1000], good),
+                         "unloadable": (garbage, garbage)}[damage]
+    _forge(trainer_store, name, ch, "2", stored, described)
+
+    result = client.sync()
+    assert (result.status, result.serving, result.offered) == ("refused", "1", "2")
+    assert re.search(message, result.message), result.message
+    assert "keeps serving 1" in result.message
+    assert serving_model(tmp_path / "store")[1].version == "1"
+    assert not (tmp_path / "store" / ".incoming").exists() and not (tmp_path / "store" / "versions" / "2").exists()
+
+    publish("3", good)  # the next good version gets through
+    assert client.sync().serving == "3"
+
+
+class TruncatingProxy:
+    """A TCP proxy to the S3 server that cuts every `model.tflite` response body in half and closes the
+    connection: a network fault a healthy S3 server does not produce on demand, made on the wire so that boto3
+    and the client see a real short read."""
+
+    def __init__(self, upstream: str):
+        self.upstream_port = int(upstream.rsplit(":", 1)[1])
+        self.port = free_port()
+        self.cut = 0
+        self.server = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _read_head(sock):
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return None, b""
+            data += chunk
+        head, rest = data.split(b"\r\n\r\n", 1)
+        return head, rest
+
+    @staticmethod
+    def _with_close(head: bytes) -> bytes:
+        lines = [l for l in head.split(b"\r\n") if not l.lower().startswith(b"connection:")]
+        return b"\r\n".join(lines + [b"Connection: close"]) + b"\r\n\r\n"
+
+    def _serve(self, conn):
+        with conn:
+            head, body = self._read_head(conn)
+            if head is None:
+                return
+            with socket.create_connection(("127.0.0.1", self.upstream_port)) as up:
+                up.sendall(self._with_close(head) + body)
+                response = b""
+                while chunk := up.recv(65536):
+                    response += chunk
+            status_head, payload = response.split(b"\r\n\r\n", 1)
+            request_line = head.split(b"\r\n", 1)[0]
+            if request_line.startswith(b"GET ") and b"model.tflite" in request_line and len(payload) > 1:
+                self.cut += 1
+                conn.sendall(self._with_close(status_head) + payload[: len(payload) // 2])
+            else:
+                conn.sendall(self._with_close(status_head) + payload)
+
+    def close(self):
+        self.server.close()
+
+
+def test_a_download_cut_short_on_the_wire_is_refused(seaweedfs, store_identity_store, channel, tmp_path, tiny_tflite):
+    from shelfcast.storage import ObjectStore, make_s3_client
+    from tests.conftest import BUCKET, STORE
+
+    name, ch, publish = channel
+    assert StoreClient(store_identity_store, ch, tmp_path / "store").sync().serving == "1"
+    publish("2", tiny_tflite["v2"])
+    proxy = TruncatingProxy(seaweedfs.urls["s3"])
+    try:
+        objects = ObjectStore(make_s3_client(proxy.url, *STORE, max_attempts=1), BUCKET, attempts=1)
+        result = StoreClient(objects, ch, tmp_path / "store").sync()
+    finally:
+        proxy.close()
+    assert (result.status, result.serving, result.offered, proxy.cut) == ("error", "1", "2", 1)
+    full = len(tiny_tflite["v2"])
+    half = full // 2
+    assert "transfer broke while reading the model" in result.message
+    assert f"IncompleteRead({half} bytes read, {full - half} more expected)" in result.message
+    assert "keeps serving 1" in result.message and serving_model(tmp_path / "store")[1].version == "1"
+    assert StoreClient(store_identity_store, ch, tmp_path / "store").sync().serving == "2"  # a clean network
+
+
+def test_s3_stopping_in_the_middle_of_a_sync(tmp_path, tiny_tflite):
+    """A private SeaweedFS (the session's server must stay up): stop it after the pointer and manifest are read,
+    before the model is downloaded; restart it; the next sync completes."""
+    from shelfcast.edge.access import LOCAL_KEYS, seaweedfs_identities
+    from shelfcast.stack.seaweedfs import start_seaweedfs
+    from shelfcast.storage import ObjectStore, make_s3_client
+
+    data_dir, port = tmp_path / "s3", free_port()
+    identities = seaweedfs_identities("shelfcast", LOCAL_KEYS)
+    server = start_seaweedfs(data_dir, identities, s3_port=port)
+    try:
+        url = server.urls["s3"]
+        trainer = ObjectStore(make_s3_client(url, *LOCAL_KEYS["trainer"]), "shelfcast")
+        _retry(trainer.ensure_bucket)
+        for version, data in (("1", tiny_tflite["v1"]), ("2", tiny_tflite["v2"])):
+            manifest = publish_model(trainer, data, make_manifest(data, name="demand", version=version,
+                                                                  input_spec=tiny_tflite["spec"].to_dict()))
+            if version == "1":
+                move_pointer(trainer, "stable", manifest, action="promote", actor="test")
+        store = ObjectStore(make_s3_client(url, *LOCAL_KEYS["store"], connect_timeout=1, max_attempts=1),
+                            "shelfcast", attempts=2, backoff_s=0.1)
+        assert StoreClient(store, "stable", tmp_path / "store").sync().serving == "1"
+        move_pointer(trainer, "stable", manifest, action="promote", actor="test")
+
+        def stop_before_model(stage):
+            if stage == "model":
+                server.stop()
+
+        result = StoreClient(store, "stable", tmp_path / "store", on_stage=stop_before_model).sync()
+        assert (result.status, result.serving, result.offered) == ("error", "1", "2"), result.message
+        assert "S3 unreachable" in result.message and "keeps serving 1" in result.message
+        forecaster, manifest_now, _ = serving_model(tmp_path / "store")
+        assert manifest_now.version == "1"
+
+        server = start_seaweedfs(data_dir, identities, s3_port=port)
+        result = _retry(lambda: _synced(StoreClient(store, "stable", tmp_path / "store")))
+        assert (result.status, result.serving, result.model_bytes) == ("updated", "2", len(tiny_tflite["v2"]))
+    finally:
+        server.stop()
+
+
+def _synced(client):
+    result = client.sync()
+    if result.status == "error":
+        raise RuntimeError(result.message)
+    return result
+
+
+def _retry(fn, attempts=60, delay=0.25):
+    import time
+
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except Exception:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(delay)
+
+
+def _serving_2_after_1(objects, channel, tmp_path, tiny_tflite) -> StoreClient:
+    name, ch, publish = channel
+    client = StoreClient(objects, ch, tmp_path / "store")
+    assert client.sync().serving == "1"
+    publish("2", tiny_tflite["v2"])
+    assert client.sync().serving == "2"
+    return client
+
+
+def test_rollback_to_the_previous_version_uses_the_copy_on_disk(trainer_store, store_identity_store, channel,
+                                                                tmp_path, tiny_tflite):
+    name, ch, publish = channel
+    client = _serving_2_after_1(store_identity_store, channel, tmp_path, tiny_tflite)
+    one = publish("1", move=False)
+    move_pointer(trainer_store, ch, one, action="rollback", actor="test")
+    result = client.sync()
+    assert (result.status, result.serving, result.model_bytes) == ("updated", "1", 0)
+    assert client.active() | {"activated_at": None} == {"current": "1", "previous": "2", "channel": ch,
+                                                         "activated_at": None}
+
+
+def _sales_csv(path, days, items=(1, 2, 3), store=4, gap_item=None, seed=0):
+    rng = np.random.default_rng(seed)
+    dates = np.arange(np.datetime64("2017-12-31") - days + 1, np.datetime64("2018-01-01"))
+    rows, truth = ["date,store,item,sales"], {}
+    for item in items:
+        sales = rng.poisson(20 + 10 * item, size=days)
+        truth[item] = (dates, sales)
+        rows += [f"{d},{store},{item},{s}" for d, s in zip(dates, sales) if not (item == gap_item and d == dates[-3])]
+    path.write_text("\n".join(rows) + "\n")
+    return truth
+
+
+def test_predict_forecasts_tomorrow_per_item_from_raw_sales(store_identity_store, channel, tmp_path, tiny_tflite):
+    name, ch, _ = channel
+    StoreClient(store_identity_store, ch, tmp_path / "store").sync()
+    truth = _sales_csv(tmp_path / "recent.csv", days=20, gap_item=3)
+    report = predict_store(tmp_path / "store", tmp_path / "recent.csv", store_id=4)
+
+    spec = tiny_tflite["spec"]
+    model = TFLiteForecaster(tiny_tflite["v1"])
+    expected = {}
+    for item in (1, 2):
+        dates, sales = truth[item]
+        raw = sales[-14:][None, :].astype(float)
+        x = build_inputs(raw, dates[-14:][None, :], spec)
+        expected[item] = float(spec.unscale(model.predict(x), raw)[0])
+    assert [(f.item, f.date) for f in report.forecasts] == [(1, "2018-01-01"), (2, "2018-01-01")]
+    assert {f.item: f.sales for f in report.forecasts} == pytest.approx(expected, rel=1e-6)
+    assert report.version == "1" and len(report.skipped) == 1 and "store 4 item 3: 1 of the last 14 days missing" in report.skipped[0]
+
+
+def test_predict_falls_back_to_the_previous_model_when_the_current_file_is_damaged(store_identity_store, channel,
+                                                                                  tmp_path, tiny_tflite):
+    client = _serving_2_after_1(store_identity_store, channel, tmp_path, tiny_tflite)
+    client.current().model_path.write_bytes(b"damaged on disk")
+    _sales_csv(tmp_path / "recent.csv", days=14)
+    report = predict_store(tmp_path / "store", tmp_path / "recent.csv")
+    assert report.version == "1" and len(report.forecasts) == 3
+    assert "current version 2" in report.note and "serving previous version 1" in report.note
+    # the next sync notices the damaged file is not the pointer's model and restores it
+    assert client.sync().serving == "2"
+
+
+def test_store_cli_sync_once_loop_and_predict(seaweedfs, channel, tmp_path, monkeypatch, capsys):
+    from tests.conftest import BUCKET, STORE
+
+    name, ch, publish = channel
+    for key, value in {"SHELFCAST_S3_ENDPOINT_URL": seaweedfs.urls["s3"], "SHELFCAST_BUCKET": BUCKET,
+                       "SHELFCAST_STORE_ACCESS_KEY": STORE[0], "SHELFCAST_STORE_SECRET_KEY": STORE[1]}.items():
+        monkeypatch.setenv(key, value)
+    folder = str(tmp_path / "store")
+    assert store_main(["sync", "--store-id", "4", "--channel", ch, "--dir", folder]) == 0
+    assert "status=updated serving=1" in capsys.readouterr().out
+    assert store_main(["sync", "--store-id", "4", "--channel", ch, "--dir", folder, "--every", "0.05s",
+                       "--max-polls", "2", "--json"]) == 0
+    polls = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [p["status"] for p in polls] == ["unchanged", "unchanged"] and polls[0]["model_bytes"] == 0
+
+    assignments = tmp_path / "fleet.json"
+    assignments.write_text(json.dumps({"default": "nowhere", "channels": {ch: [4, 5]}}))
+    assert store_main(["sync", "--store-id", "4", "--assignments", str(assignments), "--dir", folder]) == 0
+    assert f"channel={ch} status=unchanged" in capsys.readouterr().out
+
+    _sales_csv(tmp_path / "recent.csv", days=15)
+    assert store_main(["predict", "--dir", folder, "--sales", str(tmp_path / "recent.csv"),
+                       "--out", str(tmp_path / "forecast.csv")]) == 0
+    lines = (tmp_path / "forecast.csv").read_text().splitlines()
+    assert lines[0] == "date,store,item,forecast,model_version" and len(lines) == 4
+    assert lines[1].startswith("2018-01-01,4,1,") and lines[1].endswith(",1")
+
+    monkeypatch.setenv("SHELFCAST_STORE_SECRET_KEY", "wrong")
+    assert store_main(["sync", "--store-id", "4", "--channel", ch, "--dir", folder]) == 1
+    assert "status=error serving=1" in capsys.readouterr().out
+
+
+def test_store_settings_default_like_the_trainer_settings():
+    from shelfcast.config import Settings
+
+    settings = Settings(_env_file=None)
+    assert DEFAULTS == {"SHELFCAST_S3_ENDPOINT_URL": settings.s3_endpoint_url, "SHELFCAST_S3_REGION": settings.s3_region,
+                        "SHELFCAST_BUCKET": settings.bucket, "SHELFCAST_STORE_ACCESS_KEY": settings.store_access_key,
+                        "SHELFCAST_STORE_SECRET_KEY": settings.store_secret_key}
+
+
+def test_channel_assignment_and_poll_interval_parsing():
+    fleet = {"default": "stable", "channels": {"canary": [1, 2], "pilot": [7]}}
+    assert [assigned_channel(s, fleet) for s in (1, 2, 3, 7)] == ["canary", "canary", "stable", "pilot"]
+    with pytest.raises(ValueError, match="several channels"):
+        assigned_channel(1, {"default": "stable", "channels": {"canary": [1], "pilot": [1]}})
+    assert [parse_every(t) for t in ("15m", "30s", "1h", "90")] == [900, 30, 3600, 90]
+    with pytest.raises(ValueError, match="15m"):
+        parse_every("soon")

@@ -1,0 +1,39 @@
+"""A real sync and a real forecast by `shelfcast store` in an interpreter where every trainer package (TensorFlow,
+Prefect, MLflow, pandas, Typer, Rich, pydantic, ...) refuses to import: what a `shelfcast[store]` device runs."""
+
+import uuid
+
+import numpy as np
+import pytest
+
+from shelfcast.edge.channels import move_pointer
+from shelfcast.edge.publish import make_manifest, publish_model
+from tests.conftest import BUCKET, STORE
+from tests.unit.test_store_imports import run_store_command
+
+pytestmark = pytest.mark.integration
+
+
+def test_sync_and_predict_with_the_trainer_stack_refused(seaweedfs, trainer_store, tiny_tflite, tmp_path):
+    name, channel = f"demand-{uuid.uuid4().hex[:8]}", f"stable-{uuid.uuid4().hex[:8]}"
+    data = tiny_tflite["v2"]
+    manifest = publish_model(trainer_store, data, make_manifest(data, name=name, version="7",
+                                                                input_spec=tiny_tflite["spec"].to_dict()))
+    move_pointer(trainer_store, channel, manifest, action="promote", actor="test")
+    env = {"SHELFCAST_S3_ENDPOINT_URL": seaweedfs.urls["s3"], "SHELFCAST_BUCKET": BUCKET,
+           "SHELFCAST_STORE_ACCESS_KEY": STORE[0], "SHELFCAST_STORE_SECRET_KEY": STORE[1]}
+    folder = str(tmp_path / "store")
+
+    sync = run_store_command(["store", "sync", "--store-id", "3", "--channel", channel, "--dir", folder], env)
+    assert sync.returncode == 0, sync.stderr[-3000:]
+    assert "status=updated serving=7" in sync.stdout
+
+    days = np.arange(np.datetime64("2018-03-01"), np.datetime64("2018-03-15"))
+    rows = ["date,store,item,sales"] + [f"{d},3,{item},{10 * item + i % 7}" for item in (1, 2) for i, d in enumerate(days)]
+    (tmp_path / "recent.csv").write_text("\n".join(rows) + "\n")
+    predict = run_store_command(["store", "predict", "--dir", folder, "--sales", str(tmp_path / "recent.csv")], env)
+    assert predict.returncode == 0, predict.stderr[-3000:]
+    lines = predict.stdout.strip().splitlines()
+    assert lines[0] == "date,store,item,forecast,model_version" and len(lines) == 3
+    assert all(line.startswith("2018-03-15,3,") and line.endswith(",7") for line in lines[1:])
+    assert all(float(line.split(",")[3]) >= 0 for line in lines[1:])

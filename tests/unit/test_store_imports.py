@@ -1,0 +1,71 @@
+"""The store side installs as `shelfcast[store]` (numpy, boto3, ai-edge-litert): its modules and the `shelfcast
+store` command must never import the trainer's stack. Each check runs a fresh interpreter in which importing
+any trainer package raises."""
+
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+TRAINER_ONLY = ("tensorflow", "tf_keras", "keras", "prefect", "mlflow", "pandas", "pyarrow", "scipy", "typer",
+                "rich", "pydantic", "pydantic_settings", "matplotlib", "dask", "distributed")
+
+# Prepended to every child: a meta-path finder that refuses the trainer's packages, and a check at exit that none
+# of them was loaded some other way (e.g. by a .pth file at start-up).
+BLOCKER = f"""
+import atexit, importlib.abc, sys
+BLOCKED = {TRAINER_ONLY!r}
+class RefuseTrainerPackages(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"the store side imported {{name}}, which shelfcast[store] does not install")
+sys.meta_path.insert(0, RefuseTrainerPackages())
+def _check():
+    loaded = sorted({{m.split(".")[0] for m in sys.modules}} & set(BLOCKED))
+    if loaded:
+        print("LOADED:", loaded, file=sys.stderr)
+        sys.stderr.flush()
+        import os
+        os._exit(3)
+atexit.register(_check)
+"""
+
+STORE_MODULES = ("shelfcast.edge.store_cli", "shelfcast.edge.client", "shelfcast.edge.forecast",
+                 "shelfcast.edge.verify", "shelfcast.edge.manifest", "shelfcast.edge.runtime", "shelfcast.storage",
+                 "shelfcast.features", "shelfcast.errors")
+
+
+def run_store(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", BLOCKER + code], capture_output=True, text=True, timeout=timeout)
+
+
+def run_store_command(args: list[str], env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`shelfcast store ...` through the console script's entry point, with the trainer packages refused."""
+    import os
+
+    code = f"import sys\nfrom shelfcast.cli import main\nsys.argv = ['shelfcast', *{args!r}]\nmain()\n"
+    return subprocess.run([sys.executable, "-c", BLOCKER + code], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def test_the_blocker_does_block():
+    result = run_store("import pandas\n")
+    assert result.returncode != 0 and "the store side imported pandas" in result.stderr
+
+
+def test_store_modules_import_without_the_trainer_stack():
+    result = run_store("".join(f"import {m}\n" for m in STORE_MODULES) + "print('ok')\n")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "ok"
+
+
+def test_store_command_runs_without_the_trainer_stack(tmp_path):
+    help_text = run_store_command(["store", "sync", "--help"])
+    assert help_text.returncode == 0, help_text.stderr[-3000:]
+    assert "--every" in help_text.stdout and "--store-id" in help_text.stdout
+
+    (tmp_path / "recent.csv").write_text("date,store,item,sales\n2018-01-01,1,1,5\n")
+    empty = run_store_command(["store", "predict", "--dir", str(tmp_path / "none"), "--sales", str(tmp_path / "recent.csv")])
+    assert empty.returncode == 2 and "holds no model yet; run `shelfcast store sync" in empty.stderr, empty.stderr
