@@ -12,9 +12,32 @@ import sys
 import numpy as np
 
 
+def _reset_state_between_calibration_samples() -> None:
+    """The fused LSTM keeps its state in variable tensors, and the calibrator feeds samples one after another
+    without resetting them: each sample would start from the previous sample's final state, and the recorded
+    ranges (the output range above all) would describe a model nobody runs. `Prepare()` re-allocates the
+    calibration interpreter and resets its variables, so calling it before every sample calibrates the model
+    exactly as stores run it (state reset before each forecast)."""
+    from tensorflow.lite.python.optimize import calibrator
+
+    def feed_tensors(self, dataset_gen, resize_input):
+        for sample in dataset_gen():
+            if not isinstance(sample, list):
+                raise ValueError("representative samples must be lists of input arrays")
+            if resize_input:
+                self._calibrator.Prepare([list(s.shape) for s in sample])
+            else:
+                self._calibrator.Prepare()
+            self._calibrator.FeedTensor(sample)
+
+    calibrator.Calibrator._feed_tensors = feed_tensors
+
+
 def convert(job: dict) -> bytes:
     import tensorflow as tf
     import tf_keras
+
+    _reset_state_between_calibration_samples()
 
     arrays = np.load(job["npz"])
     weights = [arrays[f"w{i}"] for i in range(job["n_weights"])]
