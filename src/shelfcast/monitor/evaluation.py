@@ -119,6 +119,23 @@ def candidate_frame(keys: pd.DataFrame, actual, forecast, *, champion=None, naiv
     named = {"forecast": forecast, "champion_forecast": champion, "naive_forecast": naive, "parent_forecast": parent}
     return evaluation_frame(keys.assign(sales=np.asarray(actual)), {k: v for k, v in named.items() if v is not None})
 
+
+def variant_frames(windows, results) -> dict[str, pd.DataFrame]:
+    """Evaluation frames of a night's variants, keyed by variant name, from the night's `WindowSet` and its
+    `VariantResult`s: each variant's holdout predictions, the seasonal-naive rule on the same windows, and for
+    a converted variant the predictions of its float parent."""
+    naive = same_weekday_two_weeks(windows.raw_x_test)
+    by_name = {r.name: r for r in results}
+    frames = {}
+    for result in results:
+        if result.status != "ok" or result.predictions is None:
+            continue
+        parent = by_name.get(result.float_parent) if getattr(result, "float_parent", None) else None
+        parent_predictions = parent.predictions if parent is not None and parent.status == "ok" else None
+        frames[result.name] = candidate_frame(windows.test_keys, windows.y_test, result.predictions, naive=naive,
+                                              parent=parent_predictions)
+    return frames
+
 @dataclass
 class ExpectedError:
     """A model's error on its holdout, per scope (pooled, store, item, (store, item)): the live baseline.

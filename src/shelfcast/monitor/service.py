@@ -77,15 +77,18 @@ def check_candidates(
 ) -> MonitorRun:
     """Run the candidate rules on each candidate and record the outcome.
 
-    `frames` maps a candidate (by `candidate_model(c)`, `c.name` or `str(c.version)`) to its evaluation frame;
-    a candidate without one is judged on its `metrics`.
+    `frames` maps a candidate (by `candidate_model(c)`, `c.variant`, `c.name` or `str(c.version)`) to its
+    evaluation frame (`evaluation.variant_frames` makes them for a night); a candidate without one is judged on
+    its `metrics`. Metrics a frame cannot give (the champion's MAPE on the same holdout, when the frame has no
+    champion column) come from `metrics`.
     """
     now = now or utc_now()
     frames = frames or {}
     total, summary = CheckResult(), RecordSummary()
     for candidate in candidates:
         model = candidate_model(candidate)
-        frame = next((frames[k] for k in (model, candidate.name, str(candidate.version)) if k in frames), None)
+        names = (model, getattr(candidate, "variant", None), candidate.name, str(candidate.version))
+        frame = next((frames[k] for k in names if k in frames), None)
         result = check_candidate(candidate, thresholds, frame)
         run_id = getattr(candidate, "run_id", None)
         own = Links(run_id, mlflow_run_url(tracking_uri, run_id, experiment_id), links.prefect_flow_run_id, links.prefect_url)

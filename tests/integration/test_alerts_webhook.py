@@ -1,0 +1,181 @@
+"""Webhook delivery against a real HTTP receiver on 127.0.0.1, retries, and a process that dies between detection
+and delivery (a real child process killed with `os._exit`, nothing mocked)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import threading
+from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
+
+import pytest
+
+from shelfcast.monitor import service
+from shelfcast.monitor.notify import WebhookSender, deliver_pending
+from shelfcast.monitor.store import AlertStore
+from shelfcast.monitor.thresholds import load_thresholds
+from shelfcast.stack.process import free_port
+
+pytestmark = pytest.mark.integration
+
+THRESHOLDS = load_thresholds()
+POLICY = THRESHOLDS.alerts
+NOW = datetime(2017, 3, 2, 3, 0, 0)
+
+
+class Receiver:
+    """A Slack-like webhook endpoint: records every POST and answers from a script of status codes (then 200)."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.script: list[tuple[int, dict]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.requests.append({"path": self.path, "headers": dict(self.headers), "json": json.loads(body)})
+                status, headers = receiver.script.pop(0) if receiver.script else (200, {})
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(b"ok" if status == 200 else b"no")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/T000/B000"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    server = Receiver()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def store(tmp_path):
+    return AlertStore(tmp_path / "alerts.db")
+
+
+def bad_candidate(version=7):
+    return SimpleNamespace(name="lstm16-int8", version=version, run_id=f"run-{version}",
+                           metrics={"mape_pct": 18.0, "parent_mape_pct": 16.0, "naive_mape_pct": 16.7})
+
+
+def no_sleep(_seconds):
+    pass
+
+
+def test_a_new_alert_reaches_the_webhook_as_slack_json(store, receiver):
+    service.check_candidates(store, THRESHOLDS, [bad_candidate()], now=NOW)
+    report = deliver_pending(store, WebhookSender(receiver.url, sleep=no_sleep), POLICY, now=NOW)
+    assert report.delivered == [1] and report.errors == []
+    [request] = receiver.requests
+    assert request["path"] == "/hooks/T000/B000"
+    assert request["headers"]["Content-Type"] == "application/json"
+    assert request["headers"]["Idempotency-Key"] == "shelfcast-1"
+    body = request["json"]
+    assert set(body) == {"text", "blocks"}
+    assert "[FIRING] critical int8_drop: lstm16-int8 v7" in body["text"]
+    assert "promotion of lstm16-int8 v7 is blocked" in json.dumps(body["blocks"])
+    assert store.events(1)[-1]["kind"] == "notified"
+    assert deliver_pending(store, WebhookSender(receiver.url), POLICY, now=NOW).delivered == []
+    assert len(receiver.requests) == 1
+
+
+def test_server_errors_and_rate_limits_are_retried(store, receiver):
+    receiver.script = [(500, {}), (429, {"Retry-After": "0"}), (503, {})]
+    waits = []
+    service.check_candidates(store, THRESHOLDS, [bad_candidate()], now=NOW)
+    report = deliver_pending(store, WebhookSender(receiver.url, attempts=4, backoff_s=0.01, sleep=waits.append),
+                             POLICY, now=NOW)
+    assert report.delivered == [1]
+    assert len(receiver.requests) == 4 and waits == [0.01, 0.0, 0.04]
+    assert store.outbox(pending_only=False)[0]["attempts"] == 4
+
+
+def test_a_refused_webhook_is_not_retried_and_is_kept(store, receiver):
+    receiver.script = [(404, {})]
+    service.check_candidates(store, THRESHOLDS, [bad_candidate()], now=NOW)
+    report = deliver_pending(store, WebhookSender(receiver.url, sleep=no_sleep), POLICY, now=NOW)
+    assert report.dead == [1] and "HTTP 404" in report.errors[0]
+    assert len(receiver.requests) == 1
+    row = store.outbox()[0]
+    assert row["dead_at"] and "check the webhook URL" in row["last_error"]
+
+
+def test_a_receiver_that_is_down_gets_the_message_when_it_is_back(store, receiver):
+    service.check_candidates(store, THRESHOLDS, [bad_candidate()], now=NOW)
+    down = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens there
+    first = deliver_pending(store, WebhookSender(down, attempts=2, timeout_s=1, sleep=no_sleep), POLICY, now=NOW)
+    assert first.retrying == [1] and "Connection refused" in first.errors[0]
+    row = store.outbox()[0]
+    assert row["attempts"] == 2 and row["next_attempt_at"] > row["created_at"]
+    sender = WebhookSender(receiver.url, sleep=no_sleep)
+    assert deliver_pending(store, sender, POLICY, now=NOW).delivered == []  # not due yet: backoff
+    assert deliver_pending(store, sender, POLICY, now=NOW + timedelta(hours=1)).delivered == [1]
+    assert len(receiver.requests) == 1
+
+
+CHILD = textwrap.dedent(
+    """
+    import os, sys
+    from types import SimpleNamespace
+    from shelfcast.monitor import service
+    from shelfcast.monitor.store import AlertStore
+    from shelfcast.monitor.thresholds import load_thresholds
+
+    store = AlertStore(sys.argv[1])
+    bad = SimpleNamespace(name="lstm16-int8", version=7, run_id="run-7",
+                          metrics={"mape_pct": 18.0, "parent_mape_pct": 16.0})
+    service.check_candidates(store, load_thresholds(), [bad], now="2017-03-02T03:00:00")
+    if sys.argv[2] == "after-post":
+        from shelfcast.monitor.notify import WebhookSender
+        [message] = store.claim_outbox(now="2017-03-02T03:00:00")
+        WebhookSender(sys.argv[3]).send(message.payload, key=f"shelfcast-{message.id}")
+    os._exit(9)  # dies here: no delivery bookkeeping, no cleanup
+    """
+)
+
+
+def run_child(db, mode: str, url: str = "") -> None:
+    done = subprocess.run([sys.executable, "-c", CHILD, str(db), mode, url], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 9, done.stderr
+
+
+def test_a_crash_between_detection_and_delivery_loses_nothing(tmp_path, receiver):
+    db = tmp_path / "alerts.db"
+    run_child(db, "before-delivery")
+    assert receiver.requests == []
+    store = AlertStore(db)
+    assert store.get(1).status == "open" and len(store.outbox()) == 1
+    report = deliver_pending(store, WebhookSender(receiver.url, sleep=no_sleep), POLICY, now=NOW)
+    assert report.delivered == [1]
+    assert len(receiver.requests) == 1 and "int8_drop" in receiver.requests[0]["json"]["text"]
+    assert deliver_pending(store, WebhookSender(receiver.url), POLICY, now=NOW + timedelta(hours=1)).delivered == []
+
+
+def test_a_crash_after_the_post_resends_with_the_same_idempotency_key(tmp_path, receiver):
+    db = tmp_path / "alerts.db"
+    run_child(db, "after-post", receiver.url)
+    assert len(receiver.requests) == 1
+    store = AlertStore(db)
+    sender = WebhookSender(receiver.url, sleep=no_sleep)
+    assert deliver_pending(store, sender, POLICY, now=NOW).delivered == []  # the dead run's claim still holds
+    assert deliver_pending(store, sender, POLICY, now=NOW + timedelta(minutes=5)).delivered == [1]
+    keys = [r["headers"]["Idempotency-Key"] for r in receiver.requests]
+    assert keys == ["shelfcast-1", "shelfcast-1"]
