@@ -111,6 +111,18 @@ def tag_candidates(tracker: Tracker, logged: list, night: str, parent_run_id: st
     return candidates
 
 
+def check_candidates(candidates, windows, results, settings, tracker) -> dict:
+    """The alert rules on tonight's candidates (flows/monitor.py); critical alerts block them at the gate."""
+    from shelfcast.monitor.evaluation import variant_frames
+    from shelfcast.pipeline.runners import ensure_flows_importable
+
+    ensure_flows_importable()
+    from flows.monitor import check_after_retrain
+
+    return check_after_retrain(candidates, frames=variant_frames(windows, results), settings=settings,
+                               experiment_id=tracker.experiment_id())
+
+
 @flow(name="retrain")
 def retrain_flow(config: RetrainConfig = RetrainConfig(), night: str | None = None, promote: bool = False) -> dict:
     """Retrain every configured variant on the rolling window and register each as a candidate."""
@@ -168,6 +180,8 @@ def retrain_flow(config: RetrainConfig = RetrainConfig(), night: str | None = No
         tracker.fail_night(parent_run_id, f"{type(exc).__name__}: {exc}")
         raise
     report.candidates = [c.to_dict() for c in candidates]
+    alerts = check_candidates(candidates, windows, results, settings, tracker)  # before the gate reads the alert log
+    logger.info("alerts on tonight's candidates: %s", "; ".join(alerts["findings"]) or "none")
     report.seconds = time.perf_counter() - started
     create_markdown_artifact(nightly.night_markdown(report, tracker.tracking_uri), key="retrain-summary",
                              description=f"night {night}: variants, sizes, MAPE and candidates")
