@@ -81,3 +81,29 @@ def test_failed_conversion_is_an_outcome_and_the_others_still_convert(results, t
     assert isinstance(outcome[1], ConversionError) and "float32 conversion of LSTM-16 (bad.tflite) failed" in str(outcome[1])
     assert isinstance(outcome[3], ConversionError) and "calibration" in str(outcome[3])
     assert not (tmp_path / "bad.tflite").exists()
+
+
+def test_int8_calibration_resets_lstm_state_between_samples(tmp_path):
+    """The fused LSTM keeps state in variable tensors. Stores reset it before every forecast, so calibration
+    must too, or the recorded ranges describe a model nobody runs. This LSTM only accumulates: reset, its
+    output is the sum of 14 small steps; never reset, the state keeps growing and the output range with it."""
+    from shelfcast.compress.export import export_tflite
+    from shelfcast.model.lstm import build_lstm
+
+    units, spec = 16, InputSpec(lookback=14)
+    model = build_lstm(units, spec)
+    kernel = np.zeros((1, 4 * units), dtype="float32")
+    kernel[0, 2 * units : 3 * units] = 0.01  # the cell candidate grows slightly with the input
+    bias = np.full(4 * units, 10.0, dtype="float32")  # input, forget and output gates wide open
+    bias[2 * units : 3 * units] = 0.01
+    model.set_weights([kernel, np.zeros((units, 4 * units), "float32"), bias,
+                       np.full((units, 1), 1.0 / units, "float32"), np.zeros(1, "float32")])
+    x = np.random.default_rng(0).uniform(0.0, 1.0, size=(300, 14, 1)).astype("float32")
+    path = export_tflite(model.get_weights(), units, spec, "int8", x[:200], tmp_path / "accumulator.tflite")
+    forecaster = TFLiteForecaster(path)
+    scale, zero = forecaster.output["quantization"]
+    low, high = (-128 - zero) * scale, (127 - zero) * scale
+    expected = predict_scaled(model, x)
+    assert low <= expected.min() + 0.01 and high >= expected.max() - 0.01
+    assert high < expected.max() + 0.05  # calibrated on the real range (ranges always include zero)
+    assert np.max(np.abs(forecaster.predict(x[200:]) - expected[200:])) < 0.01
