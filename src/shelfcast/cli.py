@@ -15,6 +15,7 @@ AREAS = [
     "shelfcast.bench.cli",
     "shelfcast.pipeline.cli",
     "shelfcast.monitor.cli",
+    "shelfcast.edge.cli",
 ]
 
 

@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     thresholds_file: Path | None = Field(None, description="TOML overriding the packaged alert thresholds")
     alert_webhook_url: str | None = Field(None, description="Slack-compatible webhook for alert notifications")
 
+    # Promotion (shelfcast.edge)
+    promotion_policy_file: Path | None = Field(
+        None, description="JSON or TOML with SelectionPolicy keys (edge budget, bootstrap ceiling, canary time)")
+
     @property
     def stack_dir(self) -> Path:
         return self.home / "stack"

@@ -71,6 +71,34 @@ class NightOutcome:
         }
 
 
+def measure_candidate(tracked, path: str | Path | None, input_spec: Mapping | None, error: str = "") -> Candidate:
+    """A registered candidate (anything with `name`, `version`, `metrics` and optionally `run_id`, `variant`,
+    `technique`, `night`, `tags`: the pipeline's `Candidate`) measured on its real `.tflite`: bytes, builtin ops,
+    and latency (the run's `latency_us_median`, else measured here). A file that is missing or does not load
+    makes a failed candidate that carries the reason."""
+    from shelfcast.edge.runtime import TFLiteForecaster
+    from shelfcast.edge.verify import probe_inputs
+    from shelfcast.features import InputSpec
+
+    tags = dict(getattr(tracked, "tags", None) or {})
+    base = dict(name=str(tracked.name), version=str(tracked.version), metrics=dict(tracked.metrics or {}),
+                variant=str(getattr(tracked, "variant", "") or tags.get("variant", "")),
+                technique=str(getattr(tracked, "technique", "") or tags.get("technique", "")),
+                run_id=getattr(tracked, "run_id", None), night=getattr(tracked, "night", None),
+                details={"input_spec": dict(input_spec)} if input_spec else {})
+    if error or path is None:
+        return Candidate(**base, status="failed", reason=error or "no .tflite file")
+    try:
+        forecaster = TFLiteForecaster(path)
+        latency = base["metrics"].get("latency_us_median")
+        if latency is None and input_spec:
+            latency = forecaster.latency_us(probe_inputs(InputSpec.from_dict(dict(input_spec))))
+    except ShelfcastError as exc:
+        return Candidate(**base, status="failed", reason=str(exc))
+    return Candidate(**base, tflite_bytes=Path(path).stat().st_size, latency_us=latency,
+                     builtin_ops_only=forecaster.builtin_ops_only(), tflite_path=str(path))
+
+
 def context_from_candidates(candidates: Sequence[Candidate], metric: str) -> tuple[dict | None, float | None]:
     """The champion's and the seasonal-naive rule's metric on the candidates' window, as the retrain measured
     them (`champion_<metric>`, `naive_<metric>` in every candidate's metrics)."""

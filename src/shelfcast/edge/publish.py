@@ -210,18 +210,17 @@ def promote_version(
     if head.version == version:
         return MoveResult(channel, version, False, action, f"{channel} already serves {version}; nothing to do",
                           head.version, head.seq, notes=notes)
-    if not force:
-        failures = eligibility(measured_candidate(manifest, data), policy, gates)
-        if channel == stable:
-            refusal = stable_refusal(read_log(objects, canary), version, policy, now or now_utc())
-            if refusal:
-                failures.append(("canary", refusal))
-        if failures:
-            raise PromotionRefused(
-                f"promotion of {name} version {version} to {channel} refused: "
-                + "; ".join(reason for _, reason in failures)
-                + f". {channel} still serves {head.version}. Override with --force --reason TEXT"
-            )
+    failures = eligibility(measured_candidate(manifest, data), policy, gates)
+    if channel == stable:
+        refusal = stable_refusal(read_log(objects, canary), version, policy, now or now_utc())
+        if refusal:
+            failures.append(("canary", refusal))
+    broken = "; ".join(reason for _, reason in failures)
+    if failures and not force:
+        raise PromotionRefused(f"promotion of {name} version {version} to {channel} refused: {broken}. "
+                               f"{channel} still serves {head.version}. Override with --force --reason TEXT")
+    if failures:  # forced: the log says which rules were overridden, beside who and why
+        reason = f"{reason} [forced past: {broken}]"
     result = move_channel(objects, channel, manifest, action="force" if force else action, actor=actor,
                           reason=reason, registry=registry, aliases=aliases, decision=decision, expect=head.version)
     result.notes = notes + result.notes

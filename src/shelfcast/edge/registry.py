@@ -1,7 +1,7 @@
 """The model registry side of a promotion, behind a small protocol so promotion does not depend on MLflow.
 
 `MlflowRegistry` adapts any object with `MlflowClient`'s methods (the pipeline's `Tracker.client`, or an
-`mlflow.MlflowClient`); it never imports mlflow itself.
+`mlflow.MlflowClient`); only `mlflow_client` imports mlflow, when called.
 
 Consistency rule between the S3 pointer and the MLflow alias: the pointer is the truth (stores read it), the
 alias is its projection. A promotion moves the pointer first and the alias second. If the pointer move fails,
@@ -12,6 +12,7 @@ carries `alias_error`, and `reconcile_aliases` (run at the start of every promot
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Mapping, Protocol
 
 # Which MLflow alias follows which channel: `champion` is what stable stores run.
@@ -24,6 +25,17 @@ class Registry(Protocol):
     def get_alias(self, alias: str) -> str | None: ...
 
     def record_selection(self, version: str, run_id: str | None, outcome: str, reason: str) -> None: ...
+
+
+def mlflow_client(tracking_uri: str):
+    """An `MlflowClient` whose HTTP retries are bounded, so a dead server fails a step in seconds, not minutes."""
+    import os
+
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
 class MlflowRegistry:
@@ -55,6 +67,40 @@ class MlflowRegistry:
         if run_id:
             self.client.set_tag(run_id, self.TAG_OUTCOME, outcome)
             self.client.set_tag(run_id, self.TAG_REASON, reason)
+
+
+def tracked_input_spec(params: Mapping[str, str]) -> dict | None:
+    """The input specification a run logged as its `input_spec` parameter (JSON or a Python dict literal)."""
+    import ast
+    import json
+
+    text = params.get("input_spec")
+    if not text:
+        return None
+    for parse in (json.loads, ast.literal_eval):
+        try:
+            value = parse(text)
+        except (ValueError, SyntaxError):
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+def download_candidate(client, tracked, folder) -> tuple[Path, dict | None]:
+    """Fetch a registered candidate's `.tflite` (its run's `tflite_file` tag, else the `tflite/` folder) and the
+    input specification its run logged; `tracked` has `run_id` and `tags` (the pipeline's `Candidate`)."""
+    folder = Path(folder) / f"v{tracked.version}"
+    folder.mkdir(parents=True, exist_ok=True)
+    artifact = (getattr(tracked, "tags", None) or {}).get("tflite_file", "tflite")
+    local = Path(client.download_artifacts(tracked.run_id, artifact, str(folder)))
+    if local.is_dir():
+        files = sorted(local.rglob("*.tflite"))
+        if len(files) != 1:
+            raise FileNotFoundError(f"run {tracked.run_id} artifact {artifact!r} holds {len(files)} .tflite files, "
+                                    "expected one")
+        local = files[0]
+    return local, tracked_input_spec(client.get_run(tracked.run_id).data.params)
 
 
 def move_alias(registry: Registry | None, aliases: Mapping[str, str], channel: str, version: str) -> tuple[str | None, str | None]:

@@ -324,3 +324,23 @@ def stable_refusal(canary_log: Sequence[Any], version: str, policy: SelectionPol
         return (f"version {version} has served {served / 3600:.1f} h on canary, needs "
                 f"{policy.min_canary_seconds / 3600:.1f} h before stable")
     return None
+
+
+def load_policy(path=None) -> SelectionPolicy:
+    """The policy from a JSON or TOML file of `SelectionPolicy` keys (defaults when `path` is None)."""
+    if path is None:
+        return SelectionPolicy()
+    import json
+    import tomllib
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+        values = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"promotion policy {path}: {exc}; write it as JSON or TOML with SelectionPolicy keys") from None
+    try:
+        return SelectionPolicy.from_mapping(values)
+    except ConfigError as exc:
+        raise ConfigError(f"promotion policy {path}: {exc}") from None

@@ -1,0 +1,137 @@
+"""The nightly promotion, as Prefect tasks: fetch the candidates' models -> select, publish, move canary,
+advance stable (`shelfcast.edge.promotion.promote_night`) -> a markdown artifact with every decision.
+
+The retrain flow calls, after its candidates are registered:
+
+    from flows.promote import promote_candidates
+    report = promote_candidates(candidates, night=night, settings=settings)   # a dict (NightOutcome.to_dict())
+
+`candidates` are the pipeline's registered candidates (`name`, `version`, `run_id`, `metrics` with `mape_pct`,
+`naive_mape_pct`, `champion_mape_pct`, `latency_us_median`; `tags` with `tflite_file`) or ready
+`shelfcast.edge.selection.Candidate`s. Inside a flow run the steps are tasks of that run; called outside one
+(a script, a test) the same steps run as plain functions. Adapters can be passed in (`objects`, `registry`,
+`client`, `gates`, `policy`); by default they are built from `settings`: the trainer's S3 identity, MLflow at
+`settings.mlflow_tracking_uri`, the alert gate on `settings.alerts_db`, the policy in
+`settings.promotion_policy_file`. `promote_night_flow(night)` is the same as a deployable flow that reads the
+night's candidates from MLflow.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
+
+from shelfcast.config import Settings, load_settings
+from shelfcast.edge.promotion import NightOutcome, measure_candidate, promote_night
+from shelfcast.edge.registry import MlflowRegistry, download_candidate, mlflow_client
+from shelfcast.edge.selection import Candidate, load_policy
+from shelfcast.storage import ObjectStore
+
+ACTOR = "nightly-retrain"
+
+
+def default_gates(settings: Settings) -> list:
+    """The alert gate: a critical open alert on a candidate blocks it (shelfcast.monitor)."""
+    from shelfcast.monitor.gate import alert_gate
+    from shelfcast.monitor.store import AlertStore
+
+    return [alert_gate(AlertStore(settings.alerts_db))]
+
+
+@task(name="fetch-candidate-models", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+def fetch_candidates(candidates: list, client, folder: Path) -> list[Candidate]:
+    """Download each registered candidate's `.tflite` and input spec from MLflow and measure the file."""
+    measured = []
+    for tracked in candidates:
+        if isinstance(tracked, Candidate):
+            measured.append(tracked)
+            continue
+        try:
+            path, spec = download_candidate(client, tracked, folder)
+        except Exception as exc:
+            if not _missing(exc):
+                raise  # MLflow unreachable: retried, then the night's promotion fails loudly
+            measured.append(measure_candidate(tracked, None, None, f"its .tflite could not be fetched: {exc}"))
+            continue
+        measured.append(measure_candidate(tracked, path, spec))
+    return measured
+
+
+@task(name="select-publish-move", cache_policy=NO_CACHE)
+def select_publish_move(objects: ObjectStore, candidates: list[Candidate], night: str | None, **options) -> NightOutcome:
+    return promote_night(objects, candidates, night=night, **options)
+
+
+def _missing(exc: Exception) -> bool:
+    """The artifact is not there (a candidate problem), as opposed to MLflow failing (an I/O problem)."""
+    return isinstance(exc, FileNotFoundError) or getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST"
+
+
+def _step(step, *args, **kwargs):
+    """A task inside a flow run; the plain function outside one."""
+    return step(*args, **kwargs) if FlowRunContext.get() else step.fn(*args, **kwargs)
+
+
+def promote_candidates(candidates: list, night: str | None = None, settings: Settings | None = None, *,
+                       objects: ObjectStore | None = None, registry=None, client=None, gates: list | None = None,
+                       policy=None, actor: str = ACTOR) -> dict:
+    """Promote the night's candidates (see the module docstring); returns `NightOutcome.to_dict()`."""
+    settings = settings or load_settings()
+    objects = objects or ObjectStore.from_settings(settings, "trainer")
+    needs_mlflow = registry is None or any(not isinstance(c, Candidate) for c in candidates)
+    client = client or (mlflow_client(settings.mlflow_tracking_uri) if needs_mlflow else None)
+    registry = registry or MlflowRegistry(client, settings.registered_model)
+    gates = default_gates(settings) if gates is None else gates
+    policy = policy or load_policy(settings.promotion_policy_file)
+    with tempfile.TemporaryDirectory(prefix="shelfcast-promote-") as folder:
+        measured = _step(fetch_candidates, list(candidates), client, Path(folder))
+        outcome = _step(select_publish_move, objects, measured, night, actor=actor, policy=policy, gates=gates,
+                        registry=registry)
+    if FlowRunContext.get():
+        create_markdown_artifact(outcome_markdown(outcome), key="promotion",
+                                 description=f"promotion of night {night}: {outcome.status}")
+        logger = get_run_logger()
+        logger.info("promotion %s: %s", outcome.status, outcome.decision.reason)
+        for problem in outcome.errors + outcome.notes:
+            logger.warning("promotion: %s", problem)
+    return outcome.to_dict()
+
+
+def outcome_markdown(outcome: NightOutcome) -> str:
+    """The Prefect artifact: what was chosen, every rejection with its reason, what moved."""
+    decision = outcome.decision
+    lines = [f"# Promotion, night {outcome.night}: {outcome.status}", "", decision.reason, "",
+             f"| version | variant | {decision.metric} | .tflite B | latency us | outcome |", "|---|---|--:|--:|--:|---|"]
+    if decision.chosen:
+        c = decision.chosen
+        lines.append(f"| {c.version} | {c.variant} | {c.metric(decision.metric)} | {c.tflite_bytes} | "
+                     f"{c.latency_us or ''} | **chosen** |")
+    for r in decision.rejections:
+        lines.append(f"| {r.version} | {r.variant} | | | | rejected ({', '.join(r.rules)}): {r.reason} |")
+    for label, move in (("canary", outcome.canary), ("stable", outcome.stable)):
+        if move:
+            alias = f" (alias not moved: {move.alias_error})" if move.alias_error else ""
+            lines += ["", f"**{label}**: {move.message}{alias}"]
+    lines += [""] + [f"- error: {e}" for e in outcome.errors] + [f"- note: {n}" for n in outcome.notes]
+    if outcome.decision_key:
+        lines += ["", f"Decision record: `{outcome.decision_key}`"]
+    return "\n".join(lines)
+
+
+@flow(name="promote")
+def promote_night_flow(night: str | None = None) -> dict:
+    """Promote the candidates MLflow holds for `night` (the latest complete night when None)."""
+    from shelfcast.tracking import Tracker
+
+    settings = load_settings()
+    tracker = Tracker.from_settings(settings)
+    if night is None:
+        latest = tracker.latest_complete_night()
+        night = latest.data.tags.get("night") if latest else None
+    return promote_candidates(tracker.candidates(night) if night else [], night=night, settings=settings,
+                              client=tracker.client)
