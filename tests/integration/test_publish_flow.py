@@ -1,6 +1,8 @@
 """The promotion the nightly retrain calls, inside a real Prefect flow run (test harness API), with candidates
 registered in a real MLflow (SQLite backend) the way the pipeline's `Tracker` registers them."""
 
+import json
+
 import pytest
 from prefect import flow
 
@@ -22,17 +24,19 @@ def _register(client, settings, tiny_tflite, tmp_path, night):
     tracked = []
     for variant, key, mape in (("lstm4", "v1", 14.0), ("lstm4+int8", "v2", 13.2)):
         run = client.create_run(experiment, run_name=variant)
-        client.log_param(run.info.run_id, "input_spec", str(spec.to_dict()))
+        client.log_param(run.info.run_id, "input_spec", json.dumps(spec.to_dict()))  # as the retrain logs it
         path = tmp_path / f"{variant}.tflite"
         path.write_bytes(tiny_tflite[key])
         client.log_artifact(run.info.run_id, str(path), "tflite")
-        tags = {"tflite_file": f"tflite/{path.name}", "variant": variant}
+        metrics = {"mape_pct": mape, "naive_mape_pct": 16.7, "latency_us_median": 35.0}
+        for key, value in metrics.items():
+            client.log_metric(run.info.run_id, key, value)
+        tags = {"tflite_file": f"tflite/{path.name}", "variant": variant, "candidate": "true", "night": night}
         version = client.create_model_version(settings.registered_model, source=f"{run.info.artifact_uri}/tflite",
                                               run_id=run.info.run_id, tags=tags)
         tracked.append(TrackedCandidate(
             name=settings.registered_model, version=str(version.version), run_id=run.info.run_id, variant=variant,
-            technique="int8" if "int8" in variant else "baseline", night=night, tags=tags,
-            metrics={"mape_pct": mape, "naive_mape_pct": 16.7, "latency_us_median": 35.0},
+            technique="int8" if "int8" in variant else "baseline", night=night, tags=tags, metrics=metrics,
         ))
     return tracked
 
@@ -83,3 +87,17 @@ def test_a_candidate_whose_file_cannot_be_fetched_is_rejected_with_the_reason(pi
     (rejection,) = report["decision"]["rejections"]
     assert rejection["version"] == broken.version and rejection["rules"][0] == "failed"
     assert "its .tflite could not be fetched" in rejection["reason"] and "missing.tflite" in rejection["reason"]
+
+
+def test_the_deployable_promote_flow_reads_the_nights_candidates_from_mlflow(prefect_api, pipeline_env, tiny_tflite,
+                                                                           tmp_path):
+    from mlflow import MlflowClient
+
+    from flows.promote import promote_night_flow
+
+    settings = pipeline_env
+    tracked = _register(MlflowClient(tracking_uri=settings.mlflow_tracking_uri), settings, tiny_tflite, tmp_path,
+                        "2026-01-07")
+    report = promote_night_flow(night="2026-01-07")
+    assert report["status"] == "promoted" and report["canary"]["version"] == tracked[1].version
+    assert sorted(report["published"]) == sorted(c.version for c in tracked)

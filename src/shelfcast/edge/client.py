@@ -48,15 +48,18 @@ MODEL_FILE, MANIFEST_FILE = "model.tflite", "manifest.json"
 MAX_MODEL_BYTES = 64 * 1024 * 1024
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so that a reader (or a crash) sees the old file or the new one, never a mix."""
+def write_atomic(path: Path, data: bytes, durable: bool = True) -> None:
+    """Replace `path` with `data` so that a reader (or a crash) sees the old file or the new one, never a mix.
+    `durable` also flushes it to the disk before returning (for what is served; bookkeeping can skip it)."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     with open(tmp, "wb") as handle:
         handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+        if durable:
+            handle.flush()
+            os.fsync(handle.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -170,7 +173,8 @@ class StoreClient:
 
     def _save_state(self, **changes) -> None:
         state = {**self._state(), **changes}
-        write_atomic(self.directory / STATE, json.dumps(state, indent=2, sort_keys=True).encode())
+        # Bookkeeping only: losing it to a power cut costs one extra download, so no fsync on every poll.
+        write_atomic(self.directory / STATE, json.dumps(state, indent=2, sort_keys=True).encode(), durable=False)
 
     # ---- one sync --------------------------------------------------------------------------------------------
     def sync(self) -> SyncResult:

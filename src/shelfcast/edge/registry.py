@@ -88,8 +88,9 @@ def tracked_input_spec(params: Mapping[str, str]) -> dict | None:
 
 
 def download_candidate(client, tracked, folder) -> tuple[Path, dict | None]:
-    """Fetch a registered candidate's `.tflite` (its run's `tflite_file` tag, else the `tflite/` folder) and the
-    input specification its run logged; `tracked` has `run_id` and `tags` (the pipeline's `Candidate`)."""
+    """Fetch a registered candidate's `.tflite` (its run's `tflite_file` tag, else the `tflite/` folder) and its
+    input specification (the candidate's `input_spec`, else its run's parameter); `tracked` has `run_id` and
+    `tags` (the pipeline's `Candidate`)."""
     folder = Path(folder) / f"v{tracked.version}"
     folder.mkdir(parents=True, exist_ok=True)
     artifact = (getattr(tracked, "tags", None) or {}).get("tflite_file", "tflite")
@@ -100,7 +101,8 @@ def download_candidate(client, tracked, folder) -> tuple[Path, dict | None]:
             raise FileNotFoundError(f"run {tracked.run_id} artifact {artifact!r} holds {len(files)} .tflite files, "
                                     "expected one")
         local = files[0]
-    return local, tracked_input_spec(client.get_run(tracked.run_id).data.params)
+    spec = getattr(tracked, "input_spec", None) or tracked_input_spec(client.get_run(tracked.run_id).data.params)
+    return local, spec
 
 
 def move_alias(registry: Registry | None, aliases: Mapping[str, str], channel: str, version: str) -> tuple[str | None, str | None]:
