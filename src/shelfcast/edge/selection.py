@@ -20,7 +20,8 @@ Rules, in order:
    off, so a first model is never promoted on its own word.
 
 A version reaches `stable` only after serving on `canary` for `min_canary_seconds` (`canary_served_seconds`
-measures it from the canary's promotion log).
+measures it from the canary's promotion log); `stable`'s first version follows the same rule, so the very first
+model a chain runs in production has been through canary stores too.
 """
 
 from __future__ import annotations
