@@ -79,6 +79,7 @@ def register(app: typer.Typer) -> None:
     bench = typer.Typer(help="Benchmarks that print tables and write JSON.", no_args_is_help=True)
     app.add_typer(bench, name="bench")
     _register_readme(bench)
+    _register_generalisation(bench)
 
     @bench.command("compression")
     def compression(
@@ -131,6 +132,45 @@ def register(app: typer.Typer) -> None:
         if markdown:
             markdown.write_text(markdown_table(doc) + "\n")
         console.print(f"wrote {out} and {out.with_suffix('.png')} in {doc['wall_seconds'] / 60:.1f} min")
+
+
+def _register_generalisation(bench: typer.Typer) -> None:
+    @bench.command("generalisation")
+    def generalisation(
+        data: Path = typer.Option(..., help="Kaggle train.csv or its zip"),
+        subsets: str = typer.Option("6-10:11-20,all:all", help="STORES:ITEMS subsets, comma separated"),
+        config: str = typer.Option("edge", help="the model configuration to check"),
+        variants: str = typer.Option("lstm16,lstm16+int8", help="variants to train on every subset"),
+        seeds: int = typer.Option(3, min=1),
+        epochs_per_100k: float = typer.Option(
+            80.0, help="epoch cap scaled to the data: epochs = min(config's, this x 100k / training windows)"),
+        out: Path = typer.Option(Path("bench/results/generalisation.json")),
+    ) -> None:
+        """The same configuration, untouched, on other store/item subsets and on every series."""
+        from rich.console import Console
+        from rich.markup import escape
+
+        from shelfcast.bench.compression import generalisation_summary, run_benchmark
+        from shelfcast.data.schema import load_sales, parse_range
+        from shelfcast.model.configs import get_config
+
+        console = Console(width=max(Console().width, 160))
+        base = get_config(config).with_variants(variants.split(","))
+        runs, details = [], {}
+        for subset in subsets.split(","):
+            stores, items = subset.split(":")
+            sales = load_sales(data, parse_range(stores), parse_range(items))
+            n_train = int(0.8 * len(sales))
+            epochs = max(1, min(base.train.epochs, round(epochs_per_100k * 100_000 / n_train)))
+            chosen = base.with_train(epochs=epochs)
+            doc = run_benchmark(sales, [chosen], seeds, f"{data.name} stores {stores} items {items}",
+                                on_step=lambda m, s=subset: console.log(escape(f"[{s}] {m}")))
+            details[subset] = doc
+            runs.append(generalisation_summary(doc, subset, chosen.name))
+            console.log(escape(f"[{subset}] {runs[-1]}"))
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps({"config": config, "runs": runs, "details": details}, indent=1, default=str))
+        console.print(f"wrote {out}")
 
 
 def _register_readme(bench: typer.Typer) -> None:

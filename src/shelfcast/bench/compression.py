@@ -213,3 +213,30 @@ def plot_pareto(doc: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def generalisation_summary(doc: dict, subset: str, config_name: str) -> dict:
+    """One row of the generalisation table from a benchmark document of one subset."""
+    rows = {r["name"]: r for r in doc["variants"] if r["config"] == config_name and "mape_mean" in r}
+    baselines = {r["name"]: r for r in doc["baselines"]}
+    rule = next(r for n, r in baselines.items() if n.startswith("mean of same weekday"))
+    profile = next(r for n, r in baselines.items() if n.startswith("multiplicative profile"))
+    floor = doc["noise_floor"]["mape_pct_true_mean"]
+    int8 = next((r for r in rows.values() if r["quantization"] == "int8"), None)
+    parent = rows.get(int8["float_parent"]) if int8 else None
+    return {
+        "subset": subset,
+        "series": doc["series"],
+        "seeds": doc["seeds"],
+        "variant": int8["name"] if int8 else None,
+        "int8_mape_mean": int8["mape_mean"] if int8 else None,
+        "int8_mape_std": int8["mape_std"] if int8 else None,
+        "float_mape_mean": parent["mape_mean"] if parent else None,
+        "tflite_bytes": int8["tflite_bytes"] if int8 else None,
+        "noise_floor_mape": floor,
+        "gap_to_floor_pct_points": (int8["mape_mean"] - floor) if int8 else None,
+        "profile_mape": profile["mape_pct"],
+        "two_week_rule_mape": rule["mape_pct"],
+        "epochs": next(c["train"]["epochs"] for c in doc["configs"] if c["name"] == config_name),
+        "wall_seconds": doc["wall_seconds"],
+    }

@@ -37,7 +37,11 @@ def scalars_table(doc: dict) -> str:
 
 
 def render(name: str, doc) -> str:
-    if name.startswith("compression") or name.startswith("ablation") or name.startswith("generalisation"):
+    if name.endswith("-targets"):
+        return compression_targets(doc)
+    if name == "generalisation":
+        return records_table(doc["runs"])
+    if name.startswith("compression") or name.startswith("ablation"):
         from shelfcast.bench.cli import markdown_table
 
         return markdown_table(doc)
@@ -57,7 +61,7 @@ def update_readme(readme: Path, results: Path) -> list[str]:
 
     def replace(match: re.Match) -> str:
         name = match.group("name")
-        path = results / f"{name}.json"
+        path = results / f"{name.removesuffix('-targets')}.json"
         if not path.exists():
             raise FileNotFoundError(f"{readme} has a table '{name}' but {path} does not exist; run its benchmark")
         written.append(name)
@@ -65,3 +69,44 @@ def update_readme(readme: Path, results: Path) -> list[str]:
 
     readme.write_text(BLOCK.sub(replace, text))
     return written
+
+
+def _row(doc: dict, config: str, name: str) -> dict | None:
+    return next((r for r in doc["variants"] if r["config"] == config and r["name"] == name and "mape_mean" in r), None)
+
+
+def compression_targets(doc: dict, budget_bytes: int = 6000) -> str:
+    """The issues' targets, each with the measured value and whether it is met, from the benchmark JSON."""
+    from shelfcast.bench.compression import ARTICLE_TABLE
+
+    rule = next(r["mape_pct"] for r in doc["baselines"] if r["name"].startswith("mean of same weekday"))
+    lines = ["| target | measured | met |", "|---|---|:-:|"]
+
+    def add(target: str, measured: str, met: bool) -> None:
+        lines.append(f"| {target} | {measured} | {'yes' if met else 'no'} |")
+
+    for name, article in ARTICLE_TABLE.items():
+        row = _row(doc, "article", name)
+        if row:
+            add(f"article config {name}: MAPE <= article's {article['mape_pct']:.2f} and < two-week rule {rule:.2f}",
+                f"{row['mape_mean']:.2f} ± {row['mape_std']:.2f}", row["mape_mean"] <= article["mape_pct"] and row["mape_mean"] < rule)
+    for config in ("article", "edge"):
+        int8, parent = _row(doc, config, "LSTM-16+INT8"), _row(doc, config, "LSTM-16")
+        if int8 and parent:
+            drop = int8["mape_mean"] - parent["mape_mean"]
+            add(f"{config} config INT8 LSTM-16: <= {budget_bytes:,} .tflite bytes", f"{int8['tflite_bytes']:,} B",
+                int8["tflite_bytes"] <= budget_bytes)
+            add(f"{config} config INT8 LSTM-16: within 0.3 MAPE points of its float parent", f"{drop:+.2f} points",
+                abs(drop) <= 0.3)
+    fitting = [r for r in doc["variants"] if "mape_mean" in r and r["quantization"] == "int8" and r["tflite_bytes"] <= budget_bytes]
+    if fitting:
+        best = min(fitting, key=lambda r: r["mape_mean"])
+        floor = doc["noise_floor"]["mape_pct_true_mean"]
+        add(f"best INT8 model <= {budget_bytes:,} B: MAPE <= 13.3 (noise floor {floor:.2f})",
+            f"{best['config']} {best['name']}: {best['mape_mean']:.2f} ± {best['mape_std']:.2f} at {best['tflite_bytes']:,} B",
+            best["mape_mean"] <= 13.3)
+    article_meta = next((c for c in doc["configs"] if c["name"] == "article"), None)
+    if article_meta:
+        add(f"article table ({doc['seeds']} seeds, every variant) in under 30 minutes on {doc['machine']['cpus']} cores",
+            f"{article_meta['wall_seconds'] / 60:.1f} min", article_meta["wall_seconds"] < 1800)
+    return "\n".join(lines)
