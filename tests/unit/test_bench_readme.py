@@ -1,0 +1,82 @@
+"""README tables come from benchmark JSON: block replacement, target checks and the Pareto front."""
+
+import json
+
+import pytest
+
+from shelfcast.bench.compression import generalisation_summary, pareto_front
+from shelfcast.bench.readme import compression_targets, update_readme
+
+pytestmark = pytest.mark.unit
+
+
+def _variant(config, name, mape, tflite, quantization="float32", parent=None):
+    return {"config": config, "name": name, "mape_mean": mape, "mape_std": 0.1, "tflite_bytes": tflite,
+            "quantization": quantization, "float_parent": parent, "params": 1, "nonzero_params": 1,
+            "article_bytes": 4, "gzip_bytes": 1, "smape_mean": mape, "wape_mean": mape,
+            "gap_to_floor_pct_points": mape - 12.7, "latency_us_median": 10.0}
+
+
+@pytest.fixture
+def doc():
+    return {
+        "data": "test", "series": 2, "seeds": 3,
+        "variants": [
+            _variant("article", "LSTM-64", 15.5, 71000),
+            _variant("article", "LSTM-16", 17.0, 7700),
+            _variant("article", "LSTM-16+INT8", 17.5, 5500, "int8", "LSTM-16"),
+            _variant("edge", "LSTM-16", 13.1, 7900),
+            _variant("edge", "LSTM-16+INT8", 13.15, 5700, "int8", "LSTM-16"),
+        ],
+        "baselines": [
+            {"name": "mean of same weekday, last 2 weeks", "mape_pct": 16.74, "smape_pct": 16.0, "wape_pct": 13.8,
+             "params": 0, "gap_to_floor_pct_points": 4.0},
+            {"name": "multiplicative profile (series x weekday x month x trend)", "mape_pct": 14.2, "smape_pct": 13.0,
+             "wape_pct": 11.2, "params": 22, "gap_to_floor_pct_points": 1.5},
+        ],
+        "noise_floor": {"mape_pct_true_mean": 12.7},
+        "configs": [{"name": "article", "wall_seconds": 1500.0, "train": {"epochs": 80}},
+                    {"name": "edge", "wall_seconds": 900.0, "train": {"epochs": 80}}],
+        "machine": {"cpus": 2},
+        "wall_seconds": 2400.0,
+    }
+
+
+def test_targets_are_judged_from_the_numbers(doc):
+    table = compression_targets(doc)
+    lines = {line.split(" | ")[0].strip("| "): line for line in table.splitlines()[2:]}
+    assert lines["article config LSTM-64: MAPE <= article's 15.92 and < two-week rule 16.74"].endswith("| yes |")
+    assert lines["article config LSTM-16: MAPE <= article's 16.74 and < two-week rule 16.74"].endswith("| no |")
+    assert "+0.50 points | no" in lines["article config INT8 LSTM-16: within 0.3 MAPE points of its float parent"]
+    assert "+0.05 points | yes" in lines["edge config INT8 LSTM-16: within 0.3 MAPE points of its float parent"]
+    assert "edge LSTM-16+INT8: 13.15" in lines["best INT8 model <= 6,000 B: MAPE <= 13.3 (noise floor 12.70)"]
+    assert lines["article table (3 seeds, every variant) in under 30 minutes on 2 cores"].endswith("25.0 min | yes |")
+
+
+def test_update_readme_rewrites_only_the_marked_blocks(tmp_path, doc):
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "compression.json").write_text(json.dumps(doc))
+    (results / "store_sync.json").write_text(json.dumps({"stores": 200, "p50_ms": 3.5}))
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- table:store_sync -->\nold\n<!-- /table:store_sync -->\n"
+                      "<!-- table:compression-targets -->\n<!-- /table:compression-targets -->\nend\n")
+    assert update_readme(readme, results) == ["store_sync", "compression-targets"]
+    text = readme.read_text()
+    assert "old" not in text and "| stores | 200 |" in text and "| p50_ms | 3.500 |" in text
+    assert text.startswith("intro\n") and text.endswith("end\n")
+    (results / "store_sync.json").unlink()
+    with pytest.raises(FileNotFoundError, match="run its benchmark"):
+        update_readme(readme, results)
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    points = [(100, 15.0), (50, 16.0), (200, 14.0), (150, 15.5), (50, 17.0)]
+    assert pareto_front(points) == [1, 0, 2]
+
+
+def test_generalisation_summary(doc):
+    row = generalisation_summary(doc, "1-5:1-10", "edge")
+    assert row["int8_mape_mean"] == 13.15 and row["float_mape_mean"] == 13.1
+    assert row["gap_to_floor_pct_points"] == pytest.approx(0.45)
+    assert row["two_week_rule_mape"] == 16.74 and row["profile_mape"] == 14.2
