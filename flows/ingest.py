@@ -68,4 +68,16 @@ def ingest_flow(
     reports = [ingest_one(store, location, info, options) for info in list_pending(store, location)]
     create_markdown_artifact(render_markdown(reports, location.describe(), objects.describe()),
                              key="ingest-summary", description="files ingested, corrected and quarantined")
+    check_actuals(store, settings, sorted({day for r in reports if r.rows_accepted for day in r.dates}))
     return [report.to_dict() for report in reports]
+
+
+def check_actuals(store: SalesStore, settings, new_dates: list[str]) -> dict:
+    """The alert rules after an ingest (flows/monitor.py): freshness every run; input drift and the live
+    champion's accuracy when new actuals arrived."""
+    from shelfcast.pipeline.runners import ensure_flows_importable
+
+    ensure_flows_importable()
+    from flows.monitor import check_store_after_ingest
+
+    return check_store_after_ingest(store, settings=settings, new_dates=new_dates)

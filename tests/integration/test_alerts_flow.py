@@ -126,3 +126,23 @@ def test_after_ingest_task_with_plain_arguments(prefect_api, tmp_path, tiny_tfli
     summary = hourly()
     assert summary["accuracy_points"] == 2  # one day, two stores
     assert summary["skipped"] == []
+
+
+def test_mlflow_down_still_checks_freshness_and_says_why(prefect_api, tmp_path, sales_store):
+    from flows.monitor import check_store_after_ingest
+    from shelfcast.stack.process import free_port
+    from shelfcast.tracking import Tracker
+
+    settings = Settings(home=tmp_path / "home")
+    down = Tracker(f"http://127.0.0.1:{free_port()}", "demand-monitor-test", http_retries=0, http_timeout_s=2)
+
+    @flow(name="ingest-mlflow-down-test")
+    def hourly():
+        return (check_store_after_ingest(sales_store, settings=settings, new_dates=["2016-06-30"], tracker=down),
+                check_store_after_ingest(sales_store, settings=settings, new_dates=[], tracker=down))
+
+    with_data, nothing_new = hourly()
+    assert "critical freshness all stores" in with_data["findings"]
+    assert any("the champion could not be loaded" in s for s in with_data["skipped"])
+    assert nothing_new["repeated"] == with_data["opened"]  # the same stale-feed alert, seen again
+    assert "live_accuracy: no new actuals in this run" in nothing_new["skipped"]

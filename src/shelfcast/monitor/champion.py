@@ -32,7 +32,9 @@ class LiveChampion:
 
 def resolve_champion(tracker, workdir: str | Path) -> LiveChampion | None:
     """The model version behind the `champion` alias, loaded in the edge interpreter; None before the first
-    promotion. Its run must carry the `input_spec` parameter and a `tflite/` artifact, as every variant run does."""
+    promotion. Its run must carry the `input_spec` parameter and a `tflite/` artifact, as every variant run does.
+    Raises `ServiceError` when MLflow cannot be reached (the alias lookup alone would read that as no champion)."""
+    tracker.check()
     version = tracker.champion()
     if version is None:
         return None

@@ -3,14 +3,17 @@
 Pure functions: evaluation frames (see `evaluation.py`) and small metric dicts in, `CheckResult` out.
 
 Severity is tied to accuracy, not to a test statistic: a rule fires only when the error is worse by a
-material amount (points of MAPE, from the thresholds file) AND that excess is unlikely to be noise (z standard
-errors, normal-equivalent, tested with Student's t for the window's size). Large samples therefore never fire
-on trivial differences, and small samples (one item on one day) never fire on a single unlucky day.
+material amount (points of MAPE, from the thresholds file) AND that excess is unlikely to be noise at the tail
+probability of z standard normal deviations. For the live champion the noise test compares the spread of the
+window's Pearson residuals with the champion's own on its holdout (chi-square); for paired candidate-versus-
+champion days it is a t test of the APE differences. Large samples therefore never fire on trivial differences,
+and small samples (one item on one day) never fire on a single unlucky day.
 
-Broad findings explain narrow ones: when the whole chain is off, store and item findings of the same rule are
-folded into it; a (store, item) cohort finding is dropped when its store or item already fired; more than
-`MAX_COHORT_FINDINGS` cohorts become one finding. Everything evaluated still counts as checked, so the alerts
-it replaces resolve.
+Broad findings explain narrow ones: a store that fired is left out when items are judged (and the items that
+fired when stores are), cohorts are judged without both, and the chain fires only for what they do not explain
+or when they cover most of it (then it replaces them); more than `MAX_COHORT_FINDINGS` cohorts become one
+finding; a candidate pages once, naming everything wrong with it. Everything evaluated still counts as
+checked, so the alerts a broader finding replaces resolve.
 """
 
 from __future__ import annotations
@@ -205,8 +208,9 @@ def _window_stats(data: pd.DataFrame, keys: list[str], windows_days, z: float, n
 def _fire(stats, keys, kind, rule, subject, limit, base: Scope, unit, describe) -> CheckResult:
     """One check per group; a finding for each group where some window is material and significant.
 
-    `stats` has per group and window: observed, expected, threshold, n, t and its critical value crit. Among the firing windows of a group
-    the strongest (largest t over its critical value) is reported; all of them are in the context.
+    `stats` has per group and window: observed, expected, threshold, n, the statistic t and its critical value
+    crit. Among the firing windows of a group the strongest (largest t over crit) is reported; all of them are
+    in the context.
     """
     result = CheckResult()
     if stats.empty:

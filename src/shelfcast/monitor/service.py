@@ -150,15 +150,18 @@ def check_live(
     new_dates=None,
     links: Links = Links(),
     now=None,
+    notes: Sequence[str] = (),
 ) -> MonitorRun:
     """Freshness, input drift and the live champion's accuracy on `sales` (store, item, date, sales: enough recent
     history for the longest window, plus the lookback of `window_model`).
 
     The expected error is `expected`, else the one saved for `champion` = (model, version) when it was a
-    candidate. Without either, or without forecasts, the accuracy rules are skipped and say so.
+    candidate. Without either, or without forecasts, the accuracy rules are skipped and say so; `notes` are
+    more such reasons from the caller (e.g. the champion could not be loaded).
     """
     now = pd.Timestamp(now or utc_now())
     result = check_freshness(newest_sales_dates(sales), now, thresholds)
+    result.skipped.extend(notes)
     stats = pd.DataFrame(columns=["store", "days", "share_change_pct"])
     drift = CheckResult()
     if training_sales is not None:
@@ -171,7 +174,9 @@ def check_live(
         saved = store.load_expected(*champion)
         expected = ExpectedError.from_json(saved) if saved else None
     extra = {}
-    if expected is None:
+    if new_dates is not None and len(new_dates) == 0:
+        accuracy.skipped.append("live_accuracy: no new actuals in this run")
+    elif expected is None:
         accuracy.skipped.append("live_accuracy: the champion's expected error is unknown (pass expected or a "
                                 "champion whose candidate check saved one)")
     elif forecasts is None and window_model is None:
