@@ -20,9 +20,7 @@ import pandas as pd
 
 from shelfcast.model.baselines import same_weekday_two_weeks
 
-KEY = ["store", "item", "date"]
 EVAL_COLUMNS = ["store", "item", "date", "actual", "forecast"]
-EXTRA_FORECASTS = ("champion_forecast", "naive_forecast", "parent_forecast")
 
 
 def require_columns(frame: pd.DataFrame, columns, what: str) -> None:

@@ -30,7 +30,6 @@ from shelfcast.errors import ShelfcastError
 from shelfcast.monitor.findings import CheckResult, Finding, Scope
 from shelfcast.monitor.thresholds import AlertPolicy, severity_rank
 
-STATUSES = ("open", "acknowledged", "resolved")
 LIVE = ("open", "acknowledged")
 
 SCHEMA = """
