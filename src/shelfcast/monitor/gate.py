@@ -2,9 +2,11 @@
 
 `alert_gate(store)` returns a callable `(candidate) -> list[str]` of rejection reasons, the shape the promotion
 selection takes for every gate. A candidate needs `name`, `version` (and `metrics`, optionally `variant`): the
-gate looks up open or acknowledged critical alerts raised on exactly that model version. Acknowledging an
-alert does not unblock it; only the condition clearing (the alert resolves) or a forced promotion does. Every
-block and every override is written to the alert's history with who and why.
+gate looks up open or acknowledged critical alerts raised on exactly that model version (an alert's fingerprint
+leaves the version out, so it follows its variant: tonight's check of a newer version moves it on, or resolves
+it). The candidate check must run before the gate: `flows/retrain.py` runs it as soon as candidates are
+tagged. Acknowledging an alert does not unblock it; only the condition clearing (the alert resolves) or a
+forced promotion does. Every block and every override is written to the alert's history with who and why.
 """
 
 from __future__ import annotations
