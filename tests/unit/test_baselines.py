@@ -27,3 +27,12 @@ def test_profile_model_beats_seasonal_rules_and_floor_is_below_all():
     assert floor["mape_pct_mape_optimal"] < floor["mape_pct_true_mean"]
     assert 0.85 < floor["residual_variance_over_mean"] < 1.15  # Poisson around the mean
     assert profile.trend > 0  # the generator grows every year
+
+
+def test_profile_trend_ignores_a_few_days_of_a_new_year_on_a_wide_panel():
+    # 60 series: 5 days of 2017 are 300 rows, but not a whole year; the trend must come from 2015-2016 only.
+    frame = generate_sales(stores=6, items=10, start="2015-01-01", end="2017-01-05", seed=9)
+    wide = ProfileModel.fit(frame[["store", "item", "date"]], frame["sales"].to_numpy())
+    whole = frame[frame["date"] < "2017-01-01"]
+    reference = ProfileModel.fit(whole[["store", "item", "date"]], whole["sales"].to_numpy())
+    assert wide.trend == pytest.approx(reference.trend, rel=1e-9)

@@ -50,10 +50,11 @@ class ProfileModel:
     @classmethod
     def fit(cls, keys: pd.DataFrame, sales: np.ndarray) -> "ProfileModel":
         design = _design(keys).assign(sales=np.asarray(sales, dtype=np.float64))
-        yearly = design.groupby(design["year"].astype(int))["sales"].mean()
-        # Log-linear trend over whole years; a single year gives no trend.
-        full = design.groupby(design["year"].astype(int)).size()
-        yearly = yearly[full >= 300]
+        year = design["year"].astype(int)
+        yearly = design.groupby(year)["sales"].mean()
+        # Log-linear trend over (nearly) whole years only: a few days of a new year would bend it.
+        days_per_year = pd.Series(pd.DatetimeIndex(keys["date"]).normalize(), index=design.index).groupby(year).nunique()
+        yearly = yearly[days_per_year >= 300]
         if len(yearly) >= 2:
             trend = float(np.polyfit(yearly.index.to_numpy() + 0.5, np.log(yearly.to_numpy()), 1)[0])
         else:
