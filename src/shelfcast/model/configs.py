@@ -42,7 +42,7 @@ EDGE = ModelConfig(
     name="edge",
     input_spec=InputSpec(lookback=56, scaling="window_mean", calendar=True),
     train=TrainConfig(loss="mape_like"),
-    variants=tuple(VariantSpec.parse(v) for v in ("lstm24", "lstm16", "lstm8", "lstm24+int8", "lstm16+int8", "lstm8+int8")),
+    variants=tuple(VariantSpec.parse(v) for v in ("lstm16", "lstm8", "lstm16+int8", "lstm8+int8")),
     description="window-mean level normalisation, weekday and day-of-year inputs, MAPE-matched loss, small INT8 LSTMs",
 )
 

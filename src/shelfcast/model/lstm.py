@@ -25,6 +25,7 @@ class TrainConfig:
     batch_size: int = 256
     learning_rate: float = 1e-3
     patience: int = 6
+    min_epochs: int = 15  # neither stop nor slow down before this: MSE on scaled sales starts on a long plateau
     lr_patience: int = 3  # halve the learning rate after this many epochs without improvement
     dropout: float = 0.2
     loss: str = "mse"
@@ -86,6 +87,19 @@ def _loss(name: str):
     return name
 
 
+def _late_reduce_lr(start_epoch: int, **kwargs):
+    """ReduceLROnPlateau that only starts watching after `start_epoch` (it would otherwise starve the escape
+    from the initial plateau, where every model first learns the mean)."""
+    keras = _keras()
+
+    class LateReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch >= start_epoch:
+                super().on_epoch_end(epoch, logs)
+
+    return LateReduceLROnPlateau(**kwargs)
+
+
 def count_params(weights: list[np.ndarray]) -> tuple[int, int]:
     """(parameters, non-zero parameters)."""
     return int(sum(w.size for w in weights)), int(sum(np.count_nonzero(w) for w in weights))
@@ -125,11 +139,13 @@ def train_lstm(
         shuffle=True,
         verbose=0,
         callbacks=[
-            keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True),
-            # min_delta=0: MSE on scaled sales is ~1e-3, so Keras' absolute default (1e-4) would see no progress.
-            keras.callbacks.ReduceLROnPlateau(
-                monitor="val_loss", factor=0.5, patience=config.lr_patience, min_delta=0.0, min_lr=1e-5
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=config.patience, restore_best_weights=True,
+                start_from_epoch=min(config.min_epochs, (epochs or config.epochs) - 1),
             ),
+            # min_delta=0: MSE on scaled sales is ~1e-3, so Keras' absolute default (1e-4) would see no progress.
+            _late_reduce_lr(config.min_epochs, monitor="val_loss", factor=0.5, patience=config.lr_patience,
+                            min_delta=0.0, min_lr=1e-5),
             *extra,
         ],
     )
