@@ -13,6 +13,7 @@ and promotion (`shelfcast.pipeline.handover`).
 from __future__ import annotations
 
 import functools
+import json
 import pickle
 import shutil
 import time
@@ -70,18 +71,18 @@ def warm_weights(tracker: Tracker, model: str, sizes: list[int], champion, workd
 
 
 @task(name="train-parent", task_run_name="train LSTM-{units}", **COMPUTE)
-def train_parent(bundle: str, units: int):
+def train_parent(bundle: str, units: int) -> nightly.ParentWeights:
     inputs = _bundle(bundle)
     return nightly.train_parent(inputs["windows"], units, inputs["seed"], inputs["train"],
                                 inputs["warm"].get(units), inputs["warm_epochs"])
 
 
 @task(name="build-variant", task_run_name="build {spec.name}", **COMPUTE)
-def build_variant(bundle: str, spec, parent):
+def build_variant(bundle: str, spec, parent: nightly.ParentWeights):
     from shelfcast.compress.variants import build_variant as build
 
     inputs = _bundle(bundle)
-    return build(spec, parent, inputs["windows"], inputs["train"], inputs["seed"], inputs["workdir"])
+    return build(spec, parent.rebuild(), inputs["windows"], inputs["train"], inputs["seed"], inputs["workdir"])
 
 
 @flow(name="retrain-fan-out")
@@ -142,7 +143,8 @@ def retrain_flow(config: RetrainConfig = RetrainConfig(), night: str | None = No
     workdir = Path(settings.home).resolve() / "nights" / f"{night}-{run_id[:8]}"
     data_info = {"rows": data.rows, "series": data.series, "start": str(data.start), "end": str(data.end),
                  "holdout_days": config.holdout_days, "train_windows": windows.n_train, "test_windows": windows.n_test}
-    params = {"model": model.name, "input_spec": windows.spec.to_dict(), **model.train.to_dict(),
+    input_spec = json.dumps(windows.spec.to_dict())  # JSON, so promotion and warm start can read it back
+    params = {"model": model.name, "input_spec": input_spec, **model.train.to_dict(),
               **config.model_dump(exclude={"variants"}), "variants": [s.name for s in specs], **data_info}
     parent_run_id = start_night(tracker, night, params, {"prefect_flow_run_id": run_id})
     logger.info("night %s: MLflow run %s, %d variants from %d parent size(s), %s", night, parent_run_id,
@@ -159,7 +161,7 @@ def retrain_flow(config: RetrainConfig = RetrainConfig(), night: str | None = No
         results = fan_out.with_options(task_runner=make_task_runner(config, workdir))(str(bundle), specs, sizes)
 
         extra = nightly.context_metrics(results, naive, champion)
-        variant_params = {"model": model.name, "input_spec": windows.spec.to_dict(), "night": night,
+        variant_params = {"model": model.name, "input_spec": input_spec, "night": night,
                           "warm_start": bool(warm), **model.train.to_dict(), **data_info}
         logged = [log_variant(tracker, parent_run_id, night, r, variant_params, extra[r.name]) for r in results]
         report = nightly.NightReport(

@@ -98,7 +98,7 @@ def mlflow_server(seaweedfs, trainer_store, tmp_path_factory):
         tmp_path_factory.mktemp("mlflow"), free_port(), f"s3://{BUCKET}/mlflow", seaweedfs.urls["s3"], *TRAINER
     )
     yield service
-    service.stop()
+    service.stop(timeout=6)
 
 
 def pipeline_env_vars(seaweedfs, home, mlflow_uri: str) -> dict[str, str]:

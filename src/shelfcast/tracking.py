@@ -41,10 +41,11 @@ class Candidate:
     metrics: dict[str, float] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     tflite_uri: str = ""
+    input_spec: dict = field(default_factory=dict)  # how a store turns raw sales into this model's inputs
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in ("name", "version", "run_id", "variant", "technique", "night",
-                                               "metrics", "tags", "tflite_uri")}
+                                               "metrics", "tags", "tflite_uri", "input_spec")}
 
 
 @dataclass
@@ -238,6 +239,7 @@ class Tracker:
                 technique=tags.get("technique", ""), night=tags.get("night", ""),
                 metrics={**run.data.metrics, "variant": tags.get("variant", "")}, tags=tags,
                 tflite_uri=f"{v.source}/{Path(tags.get('tflite_file', 'tflite/model.tflite')).name}",
+                input_spec=json.loads(run.data.params.get("input_spec", "{}")),
             ))
         return out
 

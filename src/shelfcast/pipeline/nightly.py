@@ -162,22 +162,56 @@ def warm_start_weights(tracker, model_name: str, sizes: list[int], champion: Cha
     return weights, note + (f"; sizes {cold} train cold" if cold else "")
 
 
-def train_parent(windows: WindowSet, units: int, seed: int, train_config, initial_weights=None, warm_epochs=None):
+@dataclass
+class ParentWeights:
+    """A trained float parent as plain arrays: what travels between task-runner processes.
+
+    A compiled Keras model does not survive pickling when its loss is a custom function (`mape_like`), and
+    weights are all a variant needs: `rebuild` makes the same model again wherever the variant is built.
+    """
+
+    units: int
+    seed: int
+    weights: list[np.ndarray]
+    train_seconds: float
+    epochs_run: int
+    spec: InputSpec
+    dropout: float
+    initialised_from: str = "cold"
+
+    def rebuild(self):
+        from shelfcast.model.lstm import TrainedModel, build_lstm
+
+        model = build_lstm(self.units, self.spec, self.dropout)
+        model.set_weights(self.weights)
+        return TrainedModel(model, self.units, self.seed, self.train_seconds, self.epochs_run, self.spec)
+
+
+def train_parent(windows: WindowSet, units: int, seed: int, train_config, initial_weights=None,
+                 warm_epochs=None) -> ParentWeights:
     """A float parent: trained cold, or fine-tuned from earlier weights for `warm_epochs` at the fine-tune rate."""
     from shelfcast.model.lstm import train_lstm
 
     if initial_weights is None:
-        return train_lstm(windows, units, seed, train_config)
-    return train_lstm(windows, units, seed, train_config, initial_weights=initial_weights, epochs=warm_epochs,
-                      learning_rate=train_config.finetune_learning_rate)
+        trained = train_lstm(windows, units, seed, train_config)
+    else:
+        trained = train_lstm(windows, units, seed, train_config, initial_weights=initial_weights,
+                             epochs=warm_epochs, learning_rate=train_config.finetune_learning_rate)
+    return ParentWeights(units, seed, trained.get_weights(), trained.train_seconds, trained.epochs_run,
+                         trained.spec, train_config.dropout, "cold" if initial_weights is None else "warm")
 
 
 def context_metrics(results, naive_mape_pct: float, champion: ChampionContext) -> dict[str, dict]:
-    """Per variant: the metrics the gate compares against (naive rule, float parent, champion)."""
+    """Per variant: the metrics the gate compares against (naive rule, float parent, champion), and whether the
+    file uses LiteRT builtin ops only (1 or 0), which the edge budget requires."""
+    from shelfcast.edge.runtime import TFLiteForecaster
+
     by_name = {r.name: r for r in results}
     extra = {}
     for result in results:
         metrics = {"naive_mape_pct": naive_mape_pct}
+        if result.status == "ok" and result.tflite_path:
+            metrics["builtin_ops_only"] = float(TFLiteForecaster(result.tflite_path).builtin_ops_only())
         parent = by_name.get(result.float_parent) if result.float_parent else None
         if parent is not None and parent.status == "ok":
             metrics["parent_mape_pct"] = parent.mape_pct

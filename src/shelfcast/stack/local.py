@@ -32,14 +32,14 @@ MLFLOW_ARTIFACT_PREFIX = "mlflow"
 
 
 def identities(settings: Settings) -> list[Identity]:
-    """The trainer writes everything; a store reads only `channels/` and `models/` of the bucket."""
-    bucket = settings.bucket
-    return [
-        Identity("trainer", settings.trainer_access_key, settings.trainer_secret_key,
-                 ("Admin", "Read", "Write", "List", "Tagging")),
-        Identity("store", settings.store_access_key, settings.store_secret_key,
-                 (f"Read:{bucket}/channels/*", f"Read:{bucket}/models/*")),
-    ]
+    """The bucket's S3 identities from the access roles (`shelfcast.edge.access`): the trainer reads and writes
+    the bucket, a store reads only `channels/` and `models/`, the uploader only writes `landing/`."""
+    from shelfcast.edge.access import LOCAL_KEYS, seaweedfs_identities
+
+    keys = {"trainer": (settings.trainer_access_key, settings.trainer_secret_key),
+            "store": (settings.store_access_key, settings.store_secret_key),
+            "uploader": LOCAL_KEYS["uploader"]}
+    return seaweedfs_identities(settings.bucket, keys)
 
 
 def _port(url: str, what: str, setting: str) -> int:
@@ -206,20 +206,26 @@ class LocalStack:
 
     # ---- down -----------------------------------------------------------------------------------------------
     def down(self, on_step=lambda message: None) -> list[str]:
-        """Stop the services this stack started (MLflow and Prefect first, S3 last); returns their names."""
+        """Stop the services this stack started (MLflow and Prefect together, S3 last); returns their names."""
         state = self.state()
         stopped = []
-        for name in ("mlflow", "prefect", "seaweedfs"):
-            record = state.services.get(name)
-            if record is None:
-                continue
-            if record.running():
-                on_step(f"stopping {name} (pid {record.pid})")
-                stop_pid(record.pid)
-                stopped.append(name)
-            else:
-                on_step(f"{name} (pid {record.pid}) is not running any more; forgetting it")
-            del state.services[name]
+        for group in (("mlflow", "prefect"), ("seaweedfs",)):
+            running = []
+            for name in group:
+                record = state.services.get(name)
+                if record is None:
+                    continue
+                if record.running():
+                    on_step(f"stopping {name} (pid {record.pid})")
+                    running.append(record)
+                else:
+                    on_step(f"{name} (pid {record.pid}) is not running any more; forgetting it")
+                    del state.services[name]
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                list(pool.map(lambda record: stop_pid(record.pid), running))
+            for record in running:
+                stopped.append(record.name)
+                del state.services[record.name]
             state.save(self.pid_file)
         return stopped
 

@@ -1,0 +1,203 @@
+"""The nightly retrain flow on a tiny panel, against the real Prefect API, MLflow server and S3 server.
+
+Training is tiny on purpose (2 stores x 2 items, 1 epoch, 2 variants): these tests check the pipeline (fan-out,
+task runners, logging, registry, candidates, failure behaviour), not model quality.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from shelfcast.config import Settings
+from shelfcast.data.store import SalesStore
+from shelfcast.data.synthetic import generate_sales
+from shelfcast.ingest import IngestOptions, deliver_range, ingest_landing, open_landing, store_objects
+from shelfcast.pipeline.config import RetrainConfig
+from shelfcast.tracking import Tracker
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+TINY = dict(variants=["lstm8", "lstm8+int8"], epochs=1, window_days=240, holdout_days=28, warm_epochs=1)
+
+
+@pytest.fixture(scope="module")
+def night_env(make_pipeline_env, mlflow_server, prefect_api, tmp_path_factory):
+    """Settings whose sales store holds 300 days of a 2 x 2 panel, ingested through the ingest code."""
+    home = tmp_path_factory.mktemp("retrain")
+    env = make_pipeline_env(home / "home", mlflow_server.urls["tracking"])
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        settings = Settings()
+        sales = generate_sales(stores=2, items=2, start="2016-01-01", end="2016-10-26", seed=3)
+        objects = store_objects(settings)
+        deliver_range(open_landing("landing/", objects), sales, "2016-01-01", "2016-10-26", kind="history")
+        ingest_landing(SalesStore(objects), open_landing("landing/", objects), IngestOptions())
+        yield settings, env
+
+
+@pytest.fixture(scope="module")
+def first_night(night_env):
+    from flows.retrain import retrain_flow
+
+    return retrain_flow(RetrainConfig.load("quick", **TINY), night="first")
+
+
+def tracker_for(settings) -> Tracker:
+    return Tracker.from_settings(settings)
+
+
+def test_every_variant_is_a_nested_run_and_a_registered_candidate(night_env, first_night):
+    settings, _ = night_env
+    tracker = tracker_for(settings)
+    assert [v["status"] for v in first_night["variants"]] == ["ok", "ok"]
+    assert first_night["data"]["series"] == 4 and first_night["data"]["end"] == "2016-10-26"
+    parent = tracker.client.get_run(first_night["parent_run_id"])
+    assert parent.data.tags["night_status"] == "complete"
+    assert parent.data.params["variants"] == str(["LSTM-8", "LSTM-8+INT8"])
+    assert "plots" in {a.path for a in tracker.client.list_artifacts(parent.info.run_id)}
+
+    runs = {r.data.tags["variant"]: r for r in tracker.night_runs(parent.info.run_id)}
+    assert set(runs) == {"LSTM-8", "LSTM-8+INT8"}
+    int8 = runs["LSTM-8+INT8"]
+    assert int8.data.params["seed"] == "0" and json.loads(int8.data.params["input_spec"])["lookback"] > 0
+    for metric in ("params", "nonzero_params", "article_bytes", "tflite_bytes", "gzip_bytes", "mape_pct",
+                   "train_seconds", "naive_mape_pct", "parent_mape_pct", "builtin_ops_only"):
+        assert metric in int8.data.metrics, metric
+    assert int8.data.metrics["builtin_ops_only"] == 1.0
+    assert int8.data.metrics["parent_mape_pct"] == pytest.approx(runs["LSTM-8"].data.metrics["mape_pct"])
+
+    candidates = {c.variant: c for c in tracker.candidates("first")}
+    assert set(candidates) == {"LSTM-8", "LSTM-8+INT8"}
+    assert candidates["LSTM-8+INT8"].tags["technique"] == "sizing+int8"
+    assert int(candidates["LSTM-8+INT8"].tags["tflite_bytes"]) < int(candidates["LSTM-8"].tags["tflite_bytes"]) + 1
+    assert {c["version"] for c in first_night["candidates"]} == {c.version for c in candidates.values()}
+
+
+def test_the_night_leaves_a_prefect_summary(first_night):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["retrain-summary"])))
+    assert any(first_night["parent_run_id"] in (a.data or "") and "| LSTM-8+INT8 | ok |" in a.data for a in artifacts)
+
+
+def test_dask_runner_fans_out_on_two_local_worker_processes(night_env, first_night):
+    from flows.retrain import retrain_flow
+
+    report = retrain_flow(RetrainConfig.load("quick", **TINY, task_runner="dask", workers=2), night="dask")
+    assert [v["status"] for v in report["variants"]] == ["ok", "ok"]
+    sizes = {v["name"]: v["metrics"]["tflite_bytes"] for v in report["variants"]}
+    assert sizes == {v["name"]: v["metrics"]["tflite_bytes"] for v in first_night["variants"]}
+    assert len(report["candidates"]) == 2
+
+
+def test_warm_start_fine_tunes_the_champion_and_scores_it_on_the_same_holdout(night_env, first_night):
+    from flows.retrain import retrain_flow
+
+    settings, _ = night_env
+    tracker = tracker_for(settings)
+    lstm8 = next(v for v in first_night["variants"] if v["name"] == "LSTM-8")
+    tracker.client.set_registered_model_alias(settings.registered_model, "champion", lstm8["version"])
+    report = retrain_flow(RetrainConfig.load("quick", **TINY, warm_start=True), night="warm")
+    assert f"warm start from champion v{lstm8['version']}: sizes [8] fine-tuned" in report["warm_note"]
+    assert report["champion"]["mape_pct"] == pytest.approx(lstm8["metrics"]["mape_pct"], rel=1e-3)
+    assert all(v["metrics"]["champion_mape_pct"] == report["champion"]["mape_pct"] for v in report["variants"])
+
+
+def test_mlflow_down_during_retrain_fails_loudly_and_promotes_nothing(night_env, tmp_path, monkeypatch):
+    from flows.retrain import retrain_flow
+    from shelfcast.compress import variants
+    from shelfcast.pipeline import handover
+    from shelfcast.stack.mlflow_server import start_mlflow_server
+    from shelfcast.stack.process import free_port
+
+    port, folder = free_port(), tmp_path / "mlflow"
+    server = start_mlflow_server(folder, port, str(tmp_path / "artifacts"))
+    monkeypatch.setenv("SHELFCAST_MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    real_build, handed_over = variants.build_variant, []
+
+    def build_after_mlflow_died(*args, **kwargs):
+        server.stop(timeout=4)  # the real server goes away while the night trains
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(variants, "build_variant", build_after_mlflow_died)
+    monkeypatch.setattr(handover, "hand_over", lambda *a, **k: handed_over.append(a))
+    state = retrain_flow(RetrainConfig.load("quick", **TINY), night="mlflow-down", promote=True, return_state=True)
+    assert state.is_failed()
+    error = state.result(raise_on_failure=False)
+    assert "Connection refused" in str(error) or "Max retries" in str(error), error
+    assert handed_over == []
+
+    restarted = start_mlflow_server(folder, port, str(tmp_path / "artifacts"))
+    try:
+        tracker = Tracker(f"http://127.0.0.1:{port}", Settings().registered_model)
+        assert tracker.candidates() == []
+        night = tracker.client.search_runs([tracker.experiment_id()], "tags.night = 'mlflow-down'")
+        assert [r.data.tags["night_status"] for r in night if r.data.tags.get("kind") == "night"] == ["running"]
+    finally:
+        restarted.stop(timeout=4)
+
+
+DRIVER = textwrap.dedent('''
+    """Runs a retrain whose second variant hangs after the first one is registered (then gets killed)."""
+    import json, sys, time
+    from pathlib import Path
+
+    sys.path.insert(0, sys.argv[3])
+    from shelfcast.tracking import Tracker
+
+    marker, real_log = Path(sys.argv[1]), Tracker.log_variant
+
+    def log_then_hang(self, *args, **kwargs):
+        if marker.exists():
+            marker.write_text("second")
+            time.sleep(3600)
+        logged = real_log(self, *args, **kwargs)
+        marker.write_text(logged.version or "")
+        return logged
+
+    Tracker.log_variant = log_then_hang
+    from flows.retrain import retrain_flow
+    from shelfcast.pipeline.config import RetrainConfig
+
+    retrain_flow(RetrainConfig.load("quick", **json.loads(sys.argv[2])), night="killed")
+''')
+
+
+def test_a_retrain_killed_half_way_leaves_no_candidate(night_env, prefect_api, tmp_path):
+    settings, env = night_env
+    driver, marker = tmp_path / "driver.py", tmp_path / "progress"
+    driver.write_text(DRIVER)
+    process = subprocess.Popen(
+        [sys.executable, str(driver), str(marker), json.dumps(TINY), str(ROOT)],
+        env={**os.environ, **env, "PREFECT_API_URL": prefect_api}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not (marker.exists() and marker.read_text() == "second"):
+            assert process.poll() is None, process.stderr.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "the retrain never reached its second variant"
+            time.sleep(0.2)
+        os.killpg(process.pid, signal.SIGKILL)  # killed between registering variant 1 and variant 2
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    tracker = tracker_for(settings)
+    versions = [v for v in tracker.versions() if v.tags.get("night") == "killed"]
+    assert len(versions) == 1  # one variant made it into the registry...
+    assert "candidate" not in versions[0].tags  # ...but it is not a candidate
+    assert tracker.candidates("killed") == []

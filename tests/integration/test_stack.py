@@ -1,0 +1,114 @@
+"""`shelfcast stack up|down|status`: the three real services, started, reused and stopped (only those)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from shelfcast.config import Settings
+from shelfcast.errors import ServiceError
+from shelfcast.stack.local import LocalStack, ServiceRecord, StackState, ui_addresses
+from shelfcast.stack.process import free_port, http_ok
+
+pytestmark = pytest.mark.integration
+
+
+def local_settings(home) -> Settings:
+    return Settings(
+        home=home,
+        s3_endpoint_url=f"http://127.0.0.1:{free_port()}",
+        prefect_api_url=f"http://127.0.0.1:{free_port()}/api",
+        mlflow_tracking_uri=f"http://127.0.0.1:{free_port()}",
+    )
+
+
+def test_stack_up_status_down_stops_only_what_it_started(tmp_path, monkeypatch):
+    settings = local_settings(tmp_path / "home")
+    stack = LocalStack(settings)
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        records = stack.up()
+        assert set(records) == {"seaweedfs", "prefect", "mlflow"}
+        status = stack.status()
+        assert all(s["healthy"] for s in status.values()), status
+        assert http_ok(ui_addresses(settings)["Prefect UI"]) and http_ok(settings.mlflow_tracking_uri + "/health")
+
+        # The bucket exists for the trainer; the store identity cannot write; MLflow stores artifacts in S3.
+        from shelfcast.storage import ObjectStore
+
+        trainer = ObjectStore.from_settings(settings, "trainer")
+        trainer.put("landing/x.csv", b"date,store,item,sales\n")
+        store = ObjectStore.from_settings(settings, "store")
+        with pytest.raises(Exception, match="AccessDenied"):
+            store.put("channels/stable/latest.json", b"{}")
+        from mlflow import MlflowClient
+
+        client = MlflowClient(settings.mlflow_tracking_uri)
+        run = client.create_run(client.create_experiment("stack-test"))
+        (tmp_path / "note.txt").write_text("hello")
+        client.log_artifact(run.info.run_id, str(tmp_path / "note.txt"))
+        assert any(run.info.run_id in info.key for info in trainer.list("mlflow/"))
+
+        # `up` again reuses the running services; the CLI reports them healthy.
+        pids = {name: record.pid for name, record in records.items()}
+        assert {n: r.pid for n, r in stack.up().items()} == pids
+        for key, value in {"SHELFCAST_HOME": str(settings.home), "SHELFCAST_S3_ENDPOINT_URL": settings.s3_endpoint_url,
+                           "SHELFCAST_PREFECT_API_URL": settings.prefect_api_url,
+                           "SHELFCAST_MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri}.items():
+            monkeypatch.setenv(key, value)
+        from shelfcast.cli import build_app
+
+        result = CliRunner().invoke(build_app(), ["stack", "status", "--json"])
+        assert result.exit_code == 0, result.output
+        assert {name: s["pid"] for name, s in json.loads(result.output).items()} == pids
+
+        assert stack.down() == ["mlflow", "prefect", "seaweedfs"]
+        assert not any(s["running"] for s in stack.status().values())
+        assert bystander.poll() is None  # a process the stack did not start is untouched
+        assert CliRunner().invoke(build_app(), ["stack", "status"]).exit_code == 1
+    finally:
+        stack.down()
+        bystander.kill()
+        bystander.wait()
+
+
+def test_a_port_taken_by_someone_else_is_an_error_that_names_the_setting(tmp_path):
+    settings = local_settings(tmp_path / "home")
+    port = int(settings.prefect_api_url.split(":")[2].split("/")[0])
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        with pytest.raises(ServiceError, match="SHELFCAST_PREFECT_API_URL"):
+            LocalStack(settings).up()
+    assert LocalStack(settings).state().services == {}  # nothing was started, nothing is left running
+
+
+def test_a_stale_pid_file_entry_is_forgotten_not_killed(tmp_path):
+    settings = local_settings(tmp_path / "home")
+    stack = LocalStack(settings)
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        # One entry names a dead pid, one a live pid that runs some other command: neither is a service of ours.
+        StackState({
+            "mlflow": ServiceRecord("mlflow", finished.pid, 1, {}, "", str(stack.dirs["mlflow"]), ""),
+            "prefect": ServiceRecord("prefect", other.pid, 2, {}, "", "--port 2", ""),
+        }).save(stack.pid_file)
+        assert stack.down() == []
+        assert other.poll() is None
+        assert stack.state().services == {}
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_remote_address_is_refused_with_the_fix(tmp_path):
+    settings = Settings(home=tmp_path, s3_endpoint_url="https://s3.eu-west-1.amazonaws.com")
+    with pytest.raises(ServiceError, match="SHELFCAST_S3_ENDPOINT_URL"):
+        LocalStack(settings)

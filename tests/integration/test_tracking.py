@@ -1,0 +1,87 @@
+"""`Tracker` against a real MLflow tracking server (SQLite backend, artifacts proxied to SeaweedFS S3)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+
+from shelfcast.compress.variants import VariantResult
+from shelfcast.errors import ServiceError
+from shelfcast.stack.process import free_port
+from shelfcast.tracking import SIZE_FIELDS, Tracker
+
+pytestmark = pytest.mark.integration
+
+
+def variant(tmp_path, name="LSTM-16+INT8", status="ok", **overrides) -> VariantResult:
+    tflite = tmp_path / f"{name}.tflite"
+    tflite.write_bytes(b"TFL3" + bytes(100))
+    keras = tmp_path / f"{name}.keras"
+    keras.write_bytes(b"PK-keras")
+    values = dict(
+        name=name, technique="sizing+int8", units=16, sparsity=0.0, quantization="int8", seed=3, status=status,
+        params=1425, nonzero_params=1400, article_bytes=5700, tflite_bytes=5768, gzip_bytes=3082, mape_pct=14.6,
+        smape_pct=14.1, wape_pct=13.9, latency_us_median=40.0, train_seconds=18.6, float_parent="LSTM-16",
+        tflite_path=tflite, keras_path=keras,
+    )
+    values.update(overrides)
+    return VariantResult(**values)
+
+
+@pytest.fixture
+def tracker(mlflow_server):
+    return Tracker(mlflow_server.urls["tracking"], f"demand-{uuid.uuid4().hex[:8]}")
+
+
+def test_night_with_nested_variant_runs_and_registered_versions(tracker, trainer_store, tmp_path):
+    parent = tracker.start_night("2017-06-02", {"window_days": 365, "input_spec": json.dumps({"lookback": 14})})
+    ok = tracker.log_variant(parent, "2017-06-02", variant(tmp_path), {"model": "edge"}, {"naive_mape_pct": 17.0})
+    failed = tracker.log_variant(parent, "2017-06-02",
+                                 variant(tmp_path, "Pruned-70%+INT8", "failed", reason="int8 conversion crashed",
+                                         tflite_path=None, keras_path=None, mape_pct=float("nan")),
+                                 {"model": "edge"})
+    client = tracker.client
+
+    child = client.get_run(ok.run_id)
+    assert child.data.tags["mlflow.parentRunId"] == parent
+    assert child.data.params["seed"] == "3" and child.data.params["technique"] == "sizing+int8"
+    assert all(child.data.metrics[name] > 0 for name in SIZE_FIELDS)
+    assert child.data.metrics["train_seconds"] == pytest.approx(18.6)
+    assert child.data.metrics["naive_mape_pct"] == 17.0
+    assert {a.path for a in client.list_artifacts(ok.run_id)} == {"tflite", "keras"}
+    # The server proxies artifacts to S3: they are objects in the bucket.
+    keys = [info.key for info in trainer_store.list("mlflow/") if ok.run_id in info.key]
+    assert any(key.endswith("LSTM-16+INT8.tflite") for key in keys)
+
+    version = client.get_model_version(tracker.registered_model, ok.version)
+    assert version.tags["technique"] == "sizing+int8" and version.tags["tflite_bytes"] == "5768"
+    assert version.tags["gzip_bytes"] == "3082" and "candidate" not in version.tags
+    assert tracker.candidates() == []  # registered, not yet a candidate
+
+    assert failed.version is None and failed.status == "failed"
+    failed_run = client.get_run(failed.run_id)
+    assert failed_run.info.status == "FAILED" and "conversion crashed" in failed_run.data.tags["reason"]
+
+    (candidate,) = tracker.mark_candidates([ok, failed], "2017-06-02")
+    tracker.finish_night(parent)
+    assert (candidate.version, candidate.variant, candidate.run_id) == (ok.version, "LSTM-16+INT8", ok.run_id)
+    assert candidate.metrics["mape_pct"] == pytest.approx(14.6) and candidate.input_spec == {}
+    assert candidate.tflite_uri.endswith("/tflite/LSTM-16+INT8.tflite")
+    assert client.get_run(parent).data.tags["night_status"] == "complete"
+    assert tracker.latest_complete_night().info.run_id == parent
+
+    client.set_registered_model_alias(tracker.registered_model, "champion", ok.version)
+    assert str(tracker.champion().version) == ok.version
+    downloaded = tracker.download(ok.run_id, "tflite", tmp_path / "dl")
+    assert (downloaded / "LSTM-16+INT8.tflite").read_bytes().startswith(b"TFL3")
+
+
+def test_a_dead_tracking_server_fails_fast_with_the_fix():
+    tracker = Tracker(f"http://127.0.0.1:{free_port()}", "demand")
+    start = time.perf_counter()
+    with pytest.raises(ServiceError, match="shelfcast stack up"):
+        tracker.check()
+    assert time.perf_counter() - start < 30
