@@ -10,9 +10,7 @@ deduplication, cooldown and auto-resolution, exactly as the flows run it.
 
 The champion is `model.baselines.ProfileModel` (store-item level x weekday x month x trend) fitted on 2014-2015,
 with its expected error measured on 2016: a real forecaster close to the data's noise floor, cheap enough to
-refit every simulated night. Every fit uses whole calendar years, because `ProfileModel.fit` counts rows, not
-days, when it decides which years are complete enough for its trend: on a 500-series panel a few days of a new
-year pass as a full year and bend the trend (a refit on a rolling window then loses 2 to 20 MAPE points). INT8 is the affine int8 quantization of the
+refit every simulated night. Every fit uses whole calendar years, so that each refit sees the same seasons. INT8 is the affine int8 quantization of the
 model's output in the edge models' scaled space (forecast over the mean of the 14 days before, `window_mean`),
 over the range seen on a representative set of 2,048 training rows from the last year: the arithmetic of a
 TFLite INT8 output tensor. The failed conversion's representative set holds Mondays only, so weekends clip.
