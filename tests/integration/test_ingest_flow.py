@@ -180,3 +180,33 @@ def test_rejected_rows_land_in_the_quarantine_with_reasons(pipeline_env, sales):
     assert "differs from" in reasons[2] and "sales-2017-03-01.csv" in reasons[2]
     assert "store 9 is not in the catalogue" in reasons[3]
     assert "not an integer count" in reasons[4]
+
+
+def test_cli_backfill_is_idempotent_and_the_ledger_commands_report_it(pipeline_env, prefect_api, monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from shelfcast.cli import build_app
+
+    monkeypatch.setenv("SHELFCAST_PREFECT_API_URL", prefect_api)
+    history = generate_sales(stores=2, items=2, start="2017-01-01", end="2017-02-28", seed=1)
+    kaggle = tmp_path / "train.csv"
+    history.assign(date=history["date"].dt.strftime("%Y-%m-%d")).to_csv(kaggle, index=False)
+    app, runner = build_app(), CliRunner()
+    backfill = ["ingest", "backfill", "--data", str(kaggle), "--from", "2017-01-10", "--to", "2017-01-31"]
+
+    first = runner.invoke(app, backfill)
+    assert first.exit_code == 0, first.output
+    assert "backfill-2017-01-10_2017-01-31.csv" in first.output and "ingested" in first.output
+    assert runner.invoke(app, backfill).exit_code == 0  # the same range again: nothing new
+    wider = runner.invoke(app, backfill[:-4] + ["--from", "2017-01-01", "--to", "2017-02-05"])
+    assert wider.exit_code == 0, wider.output
+    store = SalesStore(store_objects(pipeline_env))
+    expected = history[history["date"] <= "2017-02-05"]
+    pd.testing.assert_frame_equal(rows(store.load()), rows(expected))
+
+    ledger = runner.invoke(app, ["ingest", "ledger"])
+    assert ledger.exit_code == 0 and ledger.output.count("backfill-2017-01") == 2, ledger.output
+    verify = runner.invoke(app, ["ingest", "verify"])
+    assert f"{len(expected):,} committed rows on 36 days; 0 uncommitted part(s)" in verify.output
+    catalog = runner.invoke(app, ["ingest", "catalog", "--add-stores", "9"])
+    assert "stores 1-2,9; items 1-2; 4 series" in catalog.output

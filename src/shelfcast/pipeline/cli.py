@@ -98,8 +98,11 @@ def ingest(
     corrections: bool = typer.Option(True, help="accept a corrected file under an ingested name"),
 ) -> None:
     """Run the ingest flow once over the landing location."""
-    if ctx.invoked_subcommand is not None:
-        return
+    if ctx.invoked_subcommand is None:
+        _run_ingest(landing, date.fromisoformat(today) if today else None, max_file_bytes, corrections)
+
+
+def _run_ingest(landing: str, today: date | None, max_file_bytes: int, corrections: bool) -> None:
     _quiet_logs()
     _flows()
     from flows.ingest import ingest_flow
@@ -107,8 +110,8 @@ def ingest(
 
     settings = load_settings()
     with use_api(settings.prefect_api_url):
-        reports = ingest_flow(landing=landing, today=date.fromisoformat(today) if today else None,
-                              max_file_bytes=max_file_bytes, allow_corrections=corrections)
+        reports = ingest_flow(landing=landing, today=today, max_file_bytes=max_file_bytes,
+                              allow_corrections=corrections)
     _print_ingest(reports)
 
 
@@ -198,10 +201,11 @@ def ingest_backfill(
     from shelfcast.ingest import deliver_range, open_landing, store_objects
 
     frame = load_sales(data, parse_range(stores), parse_range(items))
-    key = deliver_range(open_landing(landing, store_objects(load_settings())), frame, start, end)
-    typer.echo(f"delivered {key}")
-    ingest(typer.Context(typer.main.get_command(ingest_app)), landing=landing, today=None,
-           max_file_bytes=1 << 40, corrections=True)
+    location = open_landing(landing, store_objects(load_settings()))
+    key = deliver_range(location, frame, start, end)
+    size = location.objects.head(key).size
+    typer.echo(f"delivered {key} ({size:,} bytes)")
+    _run_ingest(landing, None, max(256 * 1024**2, size), True)  # a backfill may exceed a daily file's limit
 
 
 # ---- retrain, serve, run -------------------------------------------------------------------------------------

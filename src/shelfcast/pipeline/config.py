@@ -31,6 +31,7 @@ class RetrainConfig(BaseModel):
     batch_size: int | None = Field(None, ge=8)
     learning_rate: float | None = Field(None, gt=0, lt=1)
     patience: int | None = Field(None, ge=1)
+    min_epochs: int | None = Field(None, ge=1, description="no early stop or learning-rate cut before this epoch")
     seed: int = 0
     warm_start: bool = Field(False, description="start from the champion's weights and fine-tune")
     warm_epochs: int = Field(4, ge=1, description="epochs of a warm start")
@@ -63,13 +64,14 @@ class RetrainConfig(BaseModel):
         return value
 
     def model_config_obj(self):
-        """The lead's `ModelConfig` with this night's overrides applied."""
+        """The `ModelConfig` (shelfcast.model.configs) with this night's overrides applied."""
         from shelfcast.model.configs import get_config
 
         config = get_config(self.model)
         changes = {k: v for k, v in (("epochs", self.epochs), ("finetune_epochs", self.finetune_epochs),
                                      ("batch_size", self.batch_size), ("patience", self.patience),
-                                     ("learning_rate", self.learning_rate)) if v is not None}
+                                     ("learning_rate", self.learning_rate), ("min_epochs", self.min_epochs))
+                   if v is not None}
         if changes:
             config = config.with_train(**changes)
         if self.variants is not None:
@@ -109,6 +111,7 @@ PRESETS: dict[str, dict] = {
         "learning_rate": 0.003,
         "finetune_epochs": 1,
         "patience": 3,
+        "min_epochs": 2,
         "warm_epochs": 2,
     },
 }

@@ -70,7 +70,8 @@ def night_windows(data: TrainingData, input_spec: InputSpec, holdout_days: int) 
             f"{days} days of history per series leave {n_windows} windows, too few for a {holdout_days}-day holdout; "
             "ingest more history, lower holdout_days, or raise window_days"
         )
-    split = SplitSpec(test_fraction=holdout_days / n_windows, val_fraction=0.1)
+    # Anchored on this model's own lookback, so the holdout is exactly the last `holdout_days` of every series.
+    split = SplitSpec(test_fraction=holdout_days / n_windows, val_fraction=0.1, reference_lookback=input_spec.lookback)
     return make_windows(data.frame, input_spec, split)
 
 

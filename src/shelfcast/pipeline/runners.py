@@ -43,6 +43,8 @@ def make_task_runner(config, workdir: Path | None = None):
             "processes": True,
             "host": "127.0.0.1",
             "dashboard_address": None,
+            # TensorFlow keeps its default threads per worker: pinning each worker to one thread measured
+            # slower on two cores (bench/pipeline_overhead.py).
             "env": {"PYTHONPATH": python_path, "TF_CPP_MIN_LOG_LEVEL": "2"},
             "local_directory": str(workdir / "dask") if workdir else None,
         },
