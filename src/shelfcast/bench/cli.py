@@ -183,4 +183,4 @@ def _register_readme(bench: typer.Typer) -> None:
         from shelfcast.bench.readme import update_readme
 
         for name in update_readme(path, results):
-            typer.echo(f"table {name} <- {results / (name + '.json')}")
+            typer.echo(f"table {name} <- {results / (name.removesuffix('-targets') + '.json')}")
