@@ -99,7 +99,7 @@ def register(app: typer.Typer) -> None:
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         from shelfcast.bench.compression import plot_pareto, run_benchmark
-        from shelfcast.data.schema import load_sales, parse_range
+        from shelfcast.data.schema import load_sales, parse_range, select_series
         from shelfcast.data.synthetic import generate_sales
         from shelfcast.model.configs import get_config
 
@@ -114,8 +114,7 @@ def register(app: typer.Typer) -> None:
             sales = load_sales(data, store_ids, item_ids)
             label = f"{data.name} stores {stores} items {items}"
         else:
-            full = generate_sales(seed=0)
-            sales = full[full["store"].isin(store_ids or full["store"]) & full["item"].isin(item_ids or full["item"])]
+            sales = select_series(generate_sales(seed=0), store_ids, item_ids)
             label = f"synthetic (seed 0) stores {stores} items {items}"
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress:
             task = progress.add_task("loading", total=None)

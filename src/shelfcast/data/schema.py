@@ -55,6 +55,15 @@ def _open_csv(path: Path) -> io.BufferedIOBase | Path:
         return io.BytesIO(bundle.read("train.csv"))
 
 
+def select_series(frame: pd.DataFrame, stores: list[int] | None, items: list[int] | None) -> pd.DataFrame:
+    """The rows of the given stores and items (None keeps every one)."""
+    if stores is not None:
+        frame = frame[frame["store"].isin(stores)]
+    if items is not None:
+        frame = frame[frame["item"].isin(items)]
+    return frame
+
+
 def load_sales(
     path: str | Path,
     stores: list[int] | None = None,
@@ -73,11 +82,7 @@ def load_sales(
         raise SalesSchemaError(
             f"file {path}: missing column(s) {missing}; expected a header 'date,store,item,sales'"
         )
-    frame = frame[list(COLUMNS)]
-    if stores is not None:
-        frame = frame[frame["store"].isin(stores)]
-    if items is not None:
-        frame = frame[frame["item"].isin(items)]
+    frame = select_series(frame[list(COLUMNS)], stores, items)
     if frame.empty:
         raise SalesSchemaError(f"file {path}: no rows for stores={stores} items={items}; check the selection")
     frame = frame.assign(date=pd.to_datetime(frame["date"]), sales=frame["sales"].astype(np.int64))

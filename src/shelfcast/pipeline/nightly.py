@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from shelfcast.data.schema import parse_range
+from shelfcast.data.schema import parse_range, select_series
 from shelfcast.data.store import SalesStore
 from shelfcast.data.windows import SplitSpec, WindowSet, make_windows
 from shelfcast.errors import ConfigError, SalesSchemaError
@@ -48,11 +48,7 @@ def load_training_data(store: SalesStore, config: RetrainConfig) -> TrainingData
     end = days[-1]
     start = end - timedelta(days=config.window_days - 1)
     frame = store.load(start, end)
-    stores, items = parse_range(config.stores), parse_range(config.items)
-    if stores is not None:
-        frame = frame[frame["store"].isin(stores)]
-    if items is not None:
-        frame = frame[frame["item"].isin(items)]
+    frame = select_series(frame, parse_range(config.stores), parse_range(config.items))
     if frame.empty:
         raise ConfigError(f"no sales for stores={config.stores} items={config.items} in {start}..{end}")
     frame = frame.reset_index(drop=True)
