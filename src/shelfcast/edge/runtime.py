@@ -17,7 +17,7 @@ from shelfcast.errors import ModelLoadError
 def _interpreter_class():
     try:
         from ai_edge_litert.interpreter import Interpreter
-    except ImportError as exc:  # pragma: no cover - the package is a declared dependency of both sides
+    except ImportError as exc:  # a declared dependency of both sides; only a broken install gets here
         raise ModelLoadError("ai-edge-litert is not installed; install shelfcast[store]") from exc
     return Interpreter
 
