@@ -16,62 +16,50 @@ def _fmt(value, spec: str = ".2f") -> str:
     return format(value, spec)
 
 
-def render_table(doc: dict):
-    """A Rich table of every variant beside the article's row, then the baselines and the floor."""
-    from rich.table import Table
+COLUMNS = ("config", "variant", "params", "non-zero", "article B", ".tflite B", "gzip B", "MAPE % (mean ± std)",
+           "article MAPE", "SMAPE %", "WAPE %", "gap to floor", "latency µs")
 
+
+def table_rows(doc: dict) -> list[list[str]]:
+    """The cells of the compression table: every variant beside the article's row, the baselines, the floor."""
     from shelfcast.bench.compression import ARTICLE_TABLE
 
-    table = Table(title=f"Compression benchmark - {doc['data']}, {doc['series']} series, {doc['seeds']} seeds")
-    for column in ("config", "variant", "params", "non-zero", "article B", ".tflite B", "gzip B", "MAPE %", "std",
-                   "article MAPE", "SMAPE %", "WAPE %", "gap to floor", "latency us"):
-        table.add_column(column, justify="left" if column in ("config", "variant") else "right")
+    rows = []
     for row in doc["variants"]:
-        article = ARTICLE_TABLE.get(row["name"]) if row["config"] == "article" else None
         if "mape_mean" not in row:
-            table.add_row(row["config"], row["name"], *["-"] * 5, "failed: " + row["failed"][0]["reason"][:60], *["-"] * 6)
+            rows.append([row["config"], row["name"], f"failed: {row['failed'][0]['reason']}", *[""] * 10])
             continue
-        table.add_row(
+        article = ARTICLE_TABLE.get(row["name"]) if row["config"] == "article" else None
+        rows.append([
             row["config"], row["name"], f"{row['params']:,}", f"{row['nonzero_params']:,}", f"{row['article_bytes']:,}",
-            f"{row['tflite_bytes']:,}", f"{row['gzip_bytes']:,}", _fmt(row["mape_mean"]), _fmt(row["mape_std"]),
+            f"{row['tflite_bytes']:,}", f"{row['gzip_bytes']:,}", f"{_fmt(row['mape_mean'])} ± {_fmt(row['mape_std'])}",
             _fmt(article["mape_pct"]) if article else "", _fmt(row["smape_mean"]), _fmt(row["wape_mean"]),
             _fmt(row["gap_to_floor_pct_points"], "+.2f"), _fmt(row["latency_us_median"], ".0f"),
-        )
+        ])
     for row in doc["baselines"]:
-        table.add_row("baseline", row["name"], f"{row['params']:,}", "", "", "0", "", _fmt(row["mape_pct"]), "", "",
-                      _fmt(row["smape_pct"]), _fmt(row["wape_pct"]), _fmt(row["gap_to_floor_pct_points"], "+.2f"), "")
-    floor = doc["noise_floor"]
-    table.add_row("floor", "true mean known (oracle)", "", "", "", "", "", _fmt(floor["mape_pct_true_mean"]), "", "", "",
-                  "", "+0.00", "")
+        rows.append(["baseline", row["name"], f"{row['params']:,}", "", "", "0", "", _fmt(row["mape_pct"]), "",
+                     _fmt(row["smape_pct"]), _fmt(row["wape_pct"]), _fmt(row["gap_to_floor_pct_points"], "+.2f"), ""])
+    floor = doc["noise_floor"]["mape_pct_true_mean"]
+    rows.append(["floor", "true mean known (oracle)", "", "", "", "", "", _fmt(floor), "", "", "", "+0.00", ""])
+    return rows
+
+
+def render_table(doc: dict):
+    """The compression table for the terminal (Rich)."""
+    from rich.table import Table
+
+    table = Table(title=f"Compression benchmark - {doc['data']}, {doc['series']} series, {doc['seeds']} seeds")
+    for column in COLUMNS:
+        table.add_column(column, justify="left" if column in ("config", "variant") else "right")
+    for cells in table_rows(doc):
+        table.add_row(*cells)
     return table
 
 
 def markdown_table(doc: dict) -> str:
     """The same table as Markdown, for the README."""
-    from shelfcast.bench.compression import ARTICLE_TABLE
-
-    lines = [
-        "| config | variant | params | non-zero | article B | .tflite B | gzip B | MAPE % (mean ± std) | article MAPE | SMAPE % | WAPE % | gap to floor | latency µs |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
-    ]
-    for row in doc["variants"]:
-        if "mape_mean" not in row:
-            lines.append(f"| {row['config']} | {row['name']} | failed: {row['failed'][0]['reason']} ||||||||||| |")
-            continue
-        article = ARTICLE_TABLE.get(row["name"]) if row["config"] == "article" else None
-        lines.append(
-            f"| {row['config']} | {row['name']} | {row['params']:,} | {row['nonzero_params']:,} | {row['article_bytes']:,} "
-            f"| {row['tflite_bytes']:,} | {row['gzip_bytes']:,} | {row['mape_mean']:.2f} ± {row['mape_std']:.2f} "
-            f"| {_fmt(article['mape_pct']) if article else ''} | {row['smape_mean']:.2f} | {row['wape_mean']:.2f} "
-            f"| {row['gap_to_floor_pct_points']:+.2f} | {row['latency_us_median']:.0f} |"
-        )
-    for row in doc["baselines"]:
-        lines.append(
-            f"| baseline | {row['name']} | {row['params']:,} | | | 0 | | {row['mape_pct']:.2f} | | {row['smape_pct']:.2f} "
-            f"| {row['wape_pct']:.2f} | {row['gap_to_floor_pct_points']:+.2f} | |"
-        )
-    floor = doc["noise_floor"]
-    lines.append(f"| floor | true mean known (oracle) | | | | | | {floor['mape_pct_true_mean']:.2f} | | | | +0.00 | |")
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|---|---|" + "--:|" * (len(COLUMNS) - 2)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(doc)]
     return "\n".join(lines)
 
 

@@ -202,7 +202,7 @@ def plot_pareto(doc: dict, path: Path) -> None:
     ax.step(fx, fy, where="post", color="black", linewidth=1, label="Pareto front")
     for row in doc["baselines"]:
         ax.axhline(row["mape_pct"], linestyle=":", linewidth=0.8, color="gray")
-        ax.text(ax.get_xlim()[0] if False else min(fx) * 0.8, row["mape_pct"], row["name"], fontsize=6, va="bottom")
+        ax.text(min(fx) * 0.8, row["mape_pct"], row["name"], fontsize=6, va="bottom")
     floor = doc["noise_floor"]["mape_pct_true_mean"]
     ax.axhline(floor, color="red", linewidth=1, label=f"noise floor {floor:.2f}%")
     ax.set_xscale("log")

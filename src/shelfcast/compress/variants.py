@@ -20,7 +20,7 @@ from shelfcast.compress.pruning import apply_masks, mask_callback, prune
 from shelfcast.compress.sizes import measure_sizes
 from shelfcast.edge.runtime import TFLiteForecaster
 from shelfcast.errors import ConversionError
-from shelfcast.model.lstm import TrainConfig, TrainedModel, build_lstm, predict_scaled, train_lstm
+from shelfcast.model.lstm import TrainConfig, TrainedModel, predict_scaled, train_lstm
 from shelfcast.model.metrics import score
 
 TECHNIQUES = ("baseline", "sizing", "pruning", "int8", "pruning+int8", "sizing+int8")
@@ -254,11 +254,3 @@ def build_variant(
     if parent.units != spec.units:
         raise ValueError(f"{spec.name} needs an LSTM-{spec.units} parent, got LSTM-{parent.units}")
     return run_variants([spec], windows, config, seed, workdir, parents={spec.units: parent})[0]
-
-
-def random_model_weights(units: int, spec, seed: int = 0) -> list[np.ndarray]:
-    """Untrained weights of the right shapes (protocol tests need a real file, not a good model)."""
-    from shelfcast.model.lstm import seed_everything
-
-    seed_everything(seed)
-    return build_lstm(units, spec).get_weights()

@@ -100,11 +100,6 @@ def _late_reduce_lr(start_epoch: int, **kwargs):
     return LateReduceLROnPlateau(**kwargs)
 
 
-def count_params(weights: list[np.ndarray]) -> tuple[int, int]:
-    """(parameters, non-zero parameters)."""
-    return int(sum(w.size for w in weights)), int(sum(np.count_nonzero(w) for w in weights))
-
-
 def train_lstm(
     windows,
     units: int,
