@@ -47,22 +47,3 @@ def generate_sales(
             "sales": sales.ravel().astype(np.int64),
         }
     )
-
-
-def write_daily_files(frame: pd.DataFrame, folder, days: int | None = None) -> list:
-    """Write one `sales-YYYY-MM-DD.csv` per date (the last `days` dates when given); returns the paths."""
-    from pathlib import Path
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    dates = sorted(frame["date"].unique())
-    if days is not None:
-        dates = dates[-days:]
-    paths = []
-    for day in dates:
-        day = pd.Timestamp(day)
-        path = folder / f"sales-{day:%Y-%m-%d}.csv"
-        part = frame[frame["date"] == day]
-        part.assign(date=part["date"].dt.strftime("%Y-%m-%d")).to_csv(path, index=False)
-        paths.append(path)
-    return paths
