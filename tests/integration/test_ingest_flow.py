@@ -10,6 +10,7 @@ import pytest
 from shelfcast.data.store import S3Objects, SalesStore
 from shelfcast.data.synthetic import generate_sales
 from shelfcast.ingest import IngestOptions, deliver_days, frame_to_csv, ingest_landing, open_landing, store_objects
+from shelfcast.pipeline.transient import is_transient
 
 pytestmark = pytest.mark.integration
 
@@ -133,7 +134,9 @@ def test_s3_down_during_ingest_then_rerun_completes_exactly_once(own_s3, sales):
     flaky = StopServerAfterParts(objects, service, parts=4 + 1)
     with pytest.raises(Exception) as failure:
         ingest_landing(SalesStore(flaky), landing, IngestOptions())
-    assert "Could not connect" in str(failure.value) or "Connect" in type(failure.value).__name__
+    # Parts are written in parallel: a request in flight when the server stops gets a 500 (InternalError), the
+    # later ones find the port closed. Either is an outage, and the flows retry both.
+    assert is_transient(failure.value), repr(failure.value)
 
     restart()
     store = SalesStore(store_objects(settings))
