@@ -271,6 +271,27 @@ def test_rollback_to_the_previous_version_uses_the_copy_on_disk(trainer_store, s
                                                          "activated_at": None}
 
 
+def test_a_pointer_older_than_the_move_already_followed_is_refused(trainer_store, store_identity_store, channel,
+                                                                   tmp_path, tiny_tflite):
+    name, ch, publish = channel
+    old_pointer = trainer_store.get(pointer_key(ch)).body  # move #1: version 1
+    client = _serving_2_after_1(store_identity_store, channel, tmp_path, tiny_tflite)
+    trainer_store.put(pointer_key(ch), old_pointer)  # a lagging replica, a cache or a replay puts it back
+
+    stale = client.sync()
+    assert (stale.status, stale.serving, stale.model_bytes) == ("refused", "2", 0)
+    assert "is move #1 (version 1) but this store already followed move #2 (version 2)" in stale.message
+    assert "state.json" in stale.message
+    assert client.active()["current"] == "2"
+
+    # A rollback is a new move with a higher number and is followed; so is the next promotion.
+    one = publish("1", move=False)
+    move_pointer(trainer_store, ch, one, action="rollback", actor="test")
+    assert (client.sync().status, client.current().version) == ("updated", "1")
+    publish("3")
+    assert (client.sync().status, client.current().version) == ("updated", "3")
+
+
 def _sales_csv(path, days, items=(1, 2, 3), store=4, gap_item=None, seed=0):
     rng = np.random.default_rng(seed)
     dates = np.arange(np.datetime64("2017-12-31") - days + 1, np.datetime64("2018-01-01"))

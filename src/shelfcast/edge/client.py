@@ -211,6 +211,7 @@ class StoreClient:
             offered = pointer.version
             if pointer.channel != self.channel:
                 raise IntegrityError(f"{key} names channel {pointer.channel!r}, not {self.channel!r}")
+            self._check_not_behind(pointer, state, key)
             if current and pointer.version == serving and current.manifest.sha256 == pointer.sha256:
                 self._remember(fetched.etag, pointer)
                 return result("unchanged", f"{self.channel} still points at {serving} (pointer rewritten)")
@@ -244,6 +245,19 @@ class StoreClient:
             return result("error", f"local disk problem in {self.directory} ({exc})" + keep)
         finally:
             shutil.rmtree(self.directory / INCOMING, ignore_errors=True)
+
+    def _check_not_behind(self, pointer: Pointer, state: dict, key: str) -> None:
+        """Moves are numbered and a rollback is a new move, so a pointer never goes back: one older than the
+        move this store already followed is a stale copy (a lagging replica or cache) or a replay, refused."""
+        if state.get("channel") != self.channel or state.get("pointer_seq") is None:
+            return
+        seen, version = int(state["pointer_seq"]), state.get("pointer_version")
+        if pointer.seq < seen or (pointer.seq == seen and pointer.version != version):
+            raise IntegrityError(
+                f"s3://{self.objects.bucket}/{key} is move #{pointer.seq} (version {pointer.version}) but this "
+                f"store already followed move #{seen} (version {version}): a stale or replayed pointer; refused. "
+                f"If the channel was deliberately recreated, delete {self.directory / STATE} to follow it again"
+            )
 
     def _reuse_local(self, pointer: Pointer, serving: str | None) -> bool:
         """Swap to a version already on disk (the previous one, after a rollback) when it still checks out."""
