@@ -58,8 +58,47 @@ def build_deployments(timezone: str = "UTC", landing: str = "landing/", retrain_
     ]
 
 
-def serve(**kwargs) -> None:
-    """Serve both deployments from this process (the one-process alternative to a work pool and a worker)."""
-    from prefect import serve as prefect_serve
+def worker_deployments(deployments: list) -> list[tuple[str, str, object]]:
+    """(flow/name, work pool, id) of those of `deployments` already registered on the API for a work pool (by
+    `prefect deploy`)."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
 
-    prefect_serve(*build_deployments(**kwargs))
+    taken = []
+    with get_client(sync_client=True) as client:
+        for deployment in deployments:
+            name = f"{deployment.flow_name}/{deployment.name}"
+            try:
+                existing = client.read_deployment_by_name(name)
+            except ObjectNotFound:
+                continue
+            if existing.work_pool_name:
+                taken.append((name, existing.work_pool_name, existing.id))
+    return taken
+
+
+def serve(replace: bool = False, **kwargs) -> None:
+    """Serve both deployments from this process (the one-process alternative to a work pool and a worker).
+
+    A deployment of the same name registered for a work pool (`prefect deploy`) would be run twice, by its
+    worker and by this process, and Prefect keeps its pull steps' code location when `serve` updates it, so
+    its runs here would crash: such deployments are refused, or deleted first with `replace`."""
+    from prefect import serve as prefect_serve
+    from prefect.client.orchestration import get_client
+
+    from shelfcast.errors import ConfigError
+
+    deployments = build_deployments(**kwargs)
+    taken = worker_deployments(deployments)
+    if taken and not replace:
+        names = ", ".join(f"{name} (work pool {pool})" for name, pool, _ in taken)
+        raise ConfigError(
+            f"already deployed for a work pool: {names}. Serve from this process or run a worker, not both: "
+            "stop the worker and pass --replace to take the schedules over here (the deployments are deleted "
+            "and made again; past runs are kept)"
+        )
+    if taken:
+        with get_client(sync_client=True) as client:
+            for _, _, deployment_id in taken:
+                client.delete_deployment(deployment_id)
+    prefect_serve(*deployments)

@@ -246,19 +246,26 @@ def serve(
     landing: str = typer.Option("landing/"),
     config: Optional[str] = typer.Option(None, help="retrain preset or JSON file"),
     ingest_cron: str = typer.Option("0 * * * *"), retrain_cron: str = typer.Option("0 2 * * *"),
+    replace: bool = typer.Option(False, help="take over deployments of the same name made for a work pool "
+                                 "(`prefect deploy`): they are deleted and made again here"),
 ) -> None:
     """Serve ingest (hourly) and retrain (02:00) from this process until interrupted."""
     _flows()
     from flows.serve import serve as serve_flows, use_api
 
+    from shelfcast.errors import ConfigError
     from shelfcast.pipeline.config import RetrainConfig
 
     settings = load_settings()
     with use_api(settings.prefect_api_url) as on_server:
         if not on_server:
             raise typer.BadParameter(f"no Prefect server at {settings.prefect_api_url}; run `shelfcast stack up` first")
-        serve_flows(timezone=timezone, landing=landing, ingest_cron=ingest_cron, retrain_cron=retrain_cron,
-                    retrain_config=RetrainConfig.load(config).model_dump())
+        try:
+            serve_flows(replace=replace, timezone=timezone, landing=landing, ingest_cron=ingest_cron,
+                        retrain_cron=retrain_cron, retrain_config=RetrainConfig.load(config).model_dump())
+        except ConfigError as exc:
+            _console().print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from None
 
 
 def run(
