@@ -45,19 +45,10 @@ def _client(service, keys):
 @pytest.fixture(scope="session")
 def trainer_store(seaweedfs):
     """An `ObjectStore` on the test bucket with the trainer identity; the bucket exists, versioning on."""
-    import time
-
     from shelfcast.storage import ObjectStore
 
     store = ObjectStore(_client(seaweedfs, TRAINER), BUCKET)
-    for attempt in range(40):
-        try:
-            store.ensure_bucket()
-            break
-        except Exception:
-            if attempt == 39:
-                raise
-            time.sleep(0.25)
+    store.ensure_bucket(wait_s=10)
     return store
 
 

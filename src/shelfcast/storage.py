@@ -93,13 +93,24 @@ class ObjectStore:
                     raise
             time.sleep(self.backoff_s * 2**attempt)
 
-    def ensure_bucket(self, versioning: bool = True) -> None:
-        try:
-            self.client.head_bucket(Bucket=self.bucket)
-        except ClientError:
-            self.client.create_bucket(Bucket=self.bucket)
-        if versioning:
-            self.client.put_bucket_versioning(Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"})
+    def ensure_bucket(self, versioning: bool = True, wait_s: float = 0.0) -> None:
+        """Create the bucket if it is missing (versioning on). A freshly started S3 gateway answers errors until
+        its storage is ready: `wait_s` keeps trying that long before the last error is raised."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                try:
+                    self.client.head_bucket(Bucket=self.bucket)
+                except ClientError:
+                    self.client.create_bucket(Bucket=self.bucket)
+                if versioning:
+                    self.client.put_bucket_versioning(Bucket=self.bucket,
+                                                      VersioningConfiguration={"Status": "Enabled"})
+                return
+            except Exception:  # noqa: BLE001 - any error of a gateway still starting
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.25)
 
     def put(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> str:
         return self._call(self.client.put_object, Key=key, Body=body, ContentType=content_type)["ETag"]

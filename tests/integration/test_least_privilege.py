@@ -3,7 +3,6 @@
 
 import fnmatch
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -33,14 +32,7 @@ def local_s3(tmp_path_factory):
     try:
         stores = {i.name: ObjectStore(make_s3_client(server.urls["s3"], i.access_key, i.secret_key, max_attempts=1),
                                       BUCKET, attempts=1) for i in identities}
-        for attempt in range(60):
-            try:
-                stores["trainer"].ensure_bucket()
-                break
-            except Exception:
-                if attempt == 59:
-                    raise
-                time.sleep(0.25)
+        stores["trainer"].ensure_bucket(wait_s=15)
         stores["url"] = server.urls["s3"]
         yield stores
     finally:

@@ -13,17 +13,18 @@ from typer.testing import CliRunner
 from shelfcast.config import Settings
 from shelfcast.errors import ServiceError
 from shelfcast.stack.local import LocalStack, ServiceRecord, StackState, ui_addresses
-from shelfcast.stack.process import free_port, http_ok
+from shelfcast.stack.process import free_ports, http_ok
 
 pytestmark = pytest.mark.integration
 
 
 def local_settings(home) -> Settings:
+    s3, prefect, mlflow = free_ports(3)
     return Settings(
         home=home,
-        s3_endpoint_url=f"http://127.0.0.1:{free_port()}",
-        prefect_api_url=f"http://127.0.0.1:{free_port()}/api",
-        mlflow_tracking_uri=f"http://127.0.0.1:{free_port()}",
+        s3_endpoint_url=f"http://127.0.0.1:{s3}",
+        prefect_api_url=f"http://127.0.0.1:{prefect}/api",
+        mlflow_tracking_uri=f"http://127.0.0.1:{mlflow}",
     )
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -234,16 +233,10 @@ def ensure_bucket(settings: Settings, timeout: float = 30.0) -> None:
     """Create the bucket (versioning on) with the trainer identity; the S3 gateway may need a moment."""
     from shelfcast.storage import ObjectStore
 
-    store = ObjectStore.from_settings(settings, role="trainer")
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            store.ensure_bucket()
-            return
-        except Exception as exc:  # noqa: BLE001 - the gateway answers errors until its filer is ready
-            if time.monotonic() > deadline:
-                raise ServiceError(f"could not create bucket {settings.bucket!r}: {exc}") from exc
-            time.sleep(0.5)
+    try:
+        ObjectStore.from_settings(settings, role="trainer").ensure_bucket(wait_s=timeout)
+    except Exception as exc:  # noqa: BLE001 - the gateway answered errors for the whole timeout
+        raise ServiceError(f"could not create bucket {settings.bucket!r}: {exc}") from exc
 
 
 def ui_addresses(settings: Settings) -> dict[str, str]:

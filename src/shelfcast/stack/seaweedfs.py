@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shelfcast.errors import ServiceError
-from shelfcast.stack.process import Service, free_port, http_ok, start_service
+from shelfcast.stack.process import Service, free_port, free_ports, http_ok, start_service
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,11 @@ def start_seaweedfs(
     config_path = data_dir / "s3-identities.json"
     config_path.write_text(json.dumps(identities_config(identities), indent=2))
     s3_port = s3_port or free_port()
-    ports = {name: free_port() for name in ("master", "volume", "filer", "admin", "debug", "metrics")}
+    # Every port is chosen here: left alone, each gRPC port is its HTTP port + 10000, which can fall outside the
+    # port range or on a port just chosen for another service that has not bound it yet.
+    names = ("master", "volume", "filer", "admin", "debug", "metrics", "master_grpc", "volume_grpc", "filer_grpc",
+             "admin_grpc", "s3_grpc")
+    ports = dict(zip(names, free_ports(len(names))))
     argv = [
         weed_binary(),
         "mini",
@@ -82,6 +86,11 @@ def start_seaweedfs(
         f"-admin.port={ports['admin']}",
         f"-debug.port={ports['debug']}",
         f"-metricsPort={ports['metrics']}",
+        f"-master.port.grpc={ports['master_grpc']}",
+        f"-volume.port.grpc={ports['volume_grpc']}",
+        f"-filer.port.grpc={ports['filer_grpc']}",
+        f"-admin.port.grpc={ports['admin_grpc']}",
+        f"-s3.port.grpc={ports['s3_grpc']}",
     ]
     first = identities[0] if identities else None
     env = {"AWS_ACCESS_KEY_ID": first.access_key, "AWS_SECRET_ACCESS_KEY": first.secret_key} if first else {}
