@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import platform
 import sqlite3
 import sys
@@ -39,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from shelfcast.bench.readme import write_result
 from shelfcast.data.synthetic import generate_sales
 from shelfcast.model.baselines import ProfileModel
 from shelfcast.monitor import service
@@ -370,8 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.replicate:
         seed, days = (int(v) for v in spec.split(":"))
         doc["replications"].append(replication(run(args.stores, args.items, seed, days, args.after_days), seed, days))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    write_result(args.out, doc)
     print(f"{'scenario':<28} {'detected':>8} {'delay':>5} {'scope':>6} {'false':>5} {'stable false':>12}")
     for r in doc["scenarios"]:
         print(f"{r['name']:<28} {str(r['detected']):>8} {str(r['delay_days']):>5} {str(r['scope_correct']):>6} "

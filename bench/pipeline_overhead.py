@@ -18,7 +18,6 @@ store, MLflow on SQLite, the Prefect API from `prefect_test_harness`):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -108,6 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
     from rich.console import Console
     from rich.table import Table
 
+    from shelfcast.bench.readme import write_result
     from shelfcast.config import Settings
     from shelfcast.data.store import SalesStore
     from shelfcast.data.synthetic import generate_sales
@@ -200,8 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
         "wall_seconds": round(time.perf_counter() - wall, 1),
         "command": "python bench/pipeline_overhead.py --out bench/results/pipeline.json",
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
+    write_result(Path(args.out), doc)
 
     table = Table(title="nightly retrain: orchestration overhead, fan-out, warm start")
     for column in ("arm", "seconds", f"{DEPLOYABLE} MAPE %", "note"):

@@ -20,7 +20,6 @@ Phases:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -34,6 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from shelfcast.bench.readme import write_result  # noqa: E402
 from shelfcast.compress.export import ExportJob, export_many  # noqa: E402
 from shelfcast.edge.access import LOCAL_BUCKET, LOCAL_KEYS, seaweedfs_identities  # noqa: E402
 from shelfcast.edge.channels import move_pointer  # noqa: E402
@@ -104,14 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             url = server.urls["s3"]
             trainer = ObjectStore(make_s3_client(url, *LOCAL_KEYS["trainer"]), LOCAL_BUCKET)
-            for attempt in range(60):
-                try:
-                    trainer.ensure_bucket()
-                    break
-                except Exception:
-                    if attempt == 59:
-                        raise
-                    time.sleep(0.25)
+            trainer.ensure_bucket(wait_s=15)
             manifests = {version: publish_model(trainer, data, make_manifest(
                 data, name=MODEL, version=version, input_spec=spec.to_dict(), metrics={"mape_pct": 13.0}))
                 for version, data in (("1", v1), ("2", v2))}
@@ -202,9 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python bench/store_sync.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, doc)
     return 0
 
 
