@@ -292,6 +292,41 @@ def test_a_pointer_older_than_the_move_already_followed_is_refused(trainer_store
     assert (client.sync().status, client.current().version) == ("updated", "3")
 
 
+def test_a_pointer_naming_an_unsafe_path_is_refused_and_the_loop_goes_on(trainer_store, store_identity_store,
+                                                                       channel, tmp_path, tiny_tflite):
+    name, ch, publish = channel
+    client = _serving_2_after_1(store_identity_store, channel, tmp_path, tiny_tflite)
+    good = Pointer.from_json(trainer_store.get(pointer_key(ch)).body)
+    escape = Pointer(ch, name, "../../../etc", good.sha256, good.bytes, good.seq + 1, "forged",
+                     "2026-01-01T00:00:00Z", "promote", "test")
+    trainer_store.put(pointer_key(ch), escape.to_json())  # a buggy tool or an attacker with write access
+
+    polls = client.run(every_s=0.01, max_polls=2)
+    assert [(p.status, p.serving) for p in polls] == [("refused", "2"), ("refused", "2")]
+    assert "version '../../../etc' is not allowed" in polls[0].message and "keeps serving 2" in polls[0].message
+    assert not (tmp_path / "etc").exists() and client.active()["current"] == "2"
+
+
+def test_the_polling_loop_reports_an_unexpected_failure_and_polls_again(store_identity_store, channel, tmp_path,
+                                                                       tiny_tflite, monkeypatch):
+    """An in-process fault: every failure the server or the disk can cause is caught inside `sync`, so a bug in
+    it is injected to show that the daemon reports it and keeps polling instead of dying."""
+    name, ch, publish = channel
+    client = _serving_2_after_1(store_identity_store, channel, tmp_path, tiny_tflite)
+    real_sync, calls = client.sync, []
+
+    def flaky_sync():
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in this poll")
+        return real_sync()
+
+    monkeypatch.setattr(client, "sync", flaky_sync)
+    polls = client.run(every_s=0.01, max_polls=2)
+    assert [(p.status, p.serving) for p in polls] == [("error", "2"), ("unchanged", "2")]
+    assert "RuntimeError: a bug in this poll; keeps serving 2" in polls[0].message
+
+
 def _sales_csv(path, days, items=(1, 2, 3), store=4, gap_item=None, seed=0):
     rng = np.random.default_rng(seed)
     dates = np.arange(np.datetime64("2017-12-31") - days + 1, np.datetime64("2018-01-01"))

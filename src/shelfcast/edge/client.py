@@ -232,6 +232,8 @@ class StoreClient:
                                      f"{manifest.sha256[:12]}... verified, loads), previous {serving}")
         except (IntegrityError, ModelLoadError) as exc:
             return result("refused", f"{exc}" + keep)
+        except ValueError as exc:  # a pointer or manifest naming an unsafe key or folder ("../x")
+            return result("refused", f"s3://{self.objects.bucket}/{pointer_key(self.channel)}: {exc}" + keep)
         except ObjectMissing as exc:
             return result("refused", f"the pointer names a version that is not there ({exc})" + keep)
         except ClientError as exc:
@@ -336,7 +338,15 @@ class StoreClient:
         rng = rng or random.Random()
         results = []
         while not stop.is_set():
-            outcome = self.sync()
+            try:
+                outcome = self.sync()
+            except Exception as exc:  # noqa: BLE001 - a polling daemon reports and polls again, never dies
+                try:
+                    serving = self.active().get("current")
+                except Exception:  # noqa: BLE001 - the folder itself may be the problem
+                    serving = None
+                outcome = SyncResult("error", self.channel, serving, None, f"sync failed unexpectedly: "
+                                     f"{type(exc).__name__}: {exc}; keeps serving {serving}, retrying at the next poll")
             results.append(outcome)
             if report:
                 report(outcome)
