@@ -251,9 +251,9 @@ class StoreClient:
     def _check_not_behind(self, pointer: Pointer, state: dict, key: str) -> None:
         """Moves are numbered and a rollback is a new move, so a pointer never goes back: one older than the
         move this store already followed is a stale copy (a lagging replica or cache) or a replay, refused."""
-        if state.get("channel") != self.channel or state.get("pointer_seq") is None:
-            return
-        seen, version = int(state["pointer_seq"]), state.get("pointer_version")
+        seen, version = state.get("pointer_seq"), state.get("pointer_version")
+        if state.get("channel") != self.channel or not isinstance(seen, int) or isinstance(seen, bool):
+            return  # nothing followed on this channel yet (or bookkeeping this version did not write)
         if pointer.seq < seen or (pointer.seq == seen and pointer.version != version):
             raise IntegrityError(
                 f"s3://{self.objects.bucket}/{key} is move #{pointer.seq} (version {pointer.version}) but this "
