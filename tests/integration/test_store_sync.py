@@ -397,6 +397,14 @@ def test_store_cli_sync_once_loop_and_predict(seaweedfs, channel, tmp_path, monk
     assert lines[0] == "date,store,item,forecast,model_version" and len(lines) == 4
     assert lines[1].startswith("2018-01-01,4,1,") and lines[1].endswith(",1")
 
+    # A device with room for 1,000 bytes refuses version 2 from its manifest, before downloading the model.
+    publish("2")
+    assert store_main(["sync", "--store-id", "4", "--channel", ch, "--dir", folder, "--max-model-bytes", "1000"]) == 1
+    out = capsys.readouterr().out
+    assert "status=refused serving=1 offered=2 model_bytes=0" in out
+    assert "is over this store's limit of 1,000 (--max-model-bytes); not downloaded" in out
+    assert store_main(["sync", "--store-id", "4", "--channel", ch, "--dir", folder, "--max-model-bytes", "0"]) == 2
+
     monkeypatch.setenv("SHELFCAST_STORE_SECRET_KEY", "wrong")
     assert store_main(["sync", "--store-id", "4", "--channel", ch, "--dir", folder]) == 1
     assert "status=error serving=1" in capsys.readouterr().out

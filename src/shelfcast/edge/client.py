@@ -286,7 +286,8 @@ class StoreClient:
                 f"{pointer.bytes} bytes); refused"
             )
         if manifest.bytes > self.max_model_bytes:
-            raise IntegrityError(f"{source}: {manifest.bytes} bytes is over this store's limit of {self.max_model_bytes}")
+            raise IntegrityError(f"{source}: {manifest.bytes:,} bytes is over this store's limit of "
+                                 f"{self.max_model_bytes:,} (--max-model-bytes); not downloaded")
         self.on_stage("model")
         data = self.objects.get(pointer.model_key).body
         check_bytes(data, manifest, f"s3://{self.objects.bucket}/{pointer.model_key}")

@@ -70,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     sync.add_argument("--endpoint-url", help="S3 endpoint (default SHELFCAST_S3_ENDPOINT_URL)")
     sync.add_argument("--bucket", help="bucket (default SHELFCAST_BUCKET)")
     sync.add_argument("--json", action="store_true", help="one JSON object per poll instead of a text line")
+    sync.add_argument("--max-model-bytes", type=int, default=None,
+                      help="refuse a model larger than this device can hold, before downloading it (default 64 MiB)")
 
     predict = commands.add_parser("predict", help="forecast tomorrow for every item in a recent-sales CSV")
     predict.add_argument("--dir", type=Path, required=True, help="the store's model folder")
@@ -95,8 +97,11 @@ def _sync(args) -> int:
             return 2
     try:
         every = parse_every(args.every) if args.every else None
+        if args.max_model_bytes is not None and args.max_model_bytes <= 0:
+            raise ValueError(f"--max-model-bytes must be positive, got {args.max_model_bytes}")
+        limit = {"max_model_bytes": args.max_model_bytes} if args.max_model_bytes else {}
         client = StoreClient(StoreSettings.from_env().object_store(args.endpoint_url, args.bucket), channel,
-                             args.dir, store_id=args.store_id)
+                             args.dir, store_id=args.store_id, **limit)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
