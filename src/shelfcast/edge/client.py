@@ -232,8 +232,6 @@ class StoreClient:
                                      f"{manifest.sha256[:12]}... verified, loads), previous {serving}")
         except (IntegrityError, ModelLoadError) as exc:
             return result("refused", f"{exc}" + keep)
-        except ValueError as exc:  # a pointer or manifest naming an unsafe key or folder ("../x")
-            return result("refused", f"s3://{self.objects.bucket}/{pointer_key(self.channel)}: {exc}" + keep)
         except ObjectMissing as exc:
             return result("refused", f"the pointer names a version that is not there ({exc})" + keep)
         except ClientError as exc:

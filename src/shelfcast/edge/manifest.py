@@ -182,9 +182,12 @@ class Pointer:
                                     "seq": int, "move_id": str, "moved_at": str, "action": str, "actor": str})
         known = {f.name for f in fields(cls)}
         pointer = cls(**{k: v for k, v in document.items() if k in known})
-        check_name("channel", pointer.channel)
-        check_name("model name", pointer.name)
-        check_name("version", pointer.version)
+        try:
+            check_name("channel", pointer.channel)
+            check_name("model name", pointer.name)
+            check_name("version", pointer.version)
+        except ValueError as exc:  # a name that would escape its key or folder ("../x"): damaged or forged
+            raise IntegrityError(f"{source}: {exc}") from None
         return pointer
 
     def matches(self, manifest: Manifest) -> bool:

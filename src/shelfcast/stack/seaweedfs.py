@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shelfcast.errors import ServiceError
-from shelfcast.stack.process import Service, free_port, free_ports, http_ok, start_service
+from shelfcast.stack.process import Service, free_ports, http_ok, start_service
 
 
 @dataclass(frozen=True)
@@ -61,12 +61,12 @@ def start_seaweedfs(
     data_dir.mkdir(parents=True, exist_ok=True)
     config_path = data_dir / "s3-identities.json"
     config_path.write_text(json.dumps(identities_config(identities), indent=2))
-    s3_port = s3_port or free_port()
-    # Every port is chosen here: left alone, each gRPC port is its HTTP port + 10000, which can fall outside the
-    # port range or on a port just chosen for another service that has not bound it yet.
-    names = ("master", "volume", "filer", "admin", "debug", "metrics", "master_grpc", "volume_grpc", "filer_grpc",
-             "admin_grpc", "s3_grpc")
+    # Every port is chosen here, in one go so they are distinct: left alone, each gRPC port is its HTTP port +
+    # 10000, which can fall outside the port range or on a port just chosen for another service.
+    names = ("s3", "master", "volume", "filer", "admin", "debug", "metrics", "master_grpc", "volume_grpc",
+             "filer_grpc", "admin_grpc", "s3_grpc")
     ports = dict(zip(names, free_ports(len(names))))
+    s3_port = s3_port or ports["s3"]
     argv = [
         weed_binary(),
         "mini",
