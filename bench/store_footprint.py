@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from shelfcast.bench.readme import write_result  # noqa: E402
 from shelfcast.compress.export import ExportJob, export_many  # noqa: E402
+from shelfcast.edge import TRAINER_ONLY_PACKAGES  # noqa: E402
 from shelfcast.edge.access import LOCAL_BUCKET, LOCAL_KEYS, seaweedfs_identities  # noqa: E402
 from shelfcast.edge.channels import move_pointer  # noqa: E402
 from shelfcast.edge.publish import make_manifest, publish_model  # noqa: E402
@@ -49,8 +50,6 @@ from shelfcast.stack.seaweedfs import start_seaweedfs  # noqa: E402
 from shelfcast.storage import ObjectStore, make_s3_client  # noqa: E402
 
 CHANNEL, MODEL, STORE_ID, UNITS = "stable", "shelfcast-demand", 7, 16
-TRAINER_PACKAGES = ("tensorflow", "tf_keras", "keras", "prefect", "mlflow", "pandas", "pyarrow", "scipy", "typer",
-                    "rich", "pydantic", "matplotlib", "dask")
 
 # Appended to every child: its peak RSS and which trainer packages it loaded, as one JSON line on stderr. The
 # peak is VmHWM of the process's own address space: `ru_maxrss` would also count the parent's resident memory
@@ -58,7 +57,7 @@ TRAINER_PACKAGES = ("tensorflow", "tf_keras", "keras", "prefect", "mlflow", "pan
 REPORT = f"""
 import json as _j, sys as _s
 _hwm = [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
-_loaded = sorted({{m.split(".")[0] for m in _s.modules}} & set({TRAINER_PACKAGES!r}))
+_loaded = sorted({{m.split(".")[0] for m in _s.modules}} & set({TRAINER_ONLY_PACKAGES!r}))
 print("FOOTPRINT " + _j.dumps({{"peak_rss_kb": _hwm, "trainer_packages": _loaded}}), file=_s.stderr)
 """
 

@@ -7,16 +7,15 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.unit
+from shelfcast.edge import TRAINER_ONLY_PACKAGES
 
-TRAINER_ONLY = ("tensorflow", "tf_keras", "keras", "prefect", "mlflow", "pandas", "pyarrow", "scipy", "typer",
-                "rich", "pydantic", "pydantic_settings", "matplotlib", "dask", "distributed")
+pytestmark = pytest.mark.unit
 
 # Prepended to every child: a meta-path finder that refuses the trainer's packages, and a check at exit that none
 # of them was loaded some other way (e.g. by a .pth file at start-up).
 BLOCKER = f"""
 import atexit, importlib.abc, sys
-BLOCKED = {TRAINER_ONLY!r}
+BLOCKED = {TRAINER_ONLY_PACKAGES!r}
 class RefuseTrainerPackages(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in BLOCKED:

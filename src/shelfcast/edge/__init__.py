@@ -9,3 +9,7 @@ Store side (numpy, boto3 and ai-edge-litert only; a test refuses every other pac
 verification and atomic swap), `forecast` (tomorrow from raw sales), `verify`, `manifest`, `runtime`,
 `store_cli` (`shelfcast store sync|predict|status`).
 """
+
+# Importable on the trainer only: the store side must never load these (its install does not have them).
+TRAINER_ONLY_PACKAGES = ("tensorflow", "tf_keras", "keras", "prefect", "mlflow", "pandas", "pyarrow", "scipy",
+                         "typer", "rich", "pydantic", "pydantic_settings", "matplotlib", "dask", "distributed")
