@@ -45,7 +45,7 @@ from shelfcast.monitor import service
 from shelfcast.monitor.evaluation import ExpectedError, evaluation_frame, history_windows, seasonal_naive
 from shelfcast.monitor.findings import Scope
 from shelfcast.monitor.gate import alert_gate
-from shelfcast.monitor.store import AlertStore
+from shelfcast.monitor.alert_log import AlertStore
 from shelfcast.monitor.thresholds import load_thresholds
 
 CHAMPION_TRAIN = ("2014-01-01", "2015-12-31")

@@ -35,10 +35,10 @@ def plain_loop(settings, config, night: str) -> dict:
     """The retrain flow's work without Prefect: same functions, same order, same MLflow logging."""
     import json as _json
 
-    from flows.retrain import check_candidates
+    from shelfcast.flows.retrain import check_candidates
     from shelfcast.compress.variants import build_variant
-    from shelfcast.data.store import SalesStore
-    from shelfcast.ingest import store_objects
+    from shelfcast.data.sales import SalesStore
+    from shelfcast.data.ingest import store_objects
     from shelfcast.pipeline import nightly
     from shelfcast.tracking import Tracker
 
@@ -70,7 +70,7 @@ def plain_loop(settings, config, night: str) -> dict:
 
 
 def timed_flow(config, night: str) -> dict:
-    from flows.retrain import retrain_flow
+    from shelfcast.flows.retrain import retrain_flow
 
     started = time.perf_counter()
     report = retrain_flow(config, night=night)
@@ -84,7 +84,7 @@ def warm_up_tensorflow() -> None:
     """Import TensorFlow and run one tiny fit, so neither timed arm pays the first-use cost."""
     from shelfcast.data.synthetic import generate_sales
     from shelfcast.data.windows import SplitSpec, make_windows
-    from shelfcast.features import InputSpec
+    from shelfcast.contract.features import InputSpec
     from shelfcast.model.lstm import TrainConfig, train_lstm
 
     frame = generate_sales(stores=1, items=1, start="2017-01-01", end="2017-04-30", seed=0)
@@ -109,9 +109,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     from shelfcast.bench.readme import write_result
     from shelfcast.config import Settings
-    from shelfcast.data.store import SalesStore
+    from shelfcast.data.sales import SalesStore
     from shelfcast.data.synthetic import generate_sales
-    from shelfcast.ingest import IngestOptions, deliver_days, deliver_range, ingest_landing, open_landing, store_objects
+    from shelfcast.data.ingest import IngestOptions, deliver_days, deliver_range, ingest_landing, open_landing, store_objects
     from shelfcast.pipeline.config import RetrainConfig
     from shelfcast.stack.local import ensure_bucket, identities
     from shelfcast.stack.process import free_port

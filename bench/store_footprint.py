@@ -41,13 +41,13 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from shelfcast.bench.readme import write_result  # noqa: E402
 from shelfcast.compress.export import ExportJob, export_many  # noqa: E402
-from shelfcast.edge import TRAINER_ONLY_PACKAGES  # noqa: E402
-from shelfcast.edge.access import LOCAL_BUCKET, LOCAL_KEYS, seaweedfs_identities  # noqa: E402
-from shelfcast.edge.channels import move_pointer  # noqa: E402
-from shelfcast.edge.publish import make_manifest, publish_model  # noqa: E402
-from shelfcast.features import InputSpec, build_inputs  # noqa: E402
+from shelfcast.device import TRAINER_ONLY_PACKAGES  # noqa: E402
+from shelfcast.delivery.access import LOCAL_BUCKET, LOCAL_KEYS, seaweedfs_identities  # noqa: E402
+from shelfcast.delivery.channels import move_pointer  # noqa: E402
+from shelfcast.delivery.publish import make_manifest, publish_model  # noqa: E402
+from shelfcast.contract.features import InputSpec, build_inputs  # noqa: E402
 from shelfcast.stack.seaweedfs import start_seaweedfs  # noqa: E402
-from shelfcast.storage import ObjectStore, make_s3_client  # noqa: E402
+from shelfcast.contract.objects import ObjectStore, make_s3_client  # noqa: E402
 
 CHANNEL, MODEL, STORE_ID, UNITS = "stable", "shelfcast-demand", 7, 16
 
@@ -192,8 +192,8 @@ def main(argv: list[str] | None = None) -> int:
             store_forecast = np.loadtxt(tmp / "forecast.csv", delimiter=",", skiprows=1, usecols=3)
             reference = child(f"""
 import numpy as np
-from shelfcast.edge.forecast import read_recent_sales, tomorrow_inputs
-from shelfcast.features import InputSpec, build_inputs
+from shelfcast.device.forecast import read_recent_sales, tomorrow_inputs
+from shelfcast.contract.features import InputSpec, build_inputs
 from shelfcast.model.lstm import build_lstm
 spec = InputSpec.from_dict({spec.to_dict()!r})
 model = build_lstm({UNITS}, spec)

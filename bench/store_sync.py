@@ -35,13 +35,13 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from shelfcast.bench.readme import write_result  # noqa: E402
 from shelfcast.compress.export import ExportJob, export_many  # noqa: E402
-from shelfcast.edge.access import LOCAL_BUCKET, LOCAL_KEYS, seaweedfs_identities  # noqa: E402
-from shelfcast.edge.channels import move_pointer  # noqa: E402
-from shelfcast.edge.client import StoreClient  # noqa: E402
-from shelfcast.edge.publish import make_manifest, publish_model  # noqa: E402
-from shelfcast.features import InputSpec  # noqa: E402
+from shelfcast.delivery.access import LOCAL_BUCKET, LOCAL_KEYS, seaweedfs_identities  # noqa: E402
+from shelfcast.delivery.channels import move_pointer  # noqa: E402
+from shelfcast.device.sync import StoreClient  # noqa: E402
+from shelfcast.delivery.publish import make_manifest, publish_model  # noqa: E402
+from shelfcast.contract.features import InputSpec  # noqa: E402
 from shelfcast.stack.seaweedfs import start_seaweedfs  # noqa: E402
-from shelfcast.storage import ObjectStore, make_s3_client  # noqa: E402
+from shelfcast.contract.objects import ObjectStore, make_s3_client  # noqa: E402
 
 CHANNEL, MODEL = "stable", "shelfcast-demand"
 

@@ -15,8 +15,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from shelfcast.config import load_settings
-from shelfcast.data.store import SalesStore
-from shelfcast.ingest import (
+from shelfcast.data.sales import SalesStore
+from shelfcast.data.ingest import (
     DEFAULT_MAX_FILE_BYTES,
     FileReport,
     IngestOptions,
@@ -75,9 +75,6 @@ def ingest_flow(
 def check_actuals(store: SalesStore, settings, new_dates: list[str]) -> dict:
     """The alert rules after an ingest (flows/monitor.py): freshness every run; input drift and the live
     champion's accuracy when new actuals arrived."""
-    from shelfcast.pipeline.runners import ensure_flows_importable
-
-    ensure_flows_importable()
-    from flows.monitor import check_store_after_ingest
+    from shelfcast.flows.monitor import check_store_after_ingest
 
     return check_store_after_ingest(store, settings=settings, new_dates=new_dates)

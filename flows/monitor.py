@@ -9,7 +9,7 @@ and resolved alerts, the findings, what was not checked and why, and delivery co
 
 Call sites (plain arguments):
 
-    from flows.monitor import check_after_retrain, check_store_after_ingest
+    from shelfcast.flows.monitor import check_after_retrain, check_store_after_ingest
     from shelfcast.monitor.evaluation import variant_frames
 
     # flows/retrain.py, once the candidates are tagged and before they go to the gate and promotion:
@@ -23,7 +23,7 @@ Call sites (plain arguments):
 
     # the promotion step, with its other gates:
     from shelfcast.monitor.gate import alert_gate
-    from shelfcast.monitor.store import AlertStore
+    from shelfcast.monitor.alert_log import AlertStore
     gates = [alert_gate(AlertStore(settings.alerts_db), force_reason=reason_or_None)]
 
     # flows/ingest.py, after every run (with no new dates it checks freshness only, which is when it matters):
@@ -50,7 +50,7 @@ from prefect.runtime import flow_run
 from shelfcast.config import Settings
 from shelfcast.monitor import service
 from shelfcast.monitor.evaluation import ExpectedError, WindowModel, tflite_window_model
-from shelfcast.monitor.store import AlertStore, Links
+from shelfcast.monitor.alert_log import AlertStore, Links
 from shelfcast.monitor.thresholds import Thresholds, load_thresholds
 
 LOOKBACK_DAYS = 56  # the longest window (28 days) plus a generous model lookback

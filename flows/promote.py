@@ -1,14 +1,14 @@
 """The nightly promotion, as Prefect tasks: fetch the candidates' models -> select, publish, move canary,
-advance stable (`shelfcast.edge.promotion.promote_night`) -> a markdown artifact with every decision.
+advance stable (`shelfcast.delivery.promotion.promote_night`) -> a markdown artifact with every decision.
 
 The retrain flow calls, after its candidates are registered:
 
-    from flows.promote import promote_candidates
+    from shelfcast.flows.promote import promote_candidates
     report = promote_candidates(candidates, night=night, settings=settings)   # a dict (NightOutcome.to_dict())
 
 `candidates` are the pipeline's registered candidates (`name`, `version`, `run_id`, `metrics` with `mape_pct`,
 `naive_mape_pct`, `champion_mape_pct`, `latency_us_median`; `tags` with `tflite_file`) or ready
-`shelfcast.edge.selection.Candidate`s. Inside a flow run the steps are tasks of that run; called outside one
+`shelfcast.delivery.selection.Candidate`s. Inside a flow run the steps are tasks of that run; called outside one
 (a script, a test) the same steps run as plain functions. Adapters can be passed in (`objects`, `registry`,
 `client`, `gates`, `policy`); by default they are built from `settings`: the trainer's S3 identity, MLflow at
 `settings.mlflow_tracking_uri`, the alert gate on `settings.alerts_db`, the policy in
@@ -27,10 +27,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 
 from shelfcast.config import Settings, load_settings
-from shelfcast.edge.promotion import NightOutcome, measure_candidate, promote_night
-from shelfcast.edge.registry import MlflowRegistry, download_candidate, mlflow_client
-from shelfcast.edge.selection import Candidate, load_policy
-from shelfcast.storage import ObjectStore
+from shelfcast.delivery.promotion import NightOutcome, measure_candidate, promote_night
+from shelfcast.delivery.registry import MlflowRegistry, download_candidate, mlflow_client
+from shelfcast.delivery.selection import Candidate, load_policy
+from shelfcast.contract.objects import ObjectStore
 
 ACTOR = "nightly-retrain"
 
@@ -38,7 +38,7 @@ ACTOR = "nightly-retrain"
 def default_gates(settings: Settings) -> list:
     """The alert gate: a critical open alert on a candidate blocks it (shelfcast.monitor)."""
     from shelfcast.monitor.gate import alert_gate
-    from shelfcast.monitor.store import AlertStore
+    from shelfcast.monitor.alert_log import AlertStore
 
     return [alert_gate(AlertStore(settings.alerts_db))]
 

@@ -7,7 +7,7 @@
 
 Candidates are tagged only after every variant is logged, so a night that dies half way leaves no candidate.
 Logging retries on I/O errors; training never retries. With `promote=True` the candidates go on to the gate
-and promotion (`shelfcast.pipeline.handover`).
+and promotion (`flows/promote.py`).
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from shelfcast.config import load_settings
-from shelfcast.data.store import SalesStore
-from shelfcast.ingest import store_objects
+from shelfcast.data.sales import SalesStore
+from shelfcast.data.ingest import store_objects
 from shelfcast.pipeline import nightly
 from shelfcast.pipeline.config import RetrainConfig
-from shelfcast.pipeline.runners import make_task_runner
+from shelfcast.flows.runners import make_task_runner
 from shelfcast.pipeline.transient import retry_on_io
 from shelfcast.tracking import Tracker
 
@@ -115,10 +115,7 @@ def tag_candidates(tracker: Tracker, logged: list, night: str, parent_run_id: st
 def check_candidates(candidates, windows, results, settings, tracker) -> dict:
     """The alert rules on tonight's candidates (flows/monitor.py); critical alerts block them at the gate."""
     from shelfcast.monitor.evaluation import variant_frames
-    from shelfcast.pipeline.runners import ensure_flows_importable
-
-    ensure_flows_importable()
-    from flows.monitor import check_after_retrain
+    from shelfcast.flows.monitor import check_after_retrain
 
     return check_after_retrain(candidates, frames=variant_frames(windows, results), settings=settings,
                                experiment_id=tracker.experiment_id())
@@ -189,8 +186,8 @@ def retrain_flow(config: RetrainConfig = RetrainConfig(), night: str | None = No
                              description=f"night {night}: variants, sizes, MAPE and candidates")
     shutil.rmtree(workdir, ignore_errors=True)  # everything worth keeping is in MLflow now
     if promote:
-        from shelfcast.pipeline.handover import hand_over
+        from shelfcast.flows.promote import promote_candidates
 
-        report.promotion = hand_over(candidates, night, settings)
+        report.promotion = promote_candidates(candidates, night=night, settings=settings)
     logger.info("night %s done in %.0fs: %d candidate(s)", night, report.seconds, len(candidates))
     return report.to_dict()

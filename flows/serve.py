@@ -41,8 +41,8 @@ def build_deployments(timezone: str = "UTC", landing: str = "landing/", retrain_
                       ingest_cron: str = INGEST_CRON, retrain_cron: str = RETRAIN_CRON) -> list:
     from prefect.schedules import Cron
 
-    from flows.ingest import ingest_flow
-    from flows.retrain import retrain_flow
+    from shelfcast.flows.ingest import ingest_flow
+    from shelfcast.flows.retrain import retrain_flow
 
     return [
         ingest_flow.to_deployment(
@@ -86,7 +86,7 @@ def serve(replace: bool = False, **kwargs) -> None:
     from prefect import serve as prefect_serve
     from prefect.client.orchestration import get_client
 
-    from shelfcast.errors import ConfigError
+    from shelfcast.contract.errors import ConfigError
 
     deployments = build_deployments(**kwargs)
     taken = worker_deployments(deployments)

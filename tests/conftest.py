@@ -37,7 +37,7 @@ def seaweedfs(tmp_path_factory):
 
 
 def _client(service, keys):
-    from shelfcast.storage import make_s3_client
+    from shelfcast.contract.objects import make_s3_client
 
     return make_s3_client(service.urls["s3"], *keys)
 
@@ -45,7 +45,7 @@ def _client(service, keys):
 @pytest.fixture(scope="session")
 def trainer_store(seaweedfs):
     """An `ObjectStore` on the test bucket with the trainer identity; the bucket exists, versioning on."""
-    from shelfcast.storage import ObjectStore
+    from shelfcast.contract.objects import ObjectStore
 
     store = ObjectStore(_client(seaweedfs, TRAINER), BUCKET)
     store.ensure_bucket(wait_s=10)
@@ -55,7 +55,7 @@ def trainer_store(seaweedfs):
 @pytest.fixture(scope="session")
 def store_identity_store(seaweedfs, trainer_store):
     """The same bucket seen with the store identity (read-only on channels/ and models/)."""
-    from shelfcast.storage import ObjectStore
+    from shelfcast.contract.objects import ObjectStore
 
     return ObjectStore(_client(seaweedfs, STORE), BUCKET)
 
@@ -97,7 +97,7 @@ def pipeline_env_vars(seaweedfs, home, mlflow_uri: str) -> dict[str, str]:
     and registered model name, `home` for local state, `mlflow_uri` for tracking."""
     import uuid
 
-    from shelfcast.storage import ObjectStore
+    from shelfcast.contract.objects import ObjectStore
 
     bucket = f"t-{uuid.uuid4().hex[:10]}"
     ObjectStore(_client(seaweedfs, TRAINER), bucket).ensure_bucket()
@@ -136,7 +136,7 @@ def tiny_tflite(tmp_path_factory):
     import numpy as np
 
     from shelfcast.compress.export import ExportJob, export_many
-    from shelfcast.features import InputSpec
+    from shelfcast.contract.features import InputSpec
 
     spec = InputSpec(lookback=14, scaling="window_mean", calendar=True)
     rng = np.random.default_rng(11)

@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     thresholds_file: Path | None = Field(None, description="TOML overriding the packaged alert thresholds")
     alert_webhook_url: str | None = Field(None, description="Slack-compatible webhook for alert notifications")
 
-    # Promotion (shelfcast.edge)
+    # Promotion (shelfcast.device)
     promotion_policy_file: Path | None = Field(
         None, description="JSON or TOML with SelectionPolicy keys (edge budget, bootstrap ceiling, canary time)")
 

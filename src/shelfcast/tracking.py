@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shelfcast.errors import ServiceError
+from shelfcast.contract.errors import ServiceError
 
 EXPERIMENT = "shelfcast-nightly"
 CANDIDATE_TAG = "candidate"

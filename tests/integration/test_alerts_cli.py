@@ -12,7 +12,7 @@ from shelfcast.data.synthetic import generate_sales
 from shelfcast.model.baselines import ProfileModel
 from shelfcast.monitor import service
 from shelfcast.monitor.evaluation import ExpectedError, evaluation_frame
-from shelfcast.monitor.store import AlertStore
+from shelfcast.monitor.alert_log import AlertStore
 from shelfcast.monitor.thresholds import load_thresholds
 
 pytestmark = pytest.mark.integration

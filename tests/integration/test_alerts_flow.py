@@ -14,10 +14,10 @@ from prefect import flow
 from test_alerts_webhook import Receiver
 
 from shelfcast.config import Settings
-from shelfcast.data.store import LocalObjects, SalesStore
+from shelfcast.data.sales import LocalObjects, SalesStore
 from shelfcast.data.synthetic import generate_sales
-from shelfcast.ingest import IngestOptions, ingest_landing, open_landing
-from shelfcast.monitor.store import AlertStore
+from shelfcast.data.ingest import IngestOptions, ingest_landing, open_landing
+from shelfcast.monitor.alert_log import AlertStore
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +39,7 @@ def receiver():
 
 
 def test_after_retrain_task_publishes_links_and_notifies(prefect_api, tmp_path, receiver):
-    from flows.monitor import check_after_retrain
+    from shelfcast.flows.monitor import check_after_retrain
 
     settings = Settings(home=tmp_path / "home", alert_webhook_url=receiver.url,
                         mlflow_tracking_uri="http://127.0.0.1:5999")
@@ -91,7 +91,7 @@ def champion_registry(tmp_path, tiny_tflite):
 
 def test_after_ingest_task_checks_the_mlflow_champion_on_the_sales_store(prefect_api, tmp_path, sales_store,
                                                                          champion_registry):
-    from flows.monitor import check_store_after_ingest
+    from shelfcast.flows.monitor import check_store_after_ingest
 
     settings = Settings(home=tmp_path / "home")
 
@@ -110,7 +110,7 @@ def test_after_ingest_task_checks_the_mlflow_champion_on_the_sales_store(prefect
 
 
 def test_after_ingest_task_with_plain_arguments(prefect_api, tmp_path, tiny_tflite):
-    from flows.monitor import check_after_ingest
+    from shelfcast.flows.monitor import check_after_ingest
 
     settings = Settings(home=tmp_path / "home")
     path = tmp_path / "m.tflite"
@@ -129,7 +129,7 @@ def test_after_ingest_task_with_plain_arguments(prefect_api, tmp_path, tiny_tfli
 
 
 def test_mlflow_down_still_checks_freshness_and_says_why(prefect_api, tmp_path, sales_store):
-    from flows.monitor import check_store_after_ingest
+    from shelfcast.flows.monitor import check_store_after_ingest
     from shelfcast.stack.process import free_port
     from shelfcast.tracking import Tracker
 

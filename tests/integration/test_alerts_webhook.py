@@ -16,7 +16,7 @@ import pytest
 
 from shelfcast.monitor import service
 from shelfcast.monitor.notify import WebhookSender, deliver_pending
-from shelfcast.monitor.store import AlertStore
+from shelfcast.monitor.alert_log import AlertStore
 from shelfcast.monitor.thresholds import load_thresholds
 from shelfcast.stack.process import free_port
 
@@ -136,7 +136,7 @@ CHILD = textwrap.dedent(
     import os, sys
     from types import SimpleNamespace
     from shelfcast.monitor import service
-    from shelfcast.monitor.store import AlertStore
+    from shelfcast.monitor.alert_log import AlertStore
     from shelfcast.monitor.thresholds import load_thresholds
 
     store = AlertStore(sys.argv[1])

@@ -95,7 +95,7 @@ def test_prefect_deploy_registers_both_deployments(prefect_api, project):
 
 
 def test_serve_builds_the_same_schedules_in_the_chosen_timezone():
-    from flows.serve import build_deployments
+    from shelfcast.flows.serve import build_deployments
 
     ingest, retrain = build_deployments(timezone="America/New_York")
     assert ingest.name == "ingest-hourly" and retrain.name == "retrain-nightly"
@@ -115,9 +115,9 @@ def test_shelfcast_serve_runs_a_flow_run_of_its_deployment_then_stops_on_sigterm
 
     from prefect.client.orchestration import get_client
 
-    from shelfcast.data.store import SalesStore
+    from shelfcast.data.sales import SalesStore
     from shelfcast.data.synthetic import generate_sales
-    from shelfcast.ingest import deliver_days, open_landing, store_objects
+    from shelfcast.data.ingest import deliver_days, open_landing, store_objects
 
     sales = generate_sales(stores=1, items=2, start="2017-05-01", end="2017-05-03", seed=3)
     objects = store_objects(pipeline_env)

@@ -7,9 +7,9 @@ import io
 import pandas as pd
 import pytest
 
-from shelfcast.data.store import S3Objects, SalesStore
+from shelfcast.data.sales import S3Objects, SalesStore
 from shelfcast.data.synthetic import generate_sales
-from shelfcast.ingest import IngestOptions, deliver_days, frame_to_csv, ingest_landing, open_landing, store_objects
+from shelfcast.data.ingest import IngestOptions, deliver_days, frame_to_csv, ingest_landing, open_landing, store_objects
 from shelfcast.pipeline.transient import is_transient
 
 pytestmark = pytest.mark.integration
@@ -28,7 +28,7 @@ def test_ingest_flow_on_s3_leaves_a_summary_and_is_idempotent(pipeline_env, pref
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    from flows.ingest import ingest_flow
+    from shelfcast.flows.ingest import ingest_flow
 
     objects = store_objects(pipeline_env)
     landing = open_landing("landing/", objects)
@@ -52,7 +52,7 @@ def test_ingest_flow_on_s3_leaves_a_summary_and_is_idempotent(pipeline_env, pref
 
 
 def test_bad_files_are_quarantined_while_the_next_files_are_ingested(pipeline_env, prefect_api, sales):
-    from flows.ingest import ingest_flow
+    from shelfcast.flows.ingest import ingest_flow
 
     objects = store_objects(pipeline_env)
     landing = open_landing("landing/", objects)
@@ -155,7 +155,7 @@ def test_s3_down_during_ingest_then_rerun_completes_exactly_once(own_s3, sales):
 
 
 def test_ingest_flow_fails_loudly_while_s3_is_down_and_a_rerun_completes(own_s3, prefect_api, sales):
-    from flows.ingest import ingest_flow
+    from shelfcast.flows.ingest import ingest_flow
 
     settings, service, restart = own_s3
     objects = store_objects(settings)

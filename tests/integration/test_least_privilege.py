@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from shelfcast.edge import access
-from shelfcast.edge.channels import move_pointer
-from shelfcast.edge.client import StoreClient
-from shelfcast.edge.publish import make_manifest, publish_model
+from shelfcast.delivery import access
+from shelfcast.delivery.channels import move_pointer
+from shelfcast.device.sync import StoreClient
+from shelfcast.delivery.publish import make_manifest, publish_model
 from shelfcast.stack.seaweedfs import Identity, start_seaweedfs
-from shelfcast.storage import ObjectStore, make_s3_client
+from shelfcast.contract.objects import ObjectStore, make_s3_client
 
 pytestmark = pytest.mark.integration
 
@@ -89,7 +89,7 @@ def test_unknown_keys_and_anonymous_requests_are_refused(local_s3):
 
 
 def test_committed_access_files_match_the_roles():
-    assert access.main(["--root", str(ROOT)]) == 0, "run: python -m shelfcast.edge.access --write"
+    assert access.main(["--root", str(ROOT)]) == 0, "run: python -m shelfcast.delivery.access --write"
 
 
 def _allows(policy: dict, action: str, resource: str) -> bool:

@@ -11,13 +11,13 @@ from dataclasses import replace
 
 import pytest
 
-from shelfcast.edge.channels import PromotionRefused, read_head, read_log
-from shelfcast.edge.manifest import Manifest, log_key, manifest_key, model_key, pointer_key, sha256_hex
-from shelfcast.edge.publish import make_manifest, move_channel, promote_version, publish_model
-from shelfcast.edge.promotion import promote_night
-from shelfcast.edge.registry import MlflowRegistry
-from shelfcast.edge.selection import Candidate, SelectionPolicy
-from shelfcast.errors import IntegrityError, ModelLoadError, PromotionConflict
+from shelfcast.delivery.channels import PromotionRefused, read_head, read_log
+from shelfcast.contract.manifest import Manifest, log_key, manifest_key, model_key, pointer_key, sha256_hex
+from shelfcast.delivery.publish import make_manifest, move_channel, promote_version, publish_model
+from shelfcast.delivery.promotion import promote_night
+from shelfcast.delivery.registry import MlflowRegistry
+from shelfcast.delivery.selection import Candidate, SelectionPolicy
+from shelfcast.contract.errors import IntegrityError, ModelLoadError, PromotionConflict
 
 pytestmark = pytest.mark.integration
 
@@ -107,9 +107,9 @@ def test_a_pointer_never_names_a_missing_object(trainer_store, tiny_tflite):
 
 CRASHING_PROMOTER = """
 import json, os, signal, sys
-from shelfcast.storage import ObjectStore, make_s3_client
-import shelfcast.edge.promotion as promotion
-from shelfcast.edge.selection import Candidate, SelectionPolicy
+from shelfcast.contract.objects import ObjectStore, make_s3_client
+import shelfcast.delivery.promotion as promotion
+from shelfcast.delivery.selection import Candidate, SelectionPolicy
 
 endpoint, key, secret, bucket, name, channel, model_path, spec, crash_at = sys.argv[1:]
 objects = ObjectStore(make_s3_client(endpoint, key, secret), bucket)

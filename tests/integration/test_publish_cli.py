@@ -4,10 +4,10 @@ import pytest
 from typer.testing import CliRunner
 
 from shelfcast.cli import build_app
-from shelfcast.edge.channels import read_head, read_log
-from shelfcast.edge.publish import make_manifest, publish_model
-from shelfcast.edge.registry import MlflowRegistry
-from shelfcast.storage import ObjectStore
+from shelfcast.delivery.channels import read_head, read_log
+from shelfcast.delivery.publish import make_manifest, publish_model
+from shelfcast.delivery.registry import MlflowRegistry
+from shelfcast.contract.objects import ObjectStore
 
 pytestmark = pytest.mark.integration
 

@@ -6,10 +6,10 @@ import json
 import pytest
 from prefect import flow
 
-from flows.promote import promote_candidates
-from shelfcast.edge.channels import read_head
-from shelfcast.edge.registry import MlflowRegistry
-from shelfcast.storage import ObjectStore
+from shelfcast.flows.promote import promote_candidates
+from shelfcast.delivery.channels import read_head
+from shelfcast.delivery.registry import MlflowRegistry
+from shelfcast.contract.objects import ObjectStore
 from shelfcast.tracking import Candidate as TrackedCandidate
 
 pytestmark = pytest.mark.integration
@@ -93,7 +93,7 @@ def test_the_deployable_promote_flow_reads_the_nights_candidates_from_mlflow(pre
                                                                            tmp_path):
     from mlflow import MlflowClient
 
-    from flows.promote import promote_night_flow
+    from shelfcast.flows.promote import promote_night_flow
 
     settings = pipeline_env
     tracked = _register(MlflowClient(tracking_uri=settings.mlflow_tracking_uri), settings, tiny_tflite, tmp_path,

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from shelfcast.config import Settings
-from shelfcast.data.store import SalesStore
+from shelfcast.data.sales import SalesStore
 from shelfcast.data.synthetic import generate_sales
-from shelfcast.ingest import IngestOptions, deliver_range, ingest_landing, open_landing, store_objects
+from shelfcast.data.ingest import IngestOptions, deliver_range, ingest_landing, open_landing, store_objects
 from shelfcast.pipeline.config import RetrainConfig
 from shelfcast.tracking import Tracker
 
@@ -47,7 +47,7 @@ def night_env(make_pipeline_env, mlflow_server, prefect_api, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def first_night(night_env):
-    from flows.retrain import retrain_flow
+    from shelfcast.flows.retrain import retrain_flow
 
     return retrain_flow(RetrainConfig.load("quick", **TINY), night="first")
 
@@ -93,7 +93,7 @@ def test_the_night_leaves_a_prefect_summary(first_night):
 
 
 def test_dask_runner_fans_out_on_two_local_worker_processes(night_env, first_night):
-    from flows.retrain import retrain_flow
+    from shelfcast.flows.retrain import retrain_flow
 
     report = retrain_flow(RetrainConfig.load("quick", **TINY, task_runner="dask", workers=2), night="dask")
     assert [v["status"] for v in report["variants"]] == ["ok", "ok"]
@@ -103,7 +103,7 @@ def test_dask_runner_fans_out_on_two_local_worker_processes(night_env, first_nig
 
 
 def test_warm_start_fine_tunes_the_champion_and_scores_it_on_the_same_holdout(night_env, first_night):
-    from flows.retrain import retrain_flow
+    from shelfcast.flows.retrain import retrain_flow
 
     settings, _ = night_env
     tracker = tracker_for(settings)
@@ -116,7 +116,7 @@ def test_warm_start_fine_tunes_the_champion_and_scores_it_on_the_same_holdout(ni
 
 
 def test_mlflow_down_during_retrain_fails_loudly_and_promotes_nothing(night_env, tmp_path, monkeypatch):
-    from flows.retrain import retrain_flow
+    from shelfcast.flows.retrain import retrain_flow
     from shelfcast.compress import variants
     from shelfcast.pipeline import handover
     from shelfcast.stack.mlflow_server import start_mlflow_server
@@ -168,7 +168,7 @@ DRIVER = textwrap.dedent('''
         return logged
 
     Tracker.log_variant = log_then_hang
-    from flows.retrain import retrain_flow
+    from shelfcast.flows.retrain import retrain_flow
     from shelfcast.pipeline.config import RetrainConfig
 
     retrain_flow(RetrainConfig.load("quick", **json.loads(sys.argv[2])), night="killed")

@@ -5,12 +5,12 @@ import uuid
 
 import pytest
 
-from shelfcast.edge.channels import PromotionRefused, read_head, read_log
-from shelfcast.edge.client import StoreClient
-from shelfcast.edge.manifest import model_key
-from shelfcast.edge.publish import make_manifest, move_channel, publish_model
-from shelfcast.edge.registry import MlflowRegistry
-from shelfcast.edge.rollback import rollback, rollback_target
+from shelfcast.delivery.channels import PromotionRefused, read_head, read_log
+from shelfcast.device.sync import StoreClient
+from shelfcast.contract.manifest import model_key
+from shelfcast.delivery.publish import make_manifest, move_channel, publish_model
+from shelfcast.delivery.registry import MlflowRegistry
+from shelfcast.delivery.rollback import rollback, rollback_target
 
 pytestmark = pytest.mark.integration
 
@@ -102,7 +102,7 @@ def test_rollback_moves_the_mlflow_alias_with_the_pointer(trainer_store, served,
 
 
 def test_plain_rollback_target_skips_versions_rolled_back_from():
-    from shelfcast.edge.manifest import Pointer
+    from shelfcast.contract.manifest import Pointer
 
     def entry(seq, version, action="promote", previous=None):
         return Pointer("c", "m", version, "0" * 64, 1, seq, str(seq), "2026-01-01T00:00:00Z", action, "t",

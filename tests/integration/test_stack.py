@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from shelfcast.config import Settings
-from shelfcast.errors import ServiceError
+from shelfcast.contract.errors import ServiceError
 from shelfcast.stack.local import LocalStack, ServiceRecord, StackState, ui_addresses
 from shelfcast.stack.process import free_ports, http_ok
 
@@ -40,7 +40,7 @@ def test_stack_up_status_down_stops_only_what_it_started(tmp_path, monkeypatch):
         assert http_ok(ui_addresses(settings)["Prefect UI"]) and http_ok(settings.mlflow_tracking_uri + "/health")
 
         # The bucket exists for the trainer; the store identity cannot write; MLflow stores artifacts in S3.
-        from shelfcast.storage import ObjectStore
+        from shelfcast.contract.objects import ObjectStore
 
         trainer = ObjectStore.from_settings(settings, "trainer")
         trainer.put("landing/x.csv", b"date,store,item,sales\n")

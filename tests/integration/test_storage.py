@@ -5,8 +5,8 @@ import uuid
 import pytest
 from botocore.exceptions import ClientError
 
-from shelfcast.errors import PromotionConflict
-from shelfcast.storage import AlreadyExists, ObjectMissing
+from shelfcast.contract.errors import PromotionConflict
+from shelfcast.contract.objects import AlreadyExists, ObjectMissing
 
 pytestmark = pytest.mark.integration
 

@@ -11,14 +11,14 @@ import uuid
 import numpy as np
 import pytest
 
-from shelfcast.edge.channels import move_pointer
-from shelfcast.edge.client import StoreClient, assigned_channel, parse_every, serving_model
-from shelfcast.edge.forecast import predict_store
-from shelfcast.edge.manifest import Pointer, model_key, pointer_key
-from shelfcast.edge.publish import make_manifest, publish_model
-from shelfcast.edge.runtime import TFLiteForecaster
-from shelfcast.edge.store_cli import DEFAULTS, main as store_main
-from shelfcast.features import build_inputs
+from shelfcast.delivery.channels import move_pointer
+from shelfcast.device.sync import StoreClient, assigned_channel, parse_every, serving_model
+from shelfcast.device.forecast import predict_store
+from shelfcast.contract.manifest import Pointer, model_key, pointer_key
+from shelfcast.delivery.publish import make_manifest, publish_model
+from shelfcast.contract.runtime import TFLiteForecaster
+from shelfcast.device.cli import DEFAULTS, main as store_main
+from shelfcast.contract.features import build_inputs
 from shelfcast.stack.process import free_port
 
 pytestmark = pytest.mark.integration
@@ -169,7 +169,7 @@ class TruncatingProxy:
 
 
 def test_a_download_cut_short_on_the_wire_is_refused(seaweedfs, store_identity_store, channel, tmp_path, tiny_tflite):
-    from shelfcast.storage import ObjectStore, make_s3_client
+    from shelfcast.contract.objects import ObjectStore, make_s3_client
     from tests.conftest import BUCKET, STORE
 
     name, ch, publish = channel
@@ -193,9 +193,9 @@ def test_a_download_cut_short_on_the_wire_is_refused(seaweedfs, store_identity_s
 def test_s3_stopping_in_the_middle_of_a_sync(tmp_path, tiny_tflite):
     """A private SeaweedFS (the session's server must stay up): stop it after the pointer and manifest are read,
     before the model is downloaded; restart it; the next sync completes."""
-    from shelfcast.edge.access import LOCAL_KEYS, seaweedfs_identities
+    from shelfcast.delivery.access import LOCAL_KEYS, seaweedfs_identities
     from shelfcast.stack.seaweedfs import start_seaweedfs
-    from shelfcast.storage import ObjectStore, make_s3_client
+    from shelfcast.contract.objects import ObjectStore, make_s3_client
 
     data_dir, port = tmp_path / "s3", free_port()
     identities = seaweedfs_identities("shelfcast", LOCAL_KEYS)

@@ -6,8 +6,8 @@ import uuid
 import numpy as np
 import pytest
 
-from shelfcast.edge.channels import move_pointer
-from shelfcast.edge.publish import make_manifest, publish_model
+from shelfcast.delivery.channels import move_pointer
+from shelfcast.delivery.publish import make_manifest, publish_model
 from tests.conftest import BUCKET, STORE
 from tests.unit.test_store_imports import run_store_command
 

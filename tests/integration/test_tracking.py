@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from shelfcast.compress.variants import VariantResult
-from shelfcast.errors import ServiceError
+from shelfcast.contract.errors import ServiceError
 from shelfcast.stack.process import free_port
 from shelfcast.tracking import SIZE_FIELDS, Tracker
 

@@ -8,9 +8,9 @@ from shelfcast.compress.export import ExportJob, export_many
 from shelfcast.compress.variants import VariantSpec, run_variants
 from shelfcast.data.synthetic import generate_sales
 from shelfcast.data.windows import make_windows
-from shelfcast.edge.runtime import TFLiteForecaster
-from shelfcast.errors import ConversionError
-from shelfcast.features import InputSpec
+from shelfcast.contract.runtime import TFLiteForecaster
+from shelfcast.contract.errors import ConversionError
+from shelfcast.contract.features import InputSpec
 from shelfcast.model.lstm import TrainConfig, predict_scaled
 
 pytestmark = pytest.mark.slow

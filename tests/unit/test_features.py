@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shelfcast.features import InputSpec, build_inputs, calendar_features
+from shelfcast.contract.features import InputSpec, build_inputs, calendar_features
 
 pytestmark = pytest.mark.unit
 

@@ -8,10 +8,10 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from shelfcast.data.store import Catalog, LocalObjects, SalesStore, source_id
+from shelfcast.data.sales import Catalog, LocalObjects, SalesStore, source_id
 from shelfcast.data.synthetic import generate_sales
-from shelfcast.errors import IntegrityError
-from shelfcast.ingest import (
+from shelfcast.contract.errors import IntegrityError
+from shelfcast.data.ingest import (
     IngestOptions,
     Landing,
     check_history,

@@ -8,9 +8,9 @@ import json
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from shelfcast.data.store import LocalObjects, source_id
-from shelfcast.errors import ConfigError
-from shelfcast.ingest import open_landing
+from shelfcast.data.sales import LocalObjects, source_id
+from shelfcast.contract.errors import ConfigError
+from shelfcast.data.ingest import open_landing
 from shelfcast.pipeline.config import PRESETS, RetrainConfig
 from shelfcast.pipeline.nightly import NightReport, night_markdown
 from shelfcast.pipeline.transient import is_transient

@@ -8,7 +8,7 @@ import pytest
 
 from shelfcast.monitor import service
 from shelfcast.monitor.gate import alert_gate
-from shelfcast.monitor.store import AlertStore
+from shelfcast.monitor.alert_log import AlertStore
 from shelfcast.monitor.thresholds import load_thresholds
 
 pytestmark = pytest.mark.unit

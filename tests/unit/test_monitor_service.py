@@ -14,7 +14,7 @@ from shelfcast.monitor import service
 from shelfcast.monitor.evaluation import ExpectedError, evaluation_frame, forecast_targets, history_windows, seasonal_naive
 from shelfcast.monitor.notify import notification_payload
 from shelfcast.monitor.render import alerts_markdown, markdown_table, write_report
-from shelfcast.monitor.store import AlertStore
+from shelfcast.monitor.alert_log import AlertStore
 from shelfcast.monitor.thresholds import load_thresholds
 
 pytestmark = pytest.mark.unit

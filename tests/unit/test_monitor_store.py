@@ -8,7 +8,7 @@ import pytest
 
 from shelfcast.monitor.evaluation import ExpectedError
 from shelfcast.monitor.findings import CheckResult, Finding, Scope
-from shelfcast.monitor.store import AlertNotFound, AlertStateError, AlertStore, Links
+from shelfcast.monitor.alert_log import AlertNotFound, AlertStateError, AlertStore, Links
 from shelfcast.monitor.thresholds import load_thresholds
 
 pytestmark = pytest.mark.unit

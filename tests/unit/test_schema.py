@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from shelfcast.data.schema import load_sales, parse_range, read_raw, validate_sales
-from shelfcast.errors import SalesSchemaError
+from shelfcast.contract.errors import SalesSchemaError
 
 pytestmark = pytest.mark.unit
 

@@ -4,8 +4,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from shelfcast.edge.manifest import Pointer
-from shelfcast.edge.selection import (
+from shelfcast.contract.manifest import Pointer
+from shelfcast.delivery.selection import (
     Candidate,
     Champion,
     SelectionPolicy,
@@ -13,7 +13,7 @@ from shelfcast.edge.selection import (
     select_candidate,
     stable_refusal,
 )
-from shelfcast.errors import ConfigError
+from shelfcast.contract.errors import ConfigError
 
 pytestmark = pytest.mark.unit
 

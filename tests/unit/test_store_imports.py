@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from shelfcast.edge import TRAINER_ONLY_PACKAGES
+from shelfcast.device import TRAINER_ONLY_PACKAGES
 
 pytestmark = pytest.mark.unit
 
@@ -31,9 +31,9 @@ def _check():
 atexit.register(_check)
 """
 
-STORE_MODULES = ("shelfcast.edge.store_cli", "shelfcast.edge.client", "shelfcast.edge.forecast",
-                 "shelfcast.edge.verify", "shelfcast.edge.manifest", "shelfcast.edge.runtime", "shelfcast.storage",
-                 "shelfcast.features", "shelfcast.errors")
+STORE_MODULES = ("shelfcast.device.cli", "shelfcast.device.sync", "shelfcast.device.forecast",
+                 "shelfcast.contract.verify", "shelfcast.contract.manifest", "shelfcast.contract.runtime", "shelfcast.contract.objects",
+                 "shelfcast.contract.features", "shelfcast.contract.errors")
 
 
 def run_store(code: str, timeout: float = 120) -> subprocess.CompletedProcess:

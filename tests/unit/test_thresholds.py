@@ -7,7 +7,7 @@ import tomllib
 import pytest
 
 from shelfcast.config import Settings
-from shelfcast.errors import ConfigError
+from shelfcast.contract.errors import ConfigError
 from shelfcast.monitor.thresholds import default_text, load_thresholds, parse_thresholds
 
 pytestmark = pytest.mark.unit

@@ -9,8 +9,8 @@ import pytest
 from shelfcast.data.schema import load_sales
 from shelfcast.data.synthetic import generate_sales
 from shelfcast.data.windows import SplitSpec, make_windows
-from shelfcast.errors import SalesSchemaError
-from shelfcast.features import InputSpec
+from shelfcast.contract.errors import SalesSchemaError
+from shelfcast.contract.features import InputSpec
 
 pytestmark = pytest.mark.unit
 

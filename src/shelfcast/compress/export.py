@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shelfcast.errors import ConversionError
-from shelfcast.features import InputSpec
+from shelfcast.contract.errors import ConversionError
+from shelfcast.contract.features import InputSpec
 
 QUANTIZATIONS = ("float32", "int8")
 

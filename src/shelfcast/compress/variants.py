@@ -18,8 +18,8 @@ import numpy as np
 from shelfcast.compress.export import ExportJob, export_many
 from shelfcast.compress.pruning import apply_masks, mask_callback, prune
 from shelfcast.compress.sizes import measure_sizes
-from shelfcast.edge.runtime import TFLiteForecaster
-from shelfcast.errors import ConversionError
+from shelfcast.contract.runtime import TFLiteForecaster
+from shelfcast.contract.errors import ConversionError
 from shelfcast.model.lstm import TrainConfig, TrainedModel, predict_scaled, train_lstm
 from shelfcast.model.metrics import score
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from shelfcast.errors import SalesSchemaError
+from shelfcast.contract.errors import SalesSchemaError
 
 COLUMNS = ("date", "store", "item", "sales")
 KEY = ("date", "store", "item")

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
-from shelfcast.errors import SalesSchemaError
-from shelfcast.features import InputSpec, build_inputs
+from shelfcast.contract.errors import SalesSchemaError
+from shelfcast.contract.features import InputSpec, build_inputs
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from shelfcast.compress.variants import ARTICLE_VARIANTS, VariantSpec
-from shelfcast.features import InputSpec
+from shelfcast.contract.features import InputSpec
 from shelfcast.model.lstm import TrainConfig
 
 

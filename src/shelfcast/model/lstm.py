@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from shelfcast.features import InputSpec
+from shelfcast.contract.features import InputSpec
 
 LOSSES = ("mse", "mae", "mape_like")
 

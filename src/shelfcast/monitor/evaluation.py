@@ -84,8 +84,8 @@ def seasonal_naive(sales: pd.DataFrame, targets: pd.DataFrame) -> np.ndarray:
 
 def tflite_window_model(model_path, input_spec: dict) -> WindowModel:
     """A `.tflite` forecaster as a window model: scale with its input spec, run in LiteRT, unscale."""
-    from shelfcast.edge.runtime import TFLiteForecaster
-    from shelfcast.features import InputSpec, build_inputs
+    from shelfcast.contract.runtime import TFLiteForecaster
+    from shelfcast.contract.features import InputSpec, build_inputs
 
     if not input_spec:
         raise ValueError(f"model {model_path}: pass its input spec (the manifest's `input_spec`) to scale its inputs")

@@ -15,7 +15,7 @@ import getpass
 from typing import Callable
 
 from shelfcast.monitor.rules import CandidateLike, candidate_model
-from shelfcast.monitor.store import AlertStore
+from shelfcast.monitor.alert_log import AlertStore
 
 
 def alert_gate(

@@ -20,7 +20,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from shelfcast.errors import ShelfcastError
+from shelfcast.contract.errors import ShelfcastError
 from shelfcast.monitor.findings import response_text
 from shelfcast.monitor.thresholds import AlertPolicy
 
@@ -154,6 +154,6 @@ def deliver_pending(store, sender: WebhookSender | None, policy: AlertPolicy, no
 
 
 def _moment(now) -> datetime:
-    from shelfcast.monitor.store import stamp, utc_now
+    from shelfcast.monitor.alert_log import stamp, utc_now
 
     return datetime.fromisoformat(stamp(now or utc_now()))

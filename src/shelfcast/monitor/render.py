@@ -8,7 +8,7 @@ import html
 from pathlib import Path
 
 from shelfcast.monitor.findings import response_text
-from shelfcast.monitor.store import Alert, AlertStore
+from shelfcast.monitor.alert_log import Alert, AlertStore
 
 COLUMNS = ("id", "severity", "rule", "scope", "observed", "threshold", "since (UTC)", "count", "status", "what", "links")
 

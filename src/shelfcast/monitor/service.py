@@ -24,7 +24,7 @@ from shelfcast.monitor.findings import CheckResult, Scope
 from shelfcast.monitor.notify import DeliveryReport, WebhookSender, deliver_pending
 from shelfcast.monitor.render import run_markdown
 from shelfcast.monitor.rules import CandidateLike, candidate_model, check_candidate, check_live as live_rules
-from shelfcast.monitor.store import Alert, AlertStore, Links, RecordSummary, utc_now
+from shelfcast.monitor.alert_log import Alert, AlertStore, Links, RecordSummary, utc_now
 from shelfcast.monitor.thresholds import Thresholds
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from shelfcast.errors import ConfigError
+from shelfcast.contract.errors import ConfigError
 
 SEVERITIES = ("info", "warning", "critical")
 

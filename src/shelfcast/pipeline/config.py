@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from shelfcast.errors import ConfigError
+from shelfcast.contract.errors import ConfigError
 
 
 class RetrainConfig(BaseModel):

@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 
 from shelfcast.data.schema import parse_range, select_series
-from shelfcast.data.store import SalesStore
+from shelfcast.data.sales import SalesStore
 from shelfcast.data.windows import SplitSpec, WindowSet, make_windows
-from shelfcast.errors import ConfigError, SalesSchemaError
-from shelfcast.features import InputSpec, build_inputs
+from shelfcast.contract.errors import ConfigError, SalesSchemaError
+from shelfcast.contract.features import InputSpec, build_inputs
 from shelfcast.model.baselines import same_weekday_two_weeks
 from shelfcast.model.metrics import score
 from shelfcast.pipeline.config import RetrainConfig
@@ -89,7 +89,7 @@ def input_dates(windows: WindowSet) -> np.ndarray:
 
 def evaluate_tflite(path: Path, spec: InputSpec, windows: WindowSet) -> dict:
     """MAPE/SMAPE/WAPE of a `.tflite` model (with its own input spec) on this night's holdout."""
-    from shelfcast.edge.runtime import TFLiteForecaster
+    from shelfcast.contract.runtime import TFLiteForecaster
 
     if spec.lookback != windows.spec.lookback:
         raise ValueError(f"the model reads {spec.lookback} days, the windows hold {windows.spec.lookback}")
@@ -201,7 +201,7 @@ def train_parent(windows: WindowSet, units: int, seed: int, train_config, initia
 def context_metrics(results, naive_mape_pct: float, champion: ChampionContext) -> dict[str, dict]:
     """Per variant: the metrics the gate compares against (naive rule, float parent, champion), and whether the
     file uses LiteRT builtin ops only (1 or 0), which the edge budget requires."""
-    from shelfcast.edge.runtime import TFLiteForecaster
+    from shelfcast.contract.runtime import TFLiteForecaster
 
     by_name = {r.name: r for r in results}
     extra = {}

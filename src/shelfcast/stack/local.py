@@ -20,7 +20,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from shelfcast.config import Settings
-from shelfcast.errors import ServiceError
+from shelfcast.contract.errors import ServiceError
 from shelfcast.stack.mlflow_server import start_mlflow_server
 from shelfcast.stack.prefect_server import start_prefect_server
 from shelfcast.stack.process import Service, http_ok, port_open, stop_pid
@@ -31,9 +31,9 @@ MLFLOW_ARTIFACT_PREFIX = "mlflow"
 
 
 def identities(settings: Settings) -> list[Identity]:
-    """The bucket's S3 identities from the access roles (`shelfcast.edge.access`): the trainer reads and writes
+    """The bucket's S3 identities from the access roles (`shelfcast.delivery.access`): the trainer reads and writes
     the bucket, a store reads only `channels/` and `models/`, the uploader only writes `landing/`."""
-    from shelfcast.edge.access import LOCAL_KEYS, seaweedfs_identities
+    from shelfcast.delivery.access import LOCAL_KEYS, seaweedfs_identities
 
     keys = {"trainer": (settings.trainer_access_key, settings.trainer_secret_key),
             "store": (settings.store_access_key, settings.store_secret_key),
@@ -231,7 +231,7 @@ class LocalStack:
 
 def ensure_bucket(settings: Settings, timeout: float = 30.0) -> None:
     """Create the bucket (versioning on) with the trainer identity; the S3 gateway may need a moment."""
-    from shelfcast.storage import ObjectStore
+    from shelfcast.contract.objects import ObjectStore
 
     try:
         ObjectStore.from_settings(settings, role="trainer").ensure_bucket(wait_s=timeout)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from shelfcast.errors import ServiceError
+from shelfcast.contract.errors import ServiceError
 
 
 def free_port() -> int:

@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from shelfcast.errors import ServiceError
+from shelfcast.contract.errors import ServiceError
 from shelfcast.stack.process import Service, free_ports, http_ok, start_service
 
 

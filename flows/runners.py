@@ -13,18 +13,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-
-
-def ensure_flows_importable() -> None:
-    """The `flows` package lives at the repository root, beside `src/`; the console script does not put the
-    root on `sys.path`, so add it (once) before importing a flow."""
-    import sys
-
-    if (REPO_ROOT / "flows" / "__init__.py").exists() and str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
-
-
 def make_task_runner(config, workdir: Path | None = None):
     if config.task_runner == "thread":
         from prefect.task_runners import ThreadPoolTaskRunner
@@ -34,7 +22,6 @@ def make_task_runner(config, workdir: Path | None = None):
 
     if config.dask_address:
         return DaskTaskRunner(address=config.dask_address)
-    python_path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
     return DaskTaskRunner(
         cluster_class="distributed.LocalCluster",
         cluster_kwargs={
@@ -45,7 +32,7 @@ def make_task_runner(config, workdir: Path | None = None):
             "dashboard_address": None,
             # TensorFlow keeps its default threads per worker: pinning each worker to one thread measured
             # slower on two cores (bench/pipeline_overhead.py).
-            "env": {"PYTHONPATH": python_path, "TF_CPP_MIN_LOG_LEVEL": "2"},
+            "env": {"TF_CPP_MIN_LOG_LEVEL": "2"},
             "local_directory": str(workdir / "dask") if workdir else None,
         },
     )

@@ -32,11 +32,6 @@ def _quiet_logs() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
-def _flows():
-    from shelfcast.pipeline.runners import ensure_flows_importable
-
-    ensure_flows_importable()
-
 
 # ---- stack ---------------------------------------------------------------------------------------------------
 @stack_app.command("up")
@@ -104,9 +99,8 @@ def ingest(
 
 def _run_ingest(landing: str, today: date | None, max_file_bytes: int, corrections: bool) -> None:
     _quiet_logs()
-    _flows()
-    from flows.ingest import ingest_flow
-    from flows.serve import use_api
+    from shelfcast.flows.ingest import ingest_flow
+    from shelfcast.flows.serve import use_api
 
     settings = load_settings()
     with use_api(settings.prefect_api_url):
@@ -129,8 +123,8 @@ def _print_ingest(reports: list[dict]) -> None:
 
 
 def _sales_store():
-    from shelfcast.data.store import SalesStore
-    from shelfcast.ingest import store_objects
+    from shelfcast.data.sales import SalesStore
+    from shelfcast.data.ingest import store_objects
 
     return SalesStore(store_objects(load_settings()))
 
@@ -142,8 +136,8 @@ def ingest_catalog(
 ) -> None:
     """Show the catalogue of known stores and items, or add new ones before their first delivery."""
     from shelfcast.data.schema import parse_range
-    from shelfcast.data.store import Catalog
-    from shelfcast.ingest import format_ids
+    from shelfcast.data.sales import Catalog
+    from shelfcast.data.ingest import format_ids
 
     store = _sales_store()
     catalog, etag = store.catalog()
@@ -198,7 +192,7 @@ def ingest_backfill(
 ) -> None:
     """Deliver the days FROM..TO of a history file to landing as one file and ingest it (idempotent)."""
     from shelfcast.data.schema import load_sales, parse_range
-    from shelfcast.ingest import deliver_range, open_landing, store_objects
+    from shelfcast.data.ingest import deliver_range, open_landing, store_objects
 
     frame = load_sales(data, parse_range(stores), parse_range(items))
     location = open_landing(landing, store_objects(load_settings()))
@@ -230,9 +224,8 @@ def retrain(
 ) -> None:
     """Run the nightly retrain once: every variant trained, evaluated, logged to MLflow and registered."""
     _quiet_logs()
-    _flows()
-    from flows.retrain import retrain_flow
-    from flows.serve import use_api
+    from shelfcast.flows.retrain import retrain_flow
+    from shelfcast.flows.serve import use_api
 
     settings = load_settings()
     cfg = _retrain_config(config, variants, window_days, epochs, warm_start, task_runner, workers, seed)
@@ -250,10 +243,9 @@ def serve(
                                  "(`prefect deploy`): they are deleted and made again here"),
 ) -> None:
     """Serve ingest (hourly) and retrain (02:00) from this process until interrupted."""
-    _flows()
-    from flows.serve import serve as serve_flows, use_api
+    from shelfcast.flows.serve import serve as serve_flows, use_api
 
-    from shelfcast.errors import ConfigError
+    from shelfcast.contract.errors import ConfigError
     from shelfcast.pipeline.config import RetrainConfig
 
     settings = load_settings()
@@ -282,7 +274,7 @@ def run(
     _quiet_logs()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from shelfcast.pipeline.job import JobOptions, run_job
+    from shelfcast.loop.job import JobOptions, run_job
 
     console, settings = _console(), load_settings()
     cfg = _retrain_config(config, variants, None, None, None, None, None, seed)

@@ -4,7 +4,7 @@ Every row goes through the core reader (`read_raw`, `validate_sales`) and then t
 store of history can make (`check_history`): an unknown store or item, a date in the future, a
 (date, store, item) already ingested with a different value. Gaps (missing days, missing series) are
 reported as warnings. Accepted rows become Parquet parts, rejected rows go to the quarantine with their
-reason, and the file is recorded in the ledger (see `shelfcast.data.store` for the commit protocol).
+reason, and the file is recorded in the ledger (see `shelfcast.data.sales` for the commit protocol).
 
 A re-delivered file (same name, same bytes) is a no-op. A corrected file (same name, new bytes) replaces the
 rows of its earlier version, and the ledger records it as `corrected` with the rows it changed. Rows that
@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from shelfcast.data.schema import KEY, read_raw, validate_sales
-from shelfcast.data.store import (
+from shelfcast.data.sales import (
     Catalog,
     LedgerEntry,
     LedgerRef,
@@ -38,8 +38,8 @@ from shelfcast.data.store import (
     clean_etag,
     source_id,
 )
-from shelfcast.errors import ConfigError, PromotionConflict, SalesSchemaError
-from shelfcast.storage import ObjectInfo
+from shelfcast.contract.errors import ConfigError, PromotionConflict, SalesSchemaError
+from shelfcast.contract.objects import ObjectInfo
 
 DEFAULT_MAX_FILE_BYTES = 256 * 1024**2
 

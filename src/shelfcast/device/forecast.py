@@ -2,7 +2,7 @@
 
 The CSV has the training schema, `date,store,item,sales`, one row per day and item. For every series the last
 `lookback` days (from the model's manifest) must be present and end on the file's last date; the inputs are built
-by `shelfcast.features.build_inputs` with the manifest's input specification, exactly as in training, and the
+by `shelfcast.contract.features.build_inputs` with the manifest's input specification, exactly as in training, and the
 model's output is scaled back to units of sales. A series that cannot be forecast is skipped with the reason;
 the others are still forecast.
 """
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from shelfcast.edge.client import serving_model
-from shelfcast.edge.runtime import TFLiteForecaster
-from shelfcast.errors import SalesSchemaError
-from shelfcast.features import InputSpec, build_inputs
+from shelfcast.device.sync import serving_model
+from shelfcast.contract.runtime import TFLiteForecaster
+from shelfcast.contract.errors import SalesSchemaError
+from shelfcast.contract.features import InputSpec, build_inputs
 
 COLUMNS = ("date", "store", "item", "sales")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")

@@ -17,7 +17,7 @@ DB_HELP = "alert log (SQLite); default: $SHELFCAST_HOME/alerts.db"
 
 def _store(db: Optional[Path]):
     from shelfcast.config import Settings
-    from shelfcast.monitor.store import AlertStore
+    from shelfcast.monitor.alert_log import AlertStore
 
     return AlertStore(db or Settings().alerts_db)
 
@@ -44,7 +44,7 @@ def _alerts_table(alerts, title: str):
 
 
 def register(app: typer.Typer) -> None:
-    from shelfcast.errors import ShelfcastError
+    from shelfcast.contract.errors import ShelfcastError
 
     alerts = typer.Typer(help="Accuracy and data alerts: list, inspect, acknowledge, resolve.", no_args_is_help=True)
     app.add_typer(alerts, name="alerts")

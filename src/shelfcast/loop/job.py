@@ -20,9 +20,8 @@ from pathlib import Path
 import pandas as pd
 
 from shelfcast.config import Settings
-from shelfcast.ingest import deliver_days, deliver_range, open_landing, store_objects, utc_today
+from shelfcast.data.ingest import deliver_days, deliver_range, open_landing, store_objects, utc_today
 from shelfcast.pipeline.config import RetrainConfig
-from shelfcast.pipeline.runners import ensure_flows_importable
 
 
 @dataclass
@@ -55,10 +54,9 @@ def make_history(options: JobOptions) -> pd.DataFrame:
 
 def run_job(settings: Settings, options: JobOptions, say=print, progress=None) -> dict:
     """Run the whole loop; returns the summary (also written to `<home>/last-run.json`)."""
-    ensure_flows_importable()
-    from flows.ingest import ingest_flow
-    from flows.retrain import retrain_flow
-    from flows.serve import use_api
+    from shelfcast.flows.ingest import ingest_flow
+    from shelfcast.flows.retrain import retrain_flow
+    from shelfcast.flows.serve import use_api
     from shelfcast.stack.local import LocalStack, ui_addresses
 
     started = time.perf_counter()

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from shelfcast.edge.channels import PromotionRefused, read_head, read_log
-from shelfcast.edge.manifest import Pointer
-from shelfcast.edge.publish import MoveResult, actor_name, fetch_verified, move_channel, try_reconcile
-from shelfcast.edge.registry import DEFAULT_ALIASES, Registry
-from shelfcast.errors import IntegrityError, ModelLoadError
-from shelfcast.storage import ObjectStore
+from shelfcast.delivery.channels import PromotionRefused, read_head, read_log
+from shelfcast.contract.manifest import Pointer
+from shelfcast.delivery.publish import MoveResult, actor_name, fetch_verified, move_channel, try_reconcile
+from shelfcast.delivery.registry import DEFAULT_ALIASES, Registry
+from shelfcast.contract.errors import IntegrityError, ModelLoadError
+from shelfcast.contract.objects import ObjectStore
 
 
 def rollback_target(log: Sequence[Pointer], current: str) -> str | None:

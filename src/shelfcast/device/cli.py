@@ -45,7 +45,7 @@ class StoreSettings:
                    get("SHELFCAST_STORE_ACCESS_KEY"), get("SHELFCAST_STORE_SECRET_KEY"))
 
     def object_store(self, endpoint_url: str | None = None, bucket: str | None = None):
-        from shelfcast.storage import ObjectStore, make_s3_client
+        from shelfcast.contract.objects import ObjectStore, make_s3_client
 
         client = make_s3_client(endpoint_url or self.endpoint_url, self.access_key, self.secret_key, self.region,
                                 connect_timeout=5.0, read_timeout=60.0)
@@ -85,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _sync(args) -> int:
-    from shelfcast.edge.client import StoreClient, assigned_channel, parse_every
+    from shelfcast.device.sync import StoreClient, assigned_channel, parse_every
 
     if args.channel:
         channel = args.channel
@@ -124,8 +124,8 @@ def _sync(args) -> int:
 
 
 def _predict(args) -> int:
-    from shelfcast.edge.forecast import predict_store
-    from shelfcast.errors import ModelLoadError, SalesSchemaError
+    from shelfcast.device.forecast import predict_store
+    from shelfcast.contract.errors import ModelLoadError, SalesSchemaError
 
     try:
         report = predict_store(args.dir, args.sales, args.store_id)
@@ -146,7 +146,7 @@ def _predict(args) -> int:
 
 
 def _status(args) -> int:
-    from shelfcast.edge.client import ACTIVE, STATE, read_json
+    from shelfcast.device.sync import ACTIVE, STATE, read_json
 
     active, state = read_json(args.dir / ACTIVE), read_json(args.dir / STATE)
     print(json.dumps({"active": active, "last_sync": state}, indent=2, sort_keys=True))

@@ -12,10 +12,10 @@ import sys
 
 # Each module has `register(app: typer.Typer) -> None`.
 AREAS = [
-    "shelfcast.bench.cli",
-    "shelfcast.pipeline.cli",
-    "shelfcast.monitor.cli",
-    "shelfcast.edge.cli",
+    "shelfcast.cli.bench",
+    "shelfcast.cli.pipeline",
+    "shelfcast.cli.alerts",
+    "shelfcast.cli.delivery",
 ]
 
 
@@ -37,7 +37,7 @@ def build_app():
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["store"]:
-        from shelfcast.edge.store_cli import main as store_main
+        from shelfcast.device.cli import main as store_main
 
         raise SystemExit(store_main(argv[1:]))
     build_app()(args=argv, prog_name="shelfcast")

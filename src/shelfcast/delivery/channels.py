@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from shelfcast.edge.manifest import (
+from shelfcast.contract.manifest import (
     Manifest,
     Pointer,
     decision_key,
@@ -30,8 +30,8 @@ from shelfcast.edge.manifest import (
     pointer_key,
     utc_now,
 )
-from shelfcast.errors import IntegrityError, PromotionConflict, ShelfcastError
-from shelfcast.storage import AlreadyExists, ObjectMissing, ObjectStore
+from shelfcast.contract.errors import IntegrityError, PromotionConflict, ShelfcastError
+from shelfcast.contract.objects import AlreadyExists, ObjectMissing, ObjectStore
 
 MAX_HEAL_STEPS = 1000
 ANY = object()  # `expect=ANY`: move whatever the head is

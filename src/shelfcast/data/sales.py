@@ -35,8 +35,8 @@ from typing import Iterable, Iterator, Protocol
 
 import pandas as pd
 
-from shelfcast.errors import IntegrityError, PromotionConflict
-from shelfcast.storage import AlreadyExists, Fetched, ObjectInfo, ObjectMissing, ObjectStore
+from shelfcast.contract.errors import IntegrityError, PromotionConflict
+from shelfcast.contract.objects import AlreadyExists, Fetched, ObjectInfo, ObjectMissing, ObjectStore
 
 SALES_PREFIX = "sales/"
 LEDGER_PREFIX = "ledger/files/"

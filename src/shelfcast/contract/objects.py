@@ -15,7 +15,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
-from shelfcast.errors import PromotionConflict, ShelfcastError
+from shelfcast.contract.errors import PromotionConflict, ShelfcastError
 
 RETRYABLE_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "503", "500"}
 

@@ -7,7 +7,7 @@ version are refused: versions are immutable.
 
 `promote_version` moves a channel to a published version: it downloads the version and checks its checksum and
 that it loads, applies the rules (edge budget for a non-forced promotion, canary before stable), moves the
-pointer (`shelfcast.edge.channels`) and then the MLflow alias (`shelfcast.edge.registry` has the rule that keeps
+pointer (`shelfcast.delivery.channels`) and then the MLflow alias (`shelfcast.delivery.registry` has the rule that keeps
 them consistent). `--force` skips the rules, never the integrity checks, and needs a reason; who and why go into
 the promotion log.
 """
@@ -24,14 +24,14 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import shelfcast
-from shelfcast.edge.channels import ANY, PromotionRefused, move_pointer, now_utc, read_head, read_log
-from shelfcast.edge.manifest import Manifest, check_name, sha256_hex, utc_now
-from shelfcast.edge.registry import DEFAULT_ALIASES, Registry, move_alias
-from shelfcast.edge.selection import Candidate, Gate, SelectionPolicy, eligibility, finite_number, stable_refusal
-from shelfcast.edge.verify import verify_model
-from shelfcast.errors import ConfigError, IntegrityError
-from shelfcast.features import InputSpec
-from shelfcast.storage import AlreadyExists, ObjectMissing, ObjectStore
+from shelfcast.delivery.channels import ANY, PromotionRefused, move_pointer, now_utc, read_head, read_log
+from shelfcast.contract.manifest import Manifest, check_name, sha256_hex, utc_now
+from shelfcast.delivery.registry import DEFAULT_ALIASES, Registry, move_alias
+from shelfcast.delivery.selection import Candidate, Gate, SelectionPolicy, eligibility, finite_number, stable_refusal
+from shelfcast.contract.verify import verify_model
+from shelfcast.contract.errors import ConfigError, IntegrityError
+from shelfcast.contract.features import InputSpec
+from shelfcast.contract.objects import AlreadyExists, ObjectMissing, ObjectStore
 
 CANARY, STABLE = "canary", "stable"
 
@@ -116,7 +116,7 @@ def publish_model(objects: ObjectStore, model_bytes: bytes, manifest: Manifest) 
 
 def fetch_verified(objects: ObjectStore, name: str, version: str) -> tuple[Manifest, bytes]:
     """Download a published version and check it: it exists, its checksum and size match, it loads and runs."""
-    from shelfcast.edge.manifest import manifest_key, model_key
+    from shelfcast.contract.manifest import manifest_key, model_key
 
     try:
         manifest = Manifest.from_json(objects.get(manifest_key(name, version)).body,
@@ -131,8 +131,8 @@ def fetch_verified(objects: ObjectStore, name: str, version: str) -> tuple[Manif
 def measured_candidate(manifest: Manifest, data: bytes) -> Candidate:
     """A published version seen as a selection candidate (for the budget checks of a manual promotion); latency
     and ops are measured on the file when the manifest does not carry them."""
-    from shelfcast.edge.runtime import TFLiteForecaster
-    from shelfcast.edge.verify import probe_inputs
+    from shelfcast.contract.runtime import TFLiteForecaster
+    from shelfcast.contract.verify import probe_inputs
 
     details = manifest.details or {}
     forecaster = TFLiteForecaster(data)

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from shelfcast.edge.channels import PromotionRefused, read_head, write_decision
-from shelfcast.edge.manifest import Manifest, manifest_key
-from shelfcast.edge.publish import (
+from shelfcast.delivery.channels import PromotionRefused, read_head, write_decision
+from shelfcast.contract.manifest import Manifest, manifest_key
+from shelfcast.delivery.publish import (
     CANARY,
     STABLE,
     MoveResult,
@@ -28,10 +28,10 @@ from shelfcast.edge.publish import (
     publish_model,
     try_reconcile,
 )
-from shelfcast.edge.registry import DEFAULT_ALIASES, Registry
-from shelfcast.edge.selection import Candidate, Champion, Decision, Gate, SelectionPolicy, select_candidate
-from shelfcast.errors import PromotionConflict, ShelfcastError
-from shelfcast.storage import ObjectStore
+from shelfcast.delivery.registry import DEFAULT_ALIASES, Registry
+from shelfcast.delivery.selection import Candidate, Champion, Decision, Gate, SelectionPolicy, select_candidate
+from shelfcast.contract.errors import PromotionConflict, ShelfcastError
+from shelfcast.contract.objects import ObjectStore
 
 
 @dataclass
@@ -76,9 +76,9 @@ def measure_candidate(tracked, path: str | Path | None, input_spec: Mapping | No
     `technique`, `night`, `tags`: the pipeline's `Candidate`) measured on its real `.tflite`: bytes, builtin ops,
     and latency (the run's `latency_us_median`, else measured here). A file that is missing or does not load
     makes a failed candidate that carries the reason."""
-    from shelfcast.edge.runtime import TFLiteForecaster
-    from shelfcast.edge.verify import probe_inputs
-    from shelfcast.features import InputSpec
+    from shelfcast.contract.runtime import TFLiteForecaster
+    from shelfcast.contract.verify import probe_inputs
+    from shelfcast.contract.features import InputSpec
 
     tags = dict(getattr(tracked, "tags", None) or {})
     base = dict(name=str(tracked.name), version=str(tracked.version), metrics=dict(tracked.metrics or {}),

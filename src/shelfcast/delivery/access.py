@@ -7,7 +7,7 @@ configuration used locally (`infra/seaweedfs/s3-identities.json`) and the AWS IA
     store     reads channels/ and models/ only: no listing, no writing, nothing else
     uploader  writes landing/ only (the stores' daily sales export): it cannot read anything back
 
-Nobody but the trainer reads landing/ or the sales store. `python -m shelfcast.edge.access --write` regenerates
+Nobody but the trainer reads landing/ or the sales store. `python -m shelfcast.delivery.access --write` regenerates
 the committed files; a test fails when they drift from this module.
 """
 

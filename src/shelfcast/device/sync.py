@@ -37,11 +37,11 @@ from typing import Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shelfcast.edge.manifest import Manifest, Pointer, pointer_key, utc_now
-from shelfcast.edge.runtime import TFLiteForecaster
-from shelfcast.edge.verify import check_bytes, load_checked
-from shelfcast.errors import IntegrityError, ModelLoadError
-from shelfcast.storage import ObjectMissing, ObjectStore
+from shelfcast.contract.manifest import Manifest, Pointer, pointer_key, utc_now
+from shelfcast.contract.runtime import TFLiteForecaster
+from shelfcast.contract.verify import check_bytes, load_checked
+from shelfcast.contract.errors import IntegrityError, ModelLoadError
+from shelfcast.contract.objects import ObjectMissing, ObjectStore
 
 ACTIVE, STATE, VERSIONS, INCOMING = "active.json", "state.json", "versions", ".incoming"
 MODEL_FILE, MANIFEST_FILE = "model.tflite", "manifest.json"
@@ -394,7 +394,7 @@ def parse_every(text: str) -> float:
 
 def assigned_channel(store_id: int, assignments: dict) -> str:
     """A store's channel from the fleet configuration `{"default": "stable", "channels": {"canary": [1, 2]}}`."""
-    from shelfcast.edge.manifest import check_name
+    from shelfcast.contract.manifest import check_name
 
     if not isinstance(assignments, dict) or not isinstance(assignments.get("default"), str):
         raise ValueError('channel assignments need a "default" channel, e.g. {"default": "stable", '

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from shelfcast.errors import ShelfcastError
+from shelfcast.contract.errors import ShelfcastError
 from shelfcast.monitor.findings import CheckResult, Finding, Scope
 from shelfcast.monitor.thresholds import AlertPolicy, severity_rank
 

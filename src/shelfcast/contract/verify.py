@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from shelfcast.edge.manifest import Manifest, sha256_hex
-from shelfcast.edge.runtime import TFLiteForecaster
-from shelfcast.errors import IntegrityError, ModelLoadError
-from shelfcast.features import InputSpec, build_inputs
+from shelfcast.contract.manifest import Manifest, sha256_hex
+from shelfcast.contract.runtime import TFLiteForecaster
+from shelfcast.contract.errors import IntegrityError, ModelLoadError
+from shelfcast.contract.features import InputSpec, build_inputs
 
 
 def check_bytes(data: bytes, manifest: Manifest, source: str) -> None:

@@ -18,7 +18,7 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 
-from shelfcast.errors import IntegrityError
+from shelfcast.contract.errors import IntegrityError
 
 FORMAT = "tflite"
 SCHEMA = 1

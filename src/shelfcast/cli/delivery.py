@@ -13,13 +13,13 @@ from typing import Optional
 import typer
 
 from shelfcast.config import load_settings
-from shelfcast.edge.publish import CANARY
+from shelfcast.delivery.publish import CANARY
 
 ALIASES_HELP = "move the channel's MLflow alias too (stable -> champion, canary -> canary)"
 
 
 def _objects(settings):
-    from shelfcast.storage import ObjectStore
+    from shelfcast.contract.objects import ObjectStore
 
     return ObjectStore.from_settings(settings, "trainer")
 
@@ -60,10 +60,10 @@ def promote(
 ) -> None:
     """Move a channel to a published version: it must exist, match its checksum and load; without --force it
     must also fit the edge budget, pass the gates, and (for stable) have served on canary."""
-    from shelfcast.edge.channels import PromotionRefused
-    from shelfcast.edge.publish import actor_name, promote_version
-    from shelfcast.edge.selection import load_policy
-    from shelfcast.errors import ConfigError, PromotionConflict
+    from shelfcast.delivery.channels import PromotionRefused
+    from shelfcast.delivery.publish import actor_name, promote_version
+    from shelfcast.delivery.selection import load_policy
+    from shelfcast.contract.errors import ConfigError, PromotionConflict
 
     settings = load_settings()
     who = actor or actor_name()
@@ -88,9 +88,9 @@ def rollback(
     mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help=ALIASES_HELP),
 ) -> None:
     """Move a channel back to an earlier version after checking it exists, matches its checksum and loads."""
-    from shelfcast.edge.channels import PromotionRefused
-    from shelfcast.edge.rollback import rollback as roll_back
-    from shelfcast.errors import PromotionConflict
+    from shelfcast.delivery.channels import PromotionRefused
+    from shelfcast.delivery.rollback import rollback as roll_back
+    from shelfcast.contract.errors import PromotionConflict
 
     settings = load_settings()
     try:
@@ -109,7 +109,7 @@ def channels(
     """What each channel serves, its latest moves (who, why), and whether the MLflow aliases agree."""
     from rich.table import Table
 
-    from shelfcast.edge.publish import channel_status, reconcile_aliases
+    from shelfcast.delivery.publish import channel_status, reconcile_aliases
 
     settings = load_settings()
     objects, console = _objects(settings), _console()
@@ -129,7 +129,7 @@ def channels(
 def _mlflow_registry(settings, use_mlflow: bool, name: str | None = None):
     if not use_mlflow:
         return None
-    from shelfcast.edge.registry import MlflowRegistry, mlflow_client
+    from shelfcast.delivery.registry import MlflowRegistry, mlflow_client
 
     return MlflowRegistry(mlflow_client(settings.mlflow_tracking_uri), name or settings.registered_model)
 
@@ -137,7 +137,7 @@ def _mlflow_registry(settings, use_mlflow: bool, name: str | None = None):
 def _gates(settings, force: bool, reason: str, actor: str) -> list:
     """The alert gate; with --force it records the override on each blocking alert instead of blocking."""
     from shelfcast.monitor.gate import alert_gate
-    from shelfcast.monitor.store import AlertStore
+    from shelfcast.monitor.alert_log import AlertStore
 
     return [alert_gate(AlertStore(settings.alerts_db), force_reason=reason if force else None, actor=actor)]
 

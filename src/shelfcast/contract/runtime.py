@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shelfcast.errors import ModelLoadError
+from shelfcast.contract.errors import ModelLoadError
 
 
 def _interpreter_class():
