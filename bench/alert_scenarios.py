@@ -45,7 +45,7 @@ from shelfcast.monitor import service
 from shelfcast.monitor.evaluation import ExpectedError, evaluation_frame, history_windows, seasonal_naive
 from shelfcast.monitor.findings import Scope
 from shelfcast.monitor.gate import alert_gate
-from shelfcast.monitor.alert_log import AlertStore
+from shelfcast.monitor.alert_log import AlertLog
 from shelfcast.monitor.thresholds import load_thresholds
 
 CHAMPION_TRAIN = ("2014-01-01", "2015-12-31")
@@ -171,7 +171,7 @@ class Simulation:
         self.expected = expected
         self.training = training
         self.thresholds = thresholds
-        self.store = AlertStore(db)
+        self.store = AlertLog(db)
         self.rng = np.random.default_rng(seed)
         self.timings = {"live_s": [], "retrain_s": []}
 
@@ -222,7 +222,7 @@ def copy_db(source: Path, target: Path) -> None:
         src.backup(dst)
 
 
-def alert_rows(store: AlertStore) -> list:
+def alert_rows(store: AlertLog) -> list:
     return store.list(("open", "acknowledged", "resolved"), limit=100000)
 
 

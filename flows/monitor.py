@@ -23,8 +23,8 @@ Call sites (plain arguments):
 
     # the promotion step, with its other gates:
     from shelfcast.monitor.gate import alert_gate
-    from shelfcast.monitor.alert_log import AlertStore
-    gates = [alert_gate(AlertStore(settings.alerts_db), force_reason=reason_or_None)]
+    from shelfcast.monitor.alert_log import AlertLog
+    gates = [alert_gate(AlertLog(settings.alerts_db), force_reason=reason_or_None)]
 
     # flows/ingest.py, after every run (with no new dates it checks freshness only, which is when it matters):
     check_store_after_ingest(store, settings=settings, new_dates=dates_added)
@@ -50,7 +50,7 @@ from prefect.runtime import flow_run
 from shelfcast.config import Settings
 from shelfcast.monitor import service
 from shelfcast.monitor.evaluation import ExpectedError, WindowModel, tflite_window_model
-from shelfcast.monitor.alert_log import AlertStore, Links
+from shelfcast.monitor.alert_log import AlertLog, Links
 from shelfcast.monitor.thresholds import Thresholds, load_thresholds
 
 LOOKBACK_DAYS = 56  # the longest window (28 days) plus a generous model lookback
@@ -65,7 +65,7 @@ def _publish(run: service.MonitorRun, settings: Settings, thresholds: Thresholds
     """Artifact, then delivery; returns the run summary with delivery counts."""
     logger = get_run_logger()
     create_markdown_artifact(run.markdown, key=key, description=run.markdown.splitlines()[0].lstrip("# "))
-    report = service.deliver(AlertStore(settings.alerts_db), thresholds, settings.alert_webhook_url)
+    report = service.deliver(AlertLog(settings.alerts_db), thresholds, settings.alert_webhook_url)
     for error in report.errors:
         logger.warning("alert notification not delivered: %s", error)
     for finding in run.result.findings:
@@ -87,7 +87,7 @@ def check_after_retrain(
     settings = settings or Settings()
     thresholds = load_thresholds(settings.thresholds_file)
     run = service.check_candidates(
-        AlertStore(settings.alerts_db), thresholds, candidates, frames, links=_links(),
+        AlertLog(settings.alerts_db), thresholds, candidates, frames, links=_links(),
         tracking_uri=settings.mlflow_tracking_uri, experiment_id=experiment_id,
     )
     return _publish(run, settings, thresholds, "shelfcast-alerts-candidates")
@@ -96,7 +96,7 @@ def check_after_retrain(
 def _live(settings: Settings, sales: pd.DataFrame, *, champion=None, window_model: WindowModel | None = None,
           forecasts=None, expected_mape_pct=None, training_sales=None, new_dates=None, notes=()) -> dict:
     thresholds = load_thresholds(settings.thresholds_file)
-    store = AlertStore(settings.alerts_db)
+    store = AlertLog(settings.alerts_db)
     expected = None
     if (champion is None or store.load_expected(*champion) is None) and expected_mape_pct is not None:
         expected = ExpectedError.flat(expected_mape_pct)

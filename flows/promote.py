@@ -38,9 +38,9 @@ ACTOR = "nightly-retrain"
 def default_gates(settings: Settings) -> list:
     """The alert gate: a critical open alert on a candidate blocks it (shelfcast.monitor)."""
     from shelfcast.monitor.gate import alert_gate
-    from shelfcast.monitor.alert_log import AlertStore
+    from shelfcast.monitor.alert_log import AlertLog
 
-    return [alert_gate(AlertStore(settings.alerts_db))]
+    return [alert_gate(AlertLog(settings.alerts_db))]
 
 
 @task(name="fetch-candidate-models", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shelfcast.contract import clock
 from shelfcast.contract.errors import ServiceError
 
 EXPERIMENT = "shelfcast-nightly"
@@ -139,7 +140,7 @@ class Tracker:
 
         import time
 
-        now = int(time.time() * 1000)
+        now = int(clock.now().timestamp() * 1000)
         items = [Metric(k, v, now, 0) for k, v in _finite(metrics).items()]
         if items:
             self.client.log_batch(run_id, metrics=items)

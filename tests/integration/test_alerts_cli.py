@@ -12,7 +12,7 @@ from shelfcast.data.synthetic import generate_sales
 from shelfcast.model.baselines import ProfileModel
 from shelfcast.monitor import service
 from shelfcast.monitor.evaluation import ExpectedError, evaluation_frame
-from shelfcast.monitor.alert_log import AlertStore
+from shelfcast.monitor.alert_log import AlertLog
 from shelfcast.monitor.thresholds import load_thresholds
 
 pytestmark = pytest.mark.integration
@@ -24,7 +24,7 @@ THRESHOLDS = load_thresholds()
 def db(tmp_path):
     """An alert log with one critical candidate alert and a week of live accuracy for 3 stores."""
     path = tmp_path / "alerts.db"
-    store = AlertStore(path)
+    store = AlertLog(path)
     bad = SimpleNamespace(name="lstm16-int8", version=7, run_id="run-7", metrics={"mape_pct": 18.0, "parent_mape_pct": 16.0})
     service.check_candidates(store, THRESHOLDS, [bad], now="2017-03-02T02:00:00")
     sales = generate_sales(stores=3, items=4, start="2015-01-01", end="2017-02-28", seed=2)

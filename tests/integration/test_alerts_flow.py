@@ -17,7 +17,7 @@ from shelfcast.config import Settings
 from shelfcast.data.sales import LocalObjects, SalesStore
 from shelfcast.data.synthetic import generate_sales
 from shelfcast.data.ingest import IngestOptions, ingest_landing, open_landing
-from shelfcast.monitor.alert_log import AlertStore
+from shelfcast.monitor.alert_log import AlertLog
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +53,7 @@ def test_after_retrain_task_publishes_links_and_notifies(prefect_api, tmp_path, 
     summary = night()
     assert summary["opened"] == [1] and summary["delivered"] == 1
     assert summary["findings"] == ["critical int8_drop shelfcast-demand/lstm16-int8 v12"]
-    alert = AlertStore(settings.alerts_db).get(1)
+    alert = AlertLog(settings.alerts_db).get(1)
     assert alert.prefect_flow_run_id and alert.mlflow_url == "http://127.0.0.1:5999/#/experiments/3/runs/abc"
     assert "int8_drop" in receiver.requests[0]["json"]["text"]
     assert any("shelfcast-demand/lstm16-int8 v12" in text and "int8_drop" in text
@@ -104,7 +104,7 @@ def test_after_ingest_task_checks_the_mlflow_champion_on_the_sales_store(prefect
     assert "critical freshness all stores" in summary["findings"]
     assert summary["accuracy_points"] == 2 * 28
     assert not any("live_accuracy" in s for s in summary["skipped"])  # the champion forecast every day
-    points = pd.DataFrame(AlertStore(settings.alerts_db).accuracy("champion", "store"))
+    points = pd.DataFrame(AlertLog(settings.alerts_db).accuracy("champion", "store"))
     assert set(points["store"]) == {1, 2} and points["date"].max() == "2016-06-30"
     assert any("live champion" in text for text in artifacts("shelfcast-alerts-live"))
 

@@ -16,7 +16,7 @@ import pytest
 
 from shelfcast.monitor import service
 from shelfcast.monitor.notify import WebhookSender, deliver_pending
-from shelfcast.monitor.alert_log import AlertStore
+from shelfcast.monitor.alert_log import AlertLog
 from shelfcast.monitor.thresholds import load_thresholds
 from shelfcast.stack.process import free_port
 
@@ -68,7 +68,7 @@ def receiver():
 
 @pytest.fixture
 def store(tmp_path):
-    return AlertStore(tmp_path / "alerts.db")
+    return AlertLog(tmp_path / "alerts.db")
 
 
 def bad_candidate(version=7):
@@ -136,10 +136,10 @@ CHILD = textwrap.dedent(
     import os, sys
     from types import SimpleNamespace
     from shelfcast.monitor import service
-    from shelfcast.monitor.alert_log import AlertStore
+    from shelfcast.monitor.alert_log import AlertLog
     from shelfcast.monitor.thresholds import load_thresholds
 
-    store = AlertStore(sys.argv[1])
+    store = AlertLog(sys.argv[1])
     bad = SimpleNamespace(name="lstm16-int8", version=7, run_id="run-7",
                           metrics={"mape_pct": 18.0, "parent_mape_pct": 16.0})
     service.check_candidates(store, load_thresholds(), [bad], now="2017-03-02T03:00:00")
@@ -161,7 +161,7 @@ def test_a_crash_between_detection_and_delivery_loses_nothing(tmp_path, receiver
     db = tmp_path / "alerts.db"
     run_child(db, "before-delivery")
     assert receiver.requests == []
-    store = AlertStore(db)
+    store = AlertLog(db)
     assert store.get(1).status == "open" and len(store.outbox()) == 1
     report = deliver_pending(store, WebhookSender(receiver.url, sleep=no_sleep), POLICY, now=NOW)
     assert report.delivered == [1]
@@ -173,7 +173,7 @@ def test_a_crash_after_the_post_resends_with_the_same_idempotency_key(tmp_path, 
     db = tmp_path / "alerts.db"
     run_child(db, "after-post", receiver.url)
     assert len(receiver.requests) == 1
-    store = AlertStore(db)
+    store = AlertLog(db)
     sender = WebhookSender(receiver.url, sleep=no_sleep)
     assert deliver_pending(store, sender, POLICY, now=NOW).delivered == []  # the dead run's claim still holds
     assert deliver_pending(store, sender, POLICY, now=NOW + timedelta(minutes=5)).delivered == [1]

@@ -8,7 +8,7 @@ import pytest
 
 from shelfcast.monitor import service
 from shelfcast.monitor.gate import alert_gate
-from shelfcast.monitor.alert_log import AlertStore
+from shelfcast.monitor.alert_log import AlertLog
 from shelfcast.monitor.thresholds import load_thresholds
 
 pytestmark = pytest.mark.unit
@@ -24,7 +24,7 @@ def candidate(version, metrics, name="lstm16-int8"):
 
 @pytest.fixture
 def store(tmp_path):
-    return AlertStore(tmp_path / "alerts.db")
+    return AlertLog(tmp_path / "alerts.db")
 
 
 def test_a_bad_candidate_is_blocked_with_a_reason_naming_the_alert(store):
@@ -32,7 +32,7 @@ def test_a_bad_candidate_is_blocked_with_a_reason_naming_the_alert(store):
     service.check_candidates(store, THRESHOLDS, [bad], now="2017-03-02T03:00:00")
     reasons = alert_gate(store)(bad)
     assert len(reasons) == 1
-    assert reasons[0].startswith("critical alert 1 (seasonal_naive, open since 2017-03-02T03:00:00 UTC)")
+    assert reasons[0].startswith("critical alert 1 (seasonal_naive, open since 2017-03-02T03:00:00Z)")
     assert "--force --reason" in reasons[0]
     assert store.events(1)[-1]["kind"] == "gate_blocked"
 
@@ -59,7 +59,7 @@ def test_warnings_do_not_block(tmp_path):
     data = THRESHOLDS.as_dict()
     data["seasonal_naive"]["severity"] = "warning"
     data["champion_regression"]["severity"] = "warning"
-    store = AlertStore(tmp_path / "w.db")
+    store = AlertLog(tmp_path / "w.db")
     bad = candidate(7, BAD)
     service.check_candidates(store, parse_thresholds(data), [bad])
     assert store.list()[0].severity == "warning"

@@ -14,7 +14,7 @@ from shelfcast.monitor import service
 from shelfcast.monitor.evaluation import ExpectedError, evaluation_frame, forecast_targets, history_windows, seasonal_naive
 from shelfcast.monitor.notify import notification_payload
 from shelfcast.monitor.render import alerts_markdown, markdown_table, write_report
-from shelfcast.monitor.alert_log import AlertStore
+from shelfcast.monitor.alert_log import AlertLog
 from shelfcast.monitor.thresholds import load_thresholds
 
 pytestmark = pytest.mark.unit
@@ -68,7 +68,7 @@ def forecasts_of(model, frame):
 
 def test_live_run_records_accuracy_and_nothing_fires_on_healthy_data(tmp_path, world):
     training, recent, model, expected = world
-    store = AlertStore(tmp_path / "a.db")
+    store = AlertLog(tmp_path / "a.db")
     run = service.check_live(store, THRESHOLDS, recent, forecasts=forecasts_of(model, recent), expected=expected,
                              training_sales=training, now="2017-03-01T03:00:00")
     assert run.result.findings == [] and run.summary.opened == []
@@ -81,7 +81,7 @@ def test_live_run_records_accuracy_and_nothing_fires_on_healthy_data(tmp_path, w
 
 def test_live_run_through_a_window_model_and_a_saved_expected_error(tmp_path, world):
     training, recent, model, expected = world
-    store = AlertStore(tmp_path / "a.db")
+    store = AlertLog(tmp_path / "a.db")
     store.save_expected("champ", 3, expected.to_json())
     broken = recent.copy()
     last = (broken["store"] == 2) & (broken["date"] == broken["date"].max())
@@ -102,7 +102,7 @@ def test_live_run_through_a_window_model_and_a_saved_expected_error(tmp_path, wo
 
 def test_live_run_without_an_expected_error_says_what_is_missing(tmp_path, world):
     _, recent, model, _ = world
-    run = service.check_live(AlertStore(tmp_path / "a.db"), THRESHOLDS, recent, forecasts=forecasts_of(model, recent),
+    run = service.check_live(AlertLog(tmp_path / "a.db"), THRESHOLDS, recent, forecasts=forecasts_of(model, recent),
                              champion=("never-checked", 1), now="2017-03-01T03:00:00")
     assert any("expected error is unknown" in s for s in run.result.skipped)
     assert "Not checked" in run.markdown
@@ -110,7 +110,7 @@ def test_live_run_without_an_expected_error_says_what_is_missing(tmp_path, world
 
 def test_candidate_run_saves_each_candidates_expected_error_and_links_its_run(tmp_path, world):
     _, recent, model, _ = world
-    store = AlertStore(tmp_path / "a.db")
+    store = AlertLog(tmp_path / "a.db")
     window = recent[recent["date"] > "2017-01-31"]
     frame = evaluation_frame(window, {"forecast": model.predict(window) * 1.3, "champion_forecast": model.predict(window)})
     bad = SimpleNamespace(name="lstm16", version=5, run_id="abc123", metrics={})
@@ -130,7 +130,7 @@ def test_mlflow_links_need_an_http_server_and_an_experiment():
 
 
 def test_markdown_escapes_pipes_and_shows_links(tmp_path):
-    store = AlertStore(tmp_path / "a.db")
+    store = AlertLog(tmp_path / "a.db")
     bad = SimpleNamespace(name="a|b", version=1, run_id="r1", metrics={"mape_pct": 40.0})
     service.check_candidates(store, THRESHOLDS, [bad], tracking_uri="http://m", experiment_id="2")
     text = alerts_markdown(store.list())
@@ -140,7 +140,7 @@ def test_markdown_escapes_pipes_and_shows_links(tmp_path):
 
 
 def test_notification_payload_is_slack_compatible(tmp_path):
-    store = AlertStore(tmp_path / "a.db")
+    store = AlertLog(tmp_path / "a.db")
     service.check_candidates(store, THRESHOLDS, [SimpleNamespace(name="m", version=1, run_id="r", metrics={"mape_pct": 40.0})])
     payload = notification_payload(store.get(1), "fired")
     assert set(payload) == {"text", "blocks"}
@@ -153,7 +153,7 @@ def test_notification_payload_is_slack_compatible(tmp_path):
 
 def test_report_writes_a_png_and_a_summary(tmp_path, world):
     training, recent, model, expected = world
-    store = AlertStore(tmp_path / "a.db")
+    store = AlertLog(tmp_path / "a.db")
     service.check_live(store, THRESHOLDS, recent, forecasts=forecasts_of(model, recent), expected=expected,
                        now="2017-03-01T03:00:00")
     png, md = write_report(store, tmp_path / "report", "md")

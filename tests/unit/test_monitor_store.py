@@ -8,7 +8,7 @@ import pytest
 
 from shelfcast.monitor.evaluation import ExpectedError
 from shelfcast.monitor.findings import CheckResult, Finding, Scope
-from shelfcast.monitor.alert_log import AlertNotFound, AlertStateError, AlertStore, Links
+from shelfcast.monitor.alert_log import AlertNotFound, AlertStateError, AlertLog, Links
 from shelfcast.monitor.thresholds import load_thresholds
 
 pytestmark = pytest.mark.unit
@@ -36,7 +36,7 @@ def cleared(*findings: Finding) -> CheckResult:
 
 @pytest.fixture
 def store(tmp_path):
-    return AlertStore(tmp_path / "alerts.db")
+    return AlertLog(tmp_path / "alerts.db")
 
 
 def test_a_new_finding_opens_an_alert_and_queues_one_notification(store):
@@ -46,7 +46,7 @@ def test_a_new_finding_opens_an_alert_and_queues_one_notification(store):
     alert = store.get(1)
     assert (alert.rule, alert.severity, alert.status, alert.scope_label, alert.count) == ("live_accuracy", "critical", "open", "store 4", 1)
     assert (alert.observed, alert.threshold, alert.store, alert.context) == (27.9, 21.1, 4, {"window_days": 1})
-    assert alert.first_seen == alert.last_seen == "2017-03-02T03:00:00"
+    assert alert.first_seen == alert.last_seen == "2017-03-02T03:00:00Z"
     assert (alert.mlflow_run_id, alert.prefect_flow_run_id, alert.prefect_url) == ("run-1", "fr-1", links.prefect_url)
     [message] = store.claim_outbox(now=at(0))
     assert message.kind == "fired" and "store 4" in message.payload["text"]
@@ -57,7 +57,7 @@ def test_the_same_finding_again_is_the_same_alert_without_a_new_notification(sto
     summary = store.record(fired(finding(observed=30.1)), POLICY, now=at(1))
     assert summary.repeated == [1] and summary.queued == 0
     alert = store.get(1)
-    assert (alert.count, alert.observed, alert.first_seen, alert.last_seen) == (2, 30.1, "2017-03-02T03:00:00", "2017-03-02T04:00:00")
+    assert (alert.count, alert.observed, alert.first_seen, alert.last_seen) == (2, 30.1, "2017-03-02T03:00:00Z", "2017-03-02T04:00:00Z")
     assert len(store.list()) == 1
 
 
@@ -85,7 +85,7 @@ def test_an_alert_resolves_when_its_check_runs_clean_and_only_then(store):
     summary = store.record(cleared(finding()), POLICY, now=at(2))
     assert summary.resolved == [1] and summary.queued == 1
     alert = store.get(1)
-    assert (alert.status, alert.resolved_by, alert.resolved_at) == ("resolved", "auto", "2017-03-02T05:00:00")
+    assert (alert.status, alert.resolved_by, alert.resolved_at) == ("resolved", "auto", "2017-03-02T05:00:00Z")
     assert [m.kind for m in store.claim_outbox(now=at(2))] == ["fired", "resolved"]
 
 
@@ -136,7 +136,7 @@ def test_a_claimed_message_is_not_claimed_twice_until_its_lease_expires(store):
     [again] = store.claim_outbox(now=at(0.02))  # 72 s later: the first run died holding it
     store.mark_delivered(again, 1, "HTTP 200", now=at(0.03))
     assert store.claim_outbox(now=at(1)) == [] and store.outbox() == []
-    assert store.outbox(pending_only=False)[0]["delivered_at"] == "2017-03-02T03:01:48"
+    assert store.outbox(pending_only=False)[0]["delivered_at"] == "2017-03-02T03:01:48Z"
 
 
 def test_failed_delivery_is_retried_later_then_set_aside(store):
@@ -168,6 +168,6 @@ def test_accuracy_points_upsert_per_day_and_expected_errors_round_trip(store):
 
 
 def test_two_stores_on_one_file_see_each_other(tmp_path):
-    first, second = AlertStore(tmp_path / "a.db"), AlertStore(tmp_path / "a.db")
+    first, second = AlertLog(tmp_path / "a.db"), AlertLog(tmp_path / "a.db")
     first.record(fired(finding()), POLICY, now=at(0))
     assert second.record(fired(finding()), POLICY, now=at(1)).repeated == [1]

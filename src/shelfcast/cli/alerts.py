@@ -17,9 +17,9 @@ DB_HELP = "alert log (SQLite); default: $SHELFCAST_HOME/alerts.db"
 
 def _store(db: Optional[Path]):
     from shelfcast.config import Settings
-    from shelfcast.monitor.alert_log import AlertStore
+    from shelfcast.monitor.alert_log import AlertLog
 
-    return AlertStore(db or Settings().alerts_db)
+    return AlertLog(db or Settings().alerts_db)
 
 
 def _fail(exc: Exception) -> None:

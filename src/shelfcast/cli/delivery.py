@@ -137,9 +137,9 @@ def _mlflow_registry(settings, use_mlflow: bool, name: str | None = None):
 def _gates(settings, force: bool, reason: str, actor: str) -> list:
     """The alert gate; with --force it records the override on each blocking alert instead of blocking."""
     from shelfcast.monitor.gate import alert_gate
-    from shelfcast.monitor.alert_log import AlertStore
+    from shelfcast.monitor.alert_log import AlertLog
 
-    return [alert_gate(AlertStore(settings.alerts_db), force_reason=reason if force else None, actor=actor)]
+    return [alert_gate(AlertLog(settings.alerts_db), force_reason=reason if force else None, actor=actor)]
 
 
 def register(app: typer.Typer) -> None:

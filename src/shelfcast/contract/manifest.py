@@ -16,7 +16,6 @@ import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timezone
 
 from shelfcast.contract.errors import IntegrityError
 
@@ -64,14 +63,6 @@ def decision_key(channel: str, at: str, decision_id: str) -> str:
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
-
-def utc_now() -> str:
-    """Seconds-resolution UTC time as ISO 8601 (`2026-11-03T02:14:05Z`)."""
-    return datetime.now(timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_utc(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
 
 
 def _load(data: bytes, source: str) -> dict:

@@ -20,12 +20,13 @@ import json
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from shelfcast.contract import clock
 from shelfcast.data.schema import KEY, read_raw, validate_sales
 from shelfcast.data.sales import (
     Catalog,
@@ -42,14 +43,6 @@ from shelfcast.contract.errors import ConfigError, PromotionConflict, SalesSchem
 from shelfcast.contract.objects import ObjectInfo
 
 DEFAULT_MAX_FILE_BYTES = 256 * 1024**2
-
-
-def utc_today() -> date:
-    return datetime.now(timezone.utc).date()
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def format_ids(ids) -> str:
@@ -267,7 +260,7 @@ def ingest_file(store: SalesStore, landing: Landing, info: ObjectInfo, options: 
     started = time.perf_counter()
     name = landing.name(info.key)
     source = source_id(name)
-    today = options.today or utc_today()
+    today = options.today or clock.today()
     latest = store.ledger_index().get(source)
     if latest is not None and latest.etag == clean_etag(info.etag):
         return FileReport(name, "unchanged", seconds=time.perf_counter() - started)
@@ -278,13 +271,13 @@ def ingest_file(store: SalesStore, landing: Landing, info: ObjectInfo, options: 
         entry = LedgerEntry(
             source=source, name=name, seq=(latest.seq + 1) if latest else 1, sha256=sha,
             bytes=path.stat().st_size, landing_etag=info.etag, action="ingested", data_sha16=sha[:16],
-            started_at=now_iso(), flow_run_id=options.flow_run_id,
+            started_at=clock.stamp(), flow_run_id=options.flow_run_id,
         )
         previous = store.ledger_entry(latest) if latest is not None else None
         if previous is not None and previous.sha256 == sha:
             # Same bytes delivered again (new ETag): record the ETag so the next run skips it, change nothing.
             entry.action, entry.previous_sha256, entry.data_sha16 = "redelivered", sha, latest.sha16
-            entry.finished_at = now_iso()
+            entry.finished_at = clock.stamp()
             key = store.commit(entry)
             return FileReport(name, "unchanged", ledger_key=key, seconds=time.perf_counter() - started)
         if previous is not None:
@@ -307,7 +300,7 @@ def _quarantine_file(store: SalesStore, path: Path, name: str, entry: LedgerEntr
     prefix = store.quarantine_prefix(entry.source, entry.sha16)
     original = prefix + Path(name).name
     store.objects.upload(path, original)
-    detail = {"name": name, "sha256": entry.sha256, "bytes": entry.bytes, "error": error, "at": now_iso()}
+    detail = {"name": name, "sha256": entry.sha256, "bytes": entry.bytes, "error": error, "at": clock.stamp()}
     store.objects.put(prefix + "error.json", json.dumps(detail, indent=1).encode(), "application/json")
     warnings = []
     if latest is not None:
@@ -315,7 +308,7 @@ def _quarantine_file(store: SalesStore, path: Path, name: str, entry: LedgerEntr
         warnings.append(f"the rows of the earlier version (sha256 {entry.previous_sha256[:16]}...) stay in the store")
     entry.action, entry.error, entry.warnings = "quarantined", error, warnings
     entry.quarantine = [original, prefix + "error.json"]
-    entry.finished_at = now_iso()
+    entry.finished_at = clock.stamp()
     key = store.commit(entry)
     return FileReport(name, "quarantined", error=error, warnings=warnings, quarantine=entry.quarantine, ledger_key=key)
 
@@ -376,7 +369,7 @@ def _ingest_content(store: SalesStore, path: Path, name: str, entry: LedgerEntry
     entry.rows_rejected = len(rejected)
     entry.dates = sorted({f"{d:%Y-%m-%d}" for d in checked.accepted["date"]})
     entry.warnings = warnings
-    entry.finished_at = now_iso()
+    entry.finished_at = clock.stamp()
     key = store.commit(entry)
     if latest is not None:
         store.delete_stale_parts(entry.source, entry.data_sha16)

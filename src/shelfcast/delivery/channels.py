@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
+from shelfcast.contract import clock
 from shelfcast.contract.manifest import (
     Manifest,
     Pointer,
@@ -28,7 +28,6 @@ from shelfcast.contract.manifest import (
     log_key,
     log_prefix,
     pointer_key,
-    utc_now,
 )
 from shelfcast.contract.errors import IntegrityError, PromotionConflict, ShelfcastError
 from shelfcast.contract.objects import AlreadyExists, ObjectMissing, ObjectStore
@@ -132,7 +131,7 @@ def move_pointer(
     ensure_published(objects, manifest)
     entry = Pointer(
         channel=channel, name=manifest.name, version=manifest.version, sha256=manifest.sha256,
-        bytes=manifest.bytes, seq=head.seq + 1, move_id=uuid.uuid4().hex, moved_at=now or utc_now(),
+        bytes=manifest.bytes, seq=head.seq + 1, move_id=uuid.uuid4().hex, moved_at=now or clock.stamp(),
         action=action, actor=actor, reason=reason, previous_version=head.version, decision=decision,
     )
     body = entry.to_json()
@@ -158,12 +157,11 @@ def write_decision(objects: ObjectStore, channel: str, record: dict, at: str | N
     """Store one selection record (immutable) and return its key."""
     import json
 
-    at = at or utc_now()
+    at = at or clock.stamp()
     key = decision_key(channel, at, uuid.uuid4().hex[:12])
     objects.put_if_absent(key, json.dumps({"at": at, "channel": channel, **record}, indent=2, default=str).encode(),
                           "application/json")
     return key
 
 
-def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
+

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import shelfcast
-from shelfcast.delivery.channels import ANY, PromotionRefused, move_pointer, now_utc, read_head, read_log
-from shelfcast.contract.manifest import Manifest, check_name, sha256_hex, utc_now
+from shelfcast.delivery.channels import ANY, PromotionRefused, move_pointer, read_head, read_log
+from shelfcast.contract import clock
+from shelfcast.contract.manifest import Manifest, check_name, sha256_hex
 from shelfcast.delivery.registry import DEFAULT_ALIASES, Registry, move_alias
 from shelfcast.delivery.selection import Candidate, Gate, SelectionPolicy, eligibility, finite_number, stable_refusal
 from shelfcast.contract.verify import verify_model
@@ -85,7 +86,7 @@ def make_manifest(model_bytes: bytes, *, name: str, version: str, input_spec: Ma
     return Manifest(
         name=name, version=str(version), sha256=sha256_hex(model_bytes), bytes=len(model_bytes), input_spec=spec,
         metrics=finite_metrics(metrics or {}), mlflow_run_id=mlflow_run_id, code_version=code_version(),
-        created_at=now or utc_now(), details=dict(details or {}),
+        created_at=now or clock.stamp(), details=dict(details or {}),
     )
 
 
@@ -212,7 +213,7 @@ def promote_version(
                           head.version, head.seq, notes=notes)
     failures = eligibility(measured_candidate(manifest, data), policy, gates)
     if channel == stable:
-        refusal = stable_refusal(read_log(objects, canary), version, policy, now or now_utc())
+        refusal = stable_refusal(read_log(objects, canary), version, policy, now or clock.now())
         if refusal:
             failures.append(("canary", refusal))
     broken = "; ".join(reason for _, reason in failures)

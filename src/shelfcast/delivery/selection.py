@@ -304,7 +304,7 @@ def _reject_outranked(rejections: list[Rejection], eligible: list[Candidate], be
 def canary_served_seconds(canary_log: Sequence[Any], version: str, now: datetime) -> float:
     """How long `version` has served on canary: the sum of the spans between each log entry that moved canary to
     it and the next entry (or `now`). `canary_log` holds pointer entries (`seq`, `version`, `moved_at`)."""
-    from shelfcast.contract.manifest import parse_utc
+    from shelfcast.contract.clock import parse as parse_utc
 
     entries = sorted(canary_log, key=lambda e: e.seq)
     served = 0.0

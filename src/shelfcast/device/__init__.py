@@ -1,13 +1,8 @@
-"""The edge side: choosing, publishing and delivering models to store devices, and running them there.
+"""The in-store app (`pip install shelfcast[store]`): `sync` pulls, verifies and atomically swaps the model,
+`forecast` forecasts tomorrow from raw recent sales, `cli` is `shelfcast store sync|predict|status`.
 
-Trainer side (may import anything): `selection` (pure choice with a reason for every rejection), `publish`
-(immutable versions, channel moves, forced promotions), `channels` (the pointer and its append-only log),
-`promotion` (the nightly sequence), `rollback`, `registry` (MLflow aliases, kept consistent with the pointers),
-`access` (who may touch which prefix, for SeaweedFS and IAM), `cli` (`shelfcast promote|rollback|channels`).
-
-Store side (numpy, boto3 and ai-edge-litert only; a test refuses every other package): `client` (sync with
-verification and atomic swap), `forecast` (tomorrow from raw sales), `verify`, `manifest`, `runtime`,
-`store_cli` (`shelfcast store sync|predict|status`).
+It imports only `shelfcast.contract` and numpy, boto3 and ai-edge-litert: an architecture contract in
+pyproject.toml forbids everything else, and a test runs sync and predict with the trainer's packages blocked.
 """
 
 # Importable on the trainer only: the store side must never load these (its install does not have them).

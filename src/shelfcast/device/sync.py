@@ -37,7 +37,8 @@ from typing import Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shelfcast.contract.manifest import Manifest, Pointer, pointer_key, utc_now
+from shelfcast.contract import clock
+from shelfcast.contract.manifest import Manifest, Pointer, pointer_key
 from shelfcast.contract.runtime import TFLiteForecaster
 from shelfcast.contract.verify import check_bytes, load_checked
 from shelfcast.contract.errors import IntegrityError, ModelLoadError
@@ -136,7 +137,7 @@ class SyncResult:
 
     def line(self, store_id: int | None = None) -> str:
         who = f"store={store_id} " if store_id is not None else ""
-        return (f"{utc_now()} {who}channel={self.channel} status={self.status} serving={self.serving} "
+        return (f"{clock.stamp()} {who}channel={self.channel} status={self.status} serving={self.serving} "
                 f"offered={self.offered} model_bytes={self.model_bytes} {self.seconds * 1000:.0f}ms: {self.message}")
 
 
@@ -189,7 +190,7 @@ class StoreClient:
             outcome = SyncResult(status, self.channel, self.current().version if self.current() else None, offered,
                                  message, downloaded, time.perf_counter() - started)
             try:
-                self._save_state(last_poll_at=utc_now(), last_status=status, last_message=message[:1000])
+                self._save_state(last_poll_at=clock.stamp(), last_status=status, last_message=message[:1000])
             except OSError:
                 pass
             return outcome
@@ -316,7 +317,7 @@ class StoreClient:
     def _activate(self, version: str, previous: str | None) -> None:
         previous = previous if previous != version else self.active().get("previous")
         write_atomic(self.directory / ACTIVE, json.dumps(
-            {"current": version, "previous": previous, "channel": self.channel, "activated_at": utc_now()},
+            {"current": version, "previous": previous, "channel": self.channel, "activated_at": clock.stamp()},
             indent=2, sort_keys=True).encode())
         keep = {version, previous}
         for folder in (self.directory / VERSIONS).iterdir():

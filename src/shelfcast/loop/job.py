@@ -20,7 +20,8 @@ from pathlib import Path
 import pandas as pd
 
 from shelfcast.config import Settings
-from shelfcast.data.ingest import deliver_days, deliver_range, open_landing, store_objects, utc_today
+from shelfcast.contract import clock
+from shelfcast.data.ingest import deliver_days, deliver_range, open_landing, store_objects
 from shelfcast.pipeline.config import RetrainConfig
 
 
@@ -45,7 +46,7 @@ def make_history(options: JobOptions) -> pd.DataFrame:
         return load_sales(options.data, parse_range(options.stores), parse_range(options.items))
     from shelfcast.data.synthetic import generate_sales
 
-    end = utc_today() - timedelta(days=1)
+    end = clock.today() - timedelta(days=1)
     start = end - timedelta(days=options.history_days - 1)
     stores, items = parse_range(options.stores), parse_range(options.items)
     frame = generate_sales(stores=max(stores), items=max(items), start=str(start), end=str(end), seed=options.seed)

@@ -23,9 +23,10 @@ import json
 import sqlite3
 from contextlib import closing
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
+from shelfcast.contract.clock import parse, stamp
 from shelfcast.contract.errors import ShelfcastError
 from shelfcast.monitor.findings import CheckResult, Finding, Scope
 from shelfcast.monitor.thresholds import AlertPolicy, severity_rank
@@ -123,18 +124,6 @@ class AlertStateError(ShelfcastError, ValueError):
     """The alert is not in a state that allows the change (e.g. acknowledging a resolved alert)."""
 
 
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
-
-
-def stamp(moment) -> str:
-    """A UTC timestamp as fixed-width ISO text, so string order is time order."""
-    moment = moment if isinstance(moment, datetime) else datetime.fromisoformat(str(moment))
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S")
-
-
 @dataclass(frozen=True)
 class Links:
     """Where the run that made a finding can be inspected."""
@@ -213,7 +202,7 @@ class OutboxMessage:
     attempts: int
 
 
-class AlertStore:
+class AlertLog:
     """The alert log in one SQLite file (module docstring). Every write is one short transaction."""
 
     def __init__(self, path: str | Path, timeout_s: float = 30.0):
@@ -242,7 +231,7 @@ class AlertStore:
         """Apply one check run: open, update, reopen or resolve alerts and queue their notifications, atomically."""
         from shelfcast.monitor.notify import notification_payload
 
-        now = stamp(now or utc_now())
+        now = stamp(now)
         cooldown = timedelta(hours=policy.cooldown_hours)
         summary = RecordSummary()
         fired = result.fired
@@ -293,7 +282,7 @@ class AlertStore:
         recent = conn.execute(
             "SELECT id FROM alerts WHERE fingerprint=? AND status='resolved' AND resolved_at>=? "
             "ORDER BY resolved_at DESC LIMIT 1",
-            (finding.fingerprint, stamp(datetime.fromisoformat(now) - cooldown)),
+            (finding.fingerprint, stamp(parse(now) - cooldown)),
         ).fetchone()
         if recent:
             conn.execute(
@@ -328,7 +317,7 @@ class AlertStore:
         if row["status"] != "open" or severity_rank(row["severity"]) < severity_rank(policy.notify_min_severity):
             return False
         last = row["last_notified_at"]
-        return last is None or datetime.fromisoformat(now) - datetime.fromisoformat(last) >= cooldown
+        return last is None or parse(now) - parse(last) >= cooldown
 
     def _enqueue(self, conn, alert_id: int, kind: str, now: str, make_payload) -> int:
         alert = Alert.from_row(conn.execute("SELECT * FROM alerts WHERE id=?", (alert_id,)).fetchone())
@@ -348,7 +337,7 @@ class AlertStore:
         return self._transition(alert_id, "resolved", by, note, now)
 
     def _transition(self, alert_id: int, status: str, by: str, note: str, now) -> Alert:
-        now = stamp(now or utc_now())
+        now = stamp(now)
         with self._write() as conn:
             row = conn.execute("SELECT status FROM alerts WHERE id=?", (alert_id,)).fetchone()
             if row is None:
@@ -368,7 +357,7 @@ class AlertStore:
 
     def log_event(self, alert_id: int, kind: str, actor: str, detail: str, now=None) -> None:
         with self._write() as conn:
-            _event(conn, alert_id, stamp(now or utc_now()), kind, actor, detail)
+            _event(conn, alert_id, stamp(now), kind, actor, detail)
 
     # ---- reading ------------------------------------------------------------------------------------------
 
@@ -409,7 +398,7 @@ class AlertStore:
 
     def claim_outbox(self, now=None, limit: int = 50, lease_s: float = 120.0) -> list[OutboxMessage]:
         """Take due, undelivered messages for one delivery run; a claim expires after `lease_s` if the run dies."""
-        now_dt = datetime.fromisoformat(stamp(now or utc_now()))
+        now_dt = parse(stamp(now))
         now, until = stamp(now_dt), stamp(now_dt + timedelta(seconds=lease_s))
         with self._write() as conn:
             rows = conn.execute(
@@ -424,7 +413,7 @@ class AlertStore:
         )
 
     def mark_delivered(self, message: OutboxMessage, attempts: int, detail: str, event: str = "notified", now=None) -> None:
-        now = stamp(now or utc_now())
+        now = stamp(now)
         with self._write() as conn:
             conn.execute(
                 "UPDATE outbox SET delivered_at=?, attempts=attempts+?, claimed_until=NULL, last_error=NULL WHERE id=?",
@@ -433,7 +422,7 @@ class AlertStore:
             _event(conn, message.alert_id, now, event, "webhook", f"{message.kind}: {detail}")
 
     def mark_failed(self, message: OutboxMessage, attempts: int, error: str, retry_at, dead: bool, now=None) -> None:
-        now = stamp(now or utc_now())
+        now = stamp(now)
         with self._write() as conn:
             conn.execute(
                 "UPDATE outbox SET attempts=attempts+?, last_error=?, next_attempt_at=?, claimed_until=NULL, "
@@ -455,7 +444,7 @@ class AlertStore:
     def record_accuracy(self, rows: list[dict], now=None) -> None:
         """Upsert daily accuracy points: dicts with subject, scope (Scope), date, n, mape_pct, expected_pct,
         threshold_pct and model_version."""
-        now = stamp(now or utc_now())
+        now = stamp(now)
         with self._write() as conn:
             conn.executemany(
                 "INSERT INTO accuracy (subject, scope_key, date, scope_kind, store, item, model_version, n, mape_pct, "
@@ -485,7 +474,7 @@ class AlertStore:
             conn.execute(
                 "INSERT INTO expected_errors (model, version, payload, recorded_at) VALUES (?,?,?,?) "
                 "ON CONFLICT (model, version) DO UPDATE SET payload=excluded.payload, recorded_at=excluded.recorded_at",
-                (model, str(version), payload, stamp(now or utc_now())),
+                (model, str(version), payload, stamp(now)),
             )
 
     def load_expected(self, model: str, version) -> str | None:

@@ -35,6 +35,7 @@ def check_freshness(newest: Mapping[int, pd.Timestamp], now: pd.Timestamp, thres
     """
     limit = thresholds.freshness
     now = pd.Timestamp(now)
+    now = now.tz_convert(None) if now.tzinfo is not None else now  # compared with naive sales dates
     ages = {s: (now - (pd.Timestamp(d).normalize() + pd.Timedelta(days=1))) / pd.Timedelta(hours=1) for s, d in newest.items()}
     result = CheckResult()
     if not ages:

@@ -1,6 +1,6 @@
 """The promotion gate: a critical open alert on a candidate blocks its promotion unless forced with a reason.
 
-`alert_gate(store)` returns a callable `(candidate) -> list[str]` of rejection reasons, the shape the promotion
+`alert_gate(alert_log)` returns a callable `(candidate) -> list[str]` of rejection reasons, the shape the promotion
 selection takes for every gate. A candidate needs `name`, `version` (and `metrics`, optionally `variant`): the
 gate looks up open or acknowledged critical alerts raised on exactly that model version (an alert's fingerprint
 leaves the version out, so it follows its variant: tonight's check of a newer version moves it on, or resolves
@@ -15,29 +15,29 @@ import getpass
 from typing import Callable
 
 from shelfcast.monitor.rules import CandidateLike, candidate_model
-from shelfcast.monitor.alert_log import AlertStore
+from shelfcast.monitor.alert_log import AlertLog
 
 
 def alert_gate(
-    alert_store: AlertStore, force_reason: str | None = None, actor: str | None = None
+    alert_log: AlertLog, force_reason: str | None = None, actor: str | None = None
 ) -> Callable[[CandidateLike], list[str]]:
-    """A gate over `alert_store`. With `force_reason`, blocking alerts are logged as overridden and pass."""
+    """A gate over `alert_log`. With `force_reason`, blocking alerts are logged as overridden and pass."""
     if force_reason is not None and not force_reason.strip():
         raise ValueError("a forced promotion needs a reason: pass --reason with why the alert may be ignored")
     who = actor or getpass.getuser()
 
     def gate(candidate: CandidateLike) -> list[str]:
         model = candidate_model(candidate)
-        blocking = [a for a in alert_store.live_candidate_alerts(model, candidate.version) if a.severity == "critical"]
+        blocking = [a for a in alert_log.live_candidate_alerts(model, candidate.version) if a.severity == "critical"]
         label = f"{model} v{candidate.version}"
         if force_reason:
             for alert in blocking:
-                alert_store.log_event(alert.id, "gate_forced", who, f"{label} promoted despite this alert: {force_reason}")
+                alert_log.log_event(alert.id, "gate_forced", who, f"{label} promoted despite this alert: {force_reason}")
             return []
         for alert in blocking:
-            alert_store.log_event(alert.id, "gate_blocked", "gate", f"blocked the promotion of {label}")
+            alert_log.log_event(alert.id, "gate_blocked", "gate", f"blocked the promotion of {label}")
         return [
-            f"critical alert {a.id} ({a.rule}, {a.status} since {a.first_seen} UTC): {a.message}; "
+            f"critical alert {a.id} ({a.rule}, {a.status} since {a.first_seen}): {a.message}; "
             f"promote anyway only with --force --reason"
             for a in blocking
         ]

@@ -20,6 +20,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from shelfcast.contract import clock
+from shelfcast.contract.clock import parse
 from shelfcast.contract.errors import ShelfcastError
 from shelfcast.monitor.findings import response_text
 from shelfcast.monitor.thresholds import AlertPolicy
@@ -47,8 +49,8 @@ def notification_payload(alert, kind: str) -> dict:
     facts = [
         f"*Observed:* {_fmt(alert.observed)} {alert.unit}",
         f"*Threshold:* {_fmt(alert.threshold)} {alert.unit}",
-        f"*Since:* {alert.first_seen} UTC",
-        f"*Seen:* {alert.count} time(s), last {alert.last_seen} UTC",
+        f"*Since:* {alert.first_seen}",
+        f"*Seen:* {alert.count} time(s), last {alert.last_seen}",
     ]
     blocks = [
         {"type": "header", "text": {"type": "plain_text", "text": title[:150], "emoji": True}},
@@ -154,6 +156,5 @@ def deliver_pending(store, sender: WebhookSender | None, policy: AlertPolicy, no
 
 
 def _moment(now) -> datetime:
-    from shelfcast.monitor.alert_log import stamp, utc_now
 
-    return datetime.fromisoformat(stamp(now or utc_now()))
+    return parse(now) if now is not None else clock.now()

@@ -8,7 +8,7 @@ import html
 from pathlib import Path
 
 from shelfcast.monitor.findings import response_text
-from shelfcast.monitor.alert_log import Alert, AlertStore
+from shelfcast.monitor.alert_log import Alert, AlertLog
 
 COLUMNS = ("id", "severity", "rule", "scope", "observed", "threshold", "since (UTC)", "count", "status", "what", "links")
 
@@ -68,7 +68,7 @@ def run_markdown(title: str, summary, alerts: list[Alert], skipped: list[str], o
     return "\n\n".join(parts) + "\n"
 
 
-def accuracy_png(store: AlertStore, out_path: Path, since: str | None = None) -> Path | None:
+def accuracy_png(alert_log: AlertLog, out_path: Path, since: str | None = None) -> Path | None:
     """Daily MAPE of the live champion per store against its threshold, one panel per store."""
     import matplotlib
 
@@ -76,7 +76,7 @@ def accuracy_png(store: AlertStore, out_path: Path, since: str | None = None) ->
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    points = pd.DataFrame(store.accuracy("champion", "store", since))
+    points = pd.DataFrame(alert_log.accuracy("champion", "store", since))
     if points.empty:
         return None
     points["date"] = pd.to_datetime(points["date"])
@@ -105,10 +105,10 @@ def accuracy_png(store: AlertStore, out_path: Path, since: str | None = None) ->
     return out_path
 
 
-def store_table(store: AlertStore, since: str | None = None) -> tuple[list[str], list[list[str]]]:
+def store_table(alert_log: AlertLog, since: str | None = None) -> tuple[list[str], list[list[str]]]:
     import pandas as pd
 
-    points = pd.DataFrame(store.accuracy("champion", "store", since))
+    points = pd.DataFrame(alert_log.accuracy("champion", "store", since))
     header = ["store", "days", "latest day", "latest MAPE %", "threshold %", "mean MAPE % (7 d)", "days over"]
     if points.empty:
         return header, []
@@ -123,15 +123,15 @@ def store_table(store: AlertStore, since: str | None = None) -> tuple[list[str],
     return header, rows
 
 
-def write_report(store: AlertStore, out_dir: Path, fmt: str = "md", since: str | None = None) -> list[Path]:
+def write_report(alert_log: AlertLog, out_dir: Path, fmt: str = "md", since: str | None = None) -> list[Path]:
     """`mape_by_store.png` and `summary.md` (or `.html`) in `out_dir`; returns the paths written."""
     if fmt not in ("md", "html"):
         raise ValueError(f"format {fmt!r}; choose md or html")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    png = accuracy_png(store, out_dir / "mape_by_store.png", since)
-    open_alerts = store.list()
-    header, rows = store_table(store, since)
+    png = accuracy_png(alert_log, out_dir / "mape_by_store.png", since)
+    open_alerts = alert_log.list()
+    header, rows = store_table(alert_log, since)
     if fmt == "md":
         text = "\n\n".join([
             "# shelfcast alert report",

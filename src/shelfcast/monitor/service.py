@@ -24,7 +24,8 @@ from shelfcast.monitor.findings import CheckResult, Scope
 from shelfcast.monitor.notify import DeliveryReport, WebhookSender, deliver_pending
 from shelfcast.monitor.render import run_markdown
 from shelfcast.monitor.rules import CandidateLike, candidate_model, check_candidate, check_live as live_rules
-from shelfcast.monitor.alert_log import Alert, AlertStore, Links, RecordSummary, utc_now
+from shelfcast.contract import clock
+from shelfcast.monitor.alert_log import Alert, AlertLog, Links, RecordSummary
 from shelfcast.monitor.thresholds import Thresholds
 
 
@@ -59,14 +60,14 @@ def mlflow_run_url(tracking_uri: str | None, run_id: str | None, experiment_id: 
     return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
-def _finish(kind: str, title: str, store: AlertStore, result: CheckResult, summary: RecordSummary, extra=None) -> MonitorRun:
-    touched = [store.get(i) for i in dict.fromkeys(summary.touched)]
-    markdown = run_markdown(title, summary, touched, result.skipped, store.list())
+def _finish(kind: str, title: str, alert_log: AlertLog, result: CheckResult, summary: RecordSummary, extra=None) -> MonitorRun:
+    touched = [alert_log.get(i) for i in dict.fromkeys(summary.touched)]
+    markdown = run_markdown(title, summary, touched, result.skipped, alert_log.list())
     return MonitorRun(kind, result, summary, touched, markdown, extra or {})
 
 
 def check_candidates(
-    store: AlertStore,
+    alert_log: AlertLog,
     thresholds: Thresholds,
     candidates: Sequence[CandidateLike],
     frames: Mapping[str, pd.DataFrame] | None = None,
@@ -82,7 +83,7 @@ def check_candidates(
     its `metrics`. Metrics a frame cannot give (the champion's MAPE on the same holdout, when the frame has no
     champion column) come from `metrics`.
     """
-    now = now or utc_now()
+    now = now or clock.now()
     frames = frames or {}
     total, summary = CheckResult(), RecordSummary()
     for candidate in candidates:
@@ -92,14 +93,14 @@ def check_candidates(
         result = check_candidate(candidate, thresholds, frame)
         run_id = getattr(candidate, "run_id", None)
         own = Links(run_id, mlflow_run_url(tracking_uri, run_id, experiment_id), links.prefect_flow_run_id, links.prefect_url)
-        part = store.record(result, thresholds.alerts, own, now)
+        part = alert_log.record(result, thresholds.alerts, own, now)
         for name in ("opened", "reopened", "repeated", "resolved"):
             getattr(summary, name).extend(getattr(part, name))
         summary.queued += part.queued
         total.extend(result)
         if frame is not None and candidate.version is not None:
-            store.save_expected(model, candidate.version, ExpectedError.from_frame(frame).to_json(), now)
-    return _finish("candidates", f"shelfcast monitor: {len(candidates)} candidate(s)", store, total, summary)
+            alert_log.save_expected(model, candidate.version, ExpectedError.from_frame(frame).to_json(), now)
+    return _finish("candidates", f"shelfcast monitor: {len(candidates)} candidate(s)", alert_log, total, summary)
 
 
 def live_frame(
@@ -138,7 +139,7 @@ def daily_store_accuracy(frame: pd.DataFrame, expected: ExpectedError, threshold
 
 
 def check_live(
-    store: AlertStore,
+    alert_log: AlertLog,
     thresholds: Thresholds,
     sales: pd.DataFrame,
     *,
@@ -159,7 +160,7 @@ def check_live(
     candidate. Without either, or without forecasts, the accuracy rules are skipped and say so; `notes` are
     more such reasons from the caller (e.g. the champion could not be loaded).
     """
-    now = pd.Timestamp(now or utc_now())
+    now = pd.Timestamp(now or clock.now())
     result = check_freshness(newest_sales_dates(sales), now, thresholds)
     result.skipped.extend(notes)
     stats = pd.DataFrame(columns=["store", "days", "share_change_pct"])
@@ -171,7 +172,7 @@ def check_live(
         drift.skipped.append("input_drift: no training window given")
     accuracy = CheckResult()
     if expected is None and champion is not None:
-        saved = store.load_expected(*champion)
+        saved = alert_log.load_expected(*champion)
         expected = ExpectedError.from_json(saved) if saved else None
     extra = {}
     if new_dates is not None and len(new_dates) == 0:
@@ -187,17 +188,17 @@ def check_live(
         accuracy = live_rules(frame, expected, thresholds)
         dates = frame["date"].unique() if new_dates is None else new_dates
         points = daily_store_accuracy(frame, expected, thresholds, dates)
-        store.record_accuracy(points, now)
+        alert_log.record_accuracy(points, now)
         extra["accuracy_points"] = len(points)
     result.extend(with_drift_context(accuracy, drift, stats))
-    summary = store.record(result, thresholds.alerts, links, now)
+    summary = alert_log.record(result, thresholds.alerts, links, now)
     version = f" v{champion[1]}" if champion else ""
     return _finish("live", f"shelfcast monitor: live champion{version} on actuals to {pd.Timestamp(sales['date'].max()):%Y-%m-%d}",
-                   store, result, summary, extra)
+                   alert_log, result, summary, extra)
 
 
-def deliver(store: AlertStore, thresholds: Thresholds, webhook_url: str | None, now=None) -> DeliveryReport:
+def deliver(alert_log: AlertLog, thresholds: Thresholds, webhook_url: str | None, now=None) -> DeliveryReport:
     """Send the queued notifications (see `notify.deliver_pending`)."""
     policy = thresholds.alerts
     sender = WebhookSender(webhook_url, attempts=policy.attempts_per_run, backoff_s=policy.backoff_s) if webhook_url else None
-    return deliver_pending(store, sender, policy, now)
+    return deliver_pending(alert_log, sender, policy, now)

@@ -1,6 +1,5 @@
-"""The nightly pipeline around the flows: its configuration, the retrain steps, the CLI and the main job.
+"""The nightly pipeline as plain functions (no Prefect: `flows/` wraps them).
 
-`config` holds `RetrainConfig` (the variant list, the window, the task runner), `nightly` the plain functions
-the retrain flow's tasks call, `cli` the `stack`, `ingest`, `retrain`, `serve` and `run` commands, and `job`
-the main job behind `make run`.
+`config` holds `RetrainConfig` (the variant list, the window, the task runner) and `nightly` the steps of one
+retrain that the retrain flow's tasks call.
 """

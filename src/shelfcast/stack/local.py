@@ -15,10 +15,10 @@ import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlparse
 
+from shelfcast.contract import clock
 from shelfcast.config import Settings
 from shelfcast.contract.errors import ServiceError
 from shelfcast.stack.mlflow_server import start_mlflow_server
@@ -197,7 +197,7 @@ class LocalStack:
         return ServiceRecord(
             name=name, pid=service.pid, port=self.ports[name], urls=service.urls, log=str(service.log_path),
             marker=str(self.dirs[name]) if name != "prefect" else f"--port {self.ports[name]}",
-            started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            started_at=clock.stamp(),
         )
 
     def ensure_bucket(self) -> None:
