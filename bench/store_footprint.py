@@ -42,11 +42,11 @@ sys.path.insert(0, str(ROOT / "src"))
 from shelfcast.bench.readme import write_result  # noqa: E402
 from shelfcast.compress.export import ExportJob, export_many  # noqa: E402
 from shelfcast.device import TRAINER_ONLY_PACKAGES  # noqa: E402
-from shelfcast.delivery.access import LOCAL_BUCKET, LOCAL_KEYS, seaweedfs_identities  # noqa: E402
+from shelfcast.delivery.access import LOCAL_BUCKET, LOCAL_KEYS  # noqa: E402
 from shelfcast.delivery.channels import move_pointer  # noqa: E402
 from shelfcast.delivery.publish import make_manifest, publish_model  # noqa: E402
 from shelfcast.contract.features import InputSpec, build_inputs  # noqa: E402
-from shelfcast.stack.seaweedfs import start_seaweedfs  # noqa: E402
+from shelfcast.stack.seaweedfs import access_identities, start_seaweedfs  # noqa: E402
 from shelfcast.contract.objects import ObjectStore, make_s3_client  # noqa: E402
 
 CHANNEL, MODEL, STORE_ID, UNITS = "stable", "shelfcast-demand", 7, 16
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         dates, sales = write_sales(tmp / "recent.csv", args.items, spec.lookback + 120)
         weights, model = make_model(tmp, spec, dates, sales)
         np.savez(tmp / "weights.npz", *weights)
-        server = start_seaweedfs(tmp / "s3", seaweedfs_identities(LOCAL_BUCKET, LOCAL_KEYS))
+        server = start_seaweedfs(tmp / "s3", access_identities(LOCAL_BUCKET, LOCAL_KEYS))
         try:
             url = server.urls["s3"]
             trainer = ObjectStore(make_s3_client(url, *LOCAL_KEYS["trainer"]), LOCAL_BUCKET)

@@ -35,12 +35,12 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from shelfcast.bench.readme import write_result  # noqa: E402
 from shelfcast.compress.export import ExportJob, export_many  # noqa: E402
-from shelfcast.delivery.access import LOCAL_BUCKET, LOCAL_KEYS, seaweedfs_identities  # noqa: E402
+from shelfcast.delivery.access import LOCAL_BUCKET, LOCAL_KEYS  # noqa: E402
 from shelfcast.delivery.channels import move_pointer  # noqa: E402
 from shelfcast.device.sync import StoreClient  # noqa: E402
 from shelfcast.delivery.publish import make_manifest, publish_model  # noqa: E402
 from shelfcast.contract.features import InputSpec  # noqa: E402
-from shelfcast.stack.seaweedfs import start_seaweedfs  # noqa: E402
+from shelfcast.stack.seaweedfs import access_identities, start_seaweedfs  # noqa: E402
 from shelfcast.contract.objects import ObjectStore, make_s3_client  # noqa: E402
 
 CHANNEL, MODEL = "stable", "shelfcast-demand"
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="shelfcast-bench-") as tmp:
         tmp = Path(tmp)
         spec, v1, v2 = make_models(tmp)
-        server = start_seaweedfs(tmp / "s3", seaweedfs_identities(LOCAL_BUCKET, LOCAL_KEYS))
+        server = start_seaweedfs(tmp / "s3", access_identities(LOCAL_BUCKET, LOCAL_KEYS))
         try:
             url = server.urls["s3"]
             trainer = ObjectStore(make_s3_client(url, *LOCAL_KEYS["trainer"]), LOCAL_BUCKET)

@@ -23,12 +23,11 @@ Call sites (plain arguments):
 
     # the promotion step, with its other gates:
     from shelfcast.monitor.gate import alert_gate
-    from shelfcast.monitor.alert_log import AlertLog
-    gates = [alert_gate(AlertLog(settings.alerts_db), force_reason=reason_or_None)]
+    gates = [alert_gate(wiring.alert_log(settings), force_reason=reason_or_None)]
 
     # flows/ingest.py, after every run (with no new dates it checks freshness only, which is when it matters):
-    check_store_after_ingest(store, settings=settings, new_dates=dates_added)
-    #   store: the `SalesStore`; the champion is found through MLflow (`champion` alias).
+    check_store_after_ingest(sales, settings=settings, new_dates=dates_added)
+    #   sales: the `SalesStore`; the champion is found through MLflow (`champion` alias).
 
     # or, with everything at hand (tests, backfills, another model source):
     check_after_ingest(sales, champion=(model, version), tflite_path=path, input_spec=spec_dict,
@@ -37,8 +36,6 @@ Call sites (plain arguments):
 
 from __future__ import annotations
 
-import tempfile
-from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -47,14 +44,12 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
+from shelfcast import wiring
 from shelfcast.config import Settings
 from shelfcast.monitor import service
-from shelfcast.monitor.evaluation import ExpectedError, WindowModel, tflite_window_model
-from shelfcast.monitor.alert_log import AlertLog, Links
+from shelfcast.monitor.evaluation import tflite_window_model
+from shelfcast.monitor.alert_log import Links
 from shelfcast.monitor.thresholds import Thresholds, load_thresholds
-
-LOOKBACK_DAYS = 56  # the longest window (28 days) plus a generous model lookback
-
 
 def _links() -> Links:
     run_id = flow_run.id
@@ -65,7 +60,7 @@ def _publish(run: service.MonitorRun, settings: Settings, thresholds: Thresholds
     """Artifact, then delivery; returns the run summary with delivery counts."""
     logger = get_run_logger()
     create_markdown_artifact(run.markdown, key=key, description=run.markdown.splitlines()[0].lstrip("# "))
-    report = service.deliver(AlertLog(settings.alerts_db), thresholds, settings.alert_webhook_url)
+    report = service.deliver(wiring.alert_log(settings), thresholds, settings.alert_webhook_url)
     for error in report.errors:
         logger.warning("alert notification not delivered: %s", error)
     for finding in run.result.findings:
@@ -87,23 +82,15 @@ def check_after_retrain(
     settings = settings or Settings()
     thresholds = load_thresholds(settings.thresholds_file)
     run = service.check_candidates(
-        AlertLog(settings.alerts_db), thresholds, candidates, frames, links=_links(),
+        wiring.alert_log(settings), thresholds, candidates, frames, links=_links(),
         tracking_uri=settings.mlflow_tracking_uri, experiment_id=experiment_id,
     )
     return _publish(run, settings, thresholds, "shelfcast-alerts-candidates")
 
 
-def _live(settings: Settings, sales: pd.DataFrame, *, champion=None, window_model: WindowModel | None = None,
-          forecasts=None, expected_mape_pct=None, training_sales=None, new_dates=None, notes=()) -> dict:
+def _live(settings: Settings, sales: pd.DataFrame, **options) -> dict:
     thresholds = load_thresholds(settings.thresholds_file)
-    store = AlertLog(settings.alerts_db)
-    expected = None
-    if (champion is None or store.load_expected(*champion) is None) and expected_mape_pct is not None:
-        expected = ExpectedError.flat(expected_mape_pct)
-    run = service.check_live(
-        store, thresholds, sales, forecasts=forecasts, window_model=window_model, expected=expected,
-        champion=champion, training_sales=training_sales, new_dates=new_dates, links=_links(), notes=notes,
-    )
+    run = service.check_live(wiring.alert_log(settings), thresholds, sales, links=_links(), **options)
     return _publish(run, settings, thresholds, "shelfcast-alerts-live")
 
 
@@ -125,35 +112,25 @@ def check_after_ingest(
     """
     window_model = tflite_window_model(tflite_path, input_spec) if tflite_path and forecasts is None else None
     return _live(settings or Settings(), sales, champion=champion, window_model=window_model, forecasts=forecasts,
-                 expected_mape_pct=expected_mape_pct, training_sales=training_sales, new_dates=new_dates)
+                 fallback_mape_pct=expected_mape_pct, training_sales=training_sales, new_dates=new_dates)
 
 
 @task(name="monitor-store-after-ingest", cache_policy=NO_CACHE)
-def check_store_after_ingest(store, settings: Settings | None = None, new_dates: list | None = None,
+def check_store_after_ingest(sales_store, settings: Settings | None = None, new_dates: list | None = None,
                              tracker=None) -> dict:
     """`check_after_ingest` on the sales store's recent days, with the champion found through MLflow.
 
     `new_dates` are the days this ingest added; an empty list (nothing arrived) checks freshness only, None
     checks everything."""
     from shelfcast.monitor.champion import resolve_champion
-    from shelfcast.tracking import Tracker
 
     settings = settings or Settings()
-    days = store.dates()
-    if not days:
+    thresholds = load_thresholds(settings.thresholds_file)
+    tracker = tracker or wiring.tracker(settings)
+    run = service.check_sales_store(
+        wiring.alert_log(settings), thresholds, sales_store, lambda workdir: resolve_champion(tracker, workdir),
+        new_dates=new_dates, links=_links(), on_error=get_run_logger().error,
+    )
+    if run is None:
         return {"kind": "live", "skipped": ["the sales store is empty"]}
-    sales = store.load(days[-1] - timedelta(days=LOOKBACK_DAYS), days[-1])
-    if new_dates is not None and len(new_dates) == 0:  # nothing arrived: freshness is all there is to check
-        return _live(settings, sales, new_dates=[])
-    with tempfile.TemporaryDirectory(prefix="shelfcast-champion-") as workdir:
-        try:
-            champion = resolve_champion(tracker or Tracker.from_settings(settings), workdir)
-        except Exception as exc:  # noqa: BLE001 - MLflow down must not hide a stale feed; the artifact says why
-            get_run_logger().error("live champion not checked: %s: %s", type(exc).__name__, exc)
-            return _live(settings, sales, notes=[f"live_accuracy: the champion could not be loaded "
-                                                 f"({type(exc).__name__}: {str(exc)[:300]})"])
-        if champion is None:
-            return _live(settings, sales, new_dates=new_dates, notes=["live_accuracy: no champion yet"])
-        training = store.load(*champion.training) if champion.training else None
-        return _live(settings, sales, champion=champion.key, window_model=champion.window_model,
-                     expected_mape_pct=champion.holdout_mape_pct, training_sales=training, new_dates=new_dates)
+    return _publish(run, settings, thresholds, "shelfcast-alerts-live")

@@ -28,7 +28,8 @@ from prefect.context import FlowRunContext
 
 from shelfcast.config import Settings, load_settings
 from shelfcast.delivery.promotion import NightOutcome, measure_candidate, promote_night
-from shelfcast.delivery.registry import MlflowRegistry, download_candidate, mlflow_client
+from shelfcast import wiring
+from shelfcast.delivery.registry import MlflowRegistry, download_candidate
 from shelfcast.delivery.selection import Candidate, load_policy
 from shelfcast.contract.objects import ObjectStore
 
@@ -38,9 +39,8 @@ ACTOR = "nightly-retrain"
 def default_gates(settings: Settings) -> list:
     """The alert gate: a critical open alert on a candidate blocks it (shelfcast.monitor)."""
     from shelfcast.monitor.gate import alert_gate
-    from shelfcast.monitor.alert_log import AlertLog
 
-    return [alert_gate(AlertLog(settings.alerts_db))]
+    return [alert_gate(wiring.alert_log(settings))]
 
 
 @task(name="fetch-candidate-models", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
@@ -82,9 +82,9 @@ def promote_candidates(candidates: list, night: str | None = None, settings: Set
                        policy=None, actor: str = ACTOR) -> dict:
     """Promote the night's candidates (see the module docstring); returns `NightOutcome.to_dict()`."""
     settings = settings or load_settings()
-    objects = objects or ObjectStore.from_settings(settings, "trainer")
+    objects = objects or wiring.bucket(settings)
     needs_mlflow = registry is None or any(not isinstance(c, Candidate) for c in candidates)
-    client = client or (mlflow_client(settings.mlflow_tracking_uri) if needs_mlflow else None)
+    client = client or (wiring.mlflow_client(settings) if needs_mlflow else None)
     registry = registry or MlflowRegistry(client, settings.registered_model)
     gates = default_gates(settings) if gates is None else gates
     policy = policy or load_policy(settings.promotion_policy_file)
@@ -126,10 +126,8 @@ def outcome_markdown(outcome: NightOutcome) -> str:
 @flow(name="promote")
 def promote_night_flow(night: str | None = None) -> dict:
     """Promote the candidates MLflow holds for `night` (the latest complete night when None)."""
-    from shelfcast.tracking import Tracker
-
     settings = load_settings()
-    tracker = Tracker.from_settings(settings)
+    tracker = wiring.tracker(settings)
     if night is None:
         latest = tracker.latest_complete_night()
         night = latest.data.tags.get("night") if latest else None

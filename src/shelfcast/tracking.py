@@ -29,6 +29,20 @@ CANDIDATE_TAG = "candidate"
 SIZE_FIELDS = ("params", "nonzero_params", "article_bytes", "tflite_bytes", "gzip_bytes")
 
 
+
+def mlflow_client(tracking_uri: str, http_retries: int = 2, http_timeout_s: int = 20):
+    """The one way shelfcast opens MLflow: an `MlflowClient` whose HTTP retries are bounded, so a dead server
+    fails a step in seconds, not minutes (MLflow's defaults, 7 retries and 120 s, hide it)."""
+    # MLflow reads these per request from the environment.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(http_retries))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(http_timeout_s))
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
 @dataclass
 class Candidate:
     """A registered variant the gate and promotion may consider (`name` is the registered model)."""
@@ -78,17 +92,10 @@ class Tracker:
 
     def __init__(self, tracking_uri: str, registered_model: str, experiment: str = EXPERIMENT,
                  http_retries: int = 2, http_timeout_s: int = 20):
-        # MLflow reads these per request; the defaults (7 retries, 120 s) would hide a dead server for minutes.
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(http_retries))
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(http_timeout_s))
-        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-        from mlflow import MlflowClient
-
         self.tracking_uri = tracking_uri
         self.registered_model = registered_model
         self.experiment = experiment
-        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self.client = mlflow_client(tracking_uri, http_retries, http_timeout_s)
         self._experiment_id: str | None = None
 
     @classmethod

@@ -41,7 +41,7 @@ def test_promote_force_rollback_and_channels_commands(pipeline_env, tiny_tflite,
     assert registry.get_alias("canary") == "1"
 
     early = shelfcast("promote", "--version", "1", "--channel", "stable")
-    assert early.exit_code == 1 and "refused:" in early.output and "needs 20.0 h before stable" in early.output
+    assert early.exit_code == 1 and "error:" in early.output and "needs 20.0 h before stable" in early.output
     no_reason = shelfcast("promote", "--version", "2", "--channel", "stable", "--force")
     assert no_reason.exit_code == 1 and "needs a reason" in no_reason.output
 

@@ -118,7 +118,7 @@ def test_warm_start_fine_tunes_the_champion_and_scores_it_on_the_same_holdout(ni
 def test_mlflow_down_during_retrain_fails_loudly_and_promotes_nothing(night_env, tmp_path, monkeypatch):
     from shelfcast.flows.retrain import retrain_flow
     from shelfcast.compress import variants
-    from shelfcast.pipeline import handover
+    from shelfcast.flows import promote
     from shelfcast.stack.mlflow_server import start_mlflow_server
     from shelfcast.stack.process import free_port
 
@@ -132,7 +132,7 @@ def test_mlflow_down_during_retrain_fails_loudly_and_promotes_nothing(night_env,
         return real_build(*args, **kwargs)
 
     monkeypatch.setattr(variants, "build_variant", build_after_mlflow_died)
-    monkeypatch.setattr(handover, "hand_over", lambda *a, **k: handed_over.append(a))
+    monkeypatch.setattr(promote, "promote_candidates", lambda *a, **k: handed_over.append(a))
     state = retrain_flow(RetrainConfig.load("quick", **TINY), night="mlflow-down", promote=True, return_state=True)
     assert state.is_failed()
     error = state.result(raise_on_failure=False)

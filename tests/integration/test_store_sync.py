@@ -193,12 +193,13 @@ def test_a_download_cut_short_on_the_wire_is_refused(seaweedfs, store_identity_s
 def test_s3_stopping_in_the_middle_of_a_sync(tmp_path, tiny_tflite):
     """A private SeaweedFS (the session's server must stay up): stop it after the pointer and manifest are read,
     before the model is downloaded; restart it; the next sync completes."""
-    from shelfcast.delivery.access import LOCAL_KEYS, seaweedfs_identities
+    from shelfcast.delivery.access import LOCAL_KEYS
+    from shelfcast.stack.seaweedfs import access_identities
     from shelfcast.stack.seaweedfs import start_seaweedfs
     from shelfcast.contract.objects import ObjectStore, make_s3_client
 
     data_dir, port = tmp_path / "s3", free_port()
-    identities = seaweedfs_identities("shelfcast", LOCAL_KEYS)
+    identities = access_identities("shelfcast", LOCAL_KEYS)
     server = start_seaweedfs(data_dir, identities, s3_port=port)
     try:
         url = server.urls["s3"]

@@ -9,24 +9,20 @@ from typing import Optional
 
 import typer
 
+from shelfcast.cli._console import fail, get_console
+
 STATUS_CHOICES = {"live": ("open", "acknowledged"), "open": ("open",), "acknowledged": ("acknowledged",),
                   "resolved": ("resolved",), "all": ("open", "acknowledged", "resolved")}
 COLOUR = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 DB_HELP = "alert log (SQLite); default: $SHELFCAST_HOME/alerts.db"
 
 
-def _store(db: Optional[Path]):
-    from shelfcast.config import Settings
+def _alert_log(db: Optional[Path]):
+    from shelfcast import wiring
+    from shelfcast.config import load_settings
     from shelfcast.monitor.alert_log import AlertLog
 
-    return AlertLog(db or Settings().alerts_db)
-
-
-def _fail(exc: Exception) -> None:
-    from rich.console import Console
-
-    Console(stderr=True).print(f"[red]error:[/red] {exc}")
-    raise typer.Exit(1)
+    return AlertLog(db) if db else wiring.alert_log(load_settings())
 
 
 def _alerts_table(alerts, title: str):
@@ -58,16 +54,15 @@ def register(app: typer.Typer) -> None:
         db: Optional[Path] = typer.Option(None, help=DB_HELP),
     ) -> None:
         """Alerts, most severe first, then most recently seen."""
-        from rich.console import Console
 
         from shelfcast.monitor.thresholds import SEVERITIES
 
         if status not in STATUS_CHOICES:
-            _fail(ValueError(f"--status {status!r}; choose one of {', '.join(STATUS_CHOICES)}"))
+            fail(f"--status {status!r}; choose one of {', '.join(STATUS_CHOICES)}")
         if severity not in SEVERITIES:
-            _fail(ValueError(f"--severity {severity!r}; choose one of {', '.join(SEVERITIES)}"))
-        found = _store(db).list(STATUS_CHOICES[status], severity, rule, limit)
-        console = Console(width=max(Console().width, 160))
+            fail(f"--severity {severity!r}; choose one of {', '.join(SEVERITIES)}")
+        found = _alert_log(db).list(STATUS_CHOICES[status], severity, rule, limit)
+        console = get_console(width=160)
         if not found:
             console.print(f"No {status} alerts at or above {severity}.")
             return
@@ -76,15 +71,14 @@ def register(app: typer.Typer) -> None:
     @alerts.command("show")
     def show(alert_id: int = typer.Argument(..., help="alert id"), db: Optional[Path] = typer.Option(None, help=DB_HELP)) -> None:
         """One alert in full: what, where, since when, its links and its history."""
-        from rich.console import Console
         from rich.table import Table
 
-        store = _store(db)
+        store = _alert_log(db)
         try:
             alert = store.get(alert_id)
         except ShelfcastError as exc:
-            _fail(exc)
-        console = Console(width=max(Console().width, 140))
+            fail(exc)
+        console = get_console(width=140)
         facts = Table(title=f"alert {alert.id}: {alert.severity} {alert.rule} on {alert.scope_label}", show_header=False)
         facts.add_column("field", style="bold")
         facts.add_column("value", overflow="fold")
@@ -106,14 +100,13 @@ def register(app: typer.Typer) -> None:
         console.print(history)
 
     def _transition(action: str, alert_id: int, by: Optional[str], note: str, db: Optional[Path]) -> None:
-        from rich.console import Console
 
-        store = _store(db)
+        store = _alert_log(db)
         try:
             alert = getattr(store, action)(alert_id, by or getpass.getuser(), note)
         except ShelfcastError as exc:
-            _fail(exc)
-        Console().print(f"alert {alert.id} ({alert.rule} on {alert.scope_label}) is now [bold]{alert.status}[/bold]")
+            fail(exc)
+        get_console().print(f"alert {alert.id} ({alert.rule} on {alert.scope_label}) is now [bold]{alert.status}[/bold]")
 
     @alerts.command("ack")
     def ack(
@@ -141,17 +134,16 @@ def register(app: typer.Typer) -> None:
         db: Optional[Path] = typer.Option(None, help=DB_HELP),
     ) -> None:
         """Notifications waiting for delivery, retrying, or given up on (dead)."""
-        from rich.console import Console
         from rich.table import Table
 
-        rows = _store(db).outbox(pending_only=not all_)
+        rows = _alert_log(db).outbox(pending_only=not all_)
         table = Table(title=f"{len(rows)} notification(s)")
         for column in ("id", "alert", "kind", "created", "attempts", "next attempt", "delivered", "dead", "last error"):
             table.add_column(column, overflow="fold")
         for r in rows:
             table.add_row(str(r["id"]), str(r["alert_id"]), r["kind"], r["created_at"], str(r["attempts"]),
                           r["next_attempt_at"], r["delivered_at"] or "", r["dead_at"] or "", r["last_error"] or "")
-        Console(width=max(Console().width, 160)).print(table)
+        get_console(width=160).print(table)
 
     @alerts.command("deliver")
     def deliver_(
@@ -160,7 +152,6 @@ def register(app: typer.Typer) -> None:
         db: Optional[Path] = typer.Option(None, help=DB_HELP),
     ) -> None:
         """Send the queued notifications now (the flows do this after every check)."""
-        from rich.console import Console
 
         from shelfcast.config import Settings
         from shelfcast.monitor.service import deliver
@@ -168,14 +159,14 @@ def register(app: typer.Typer) -> None:
 
         settings = Settings()
         try:
-            report = deliver(_store(db), load_thresholds(thresholds or settings.thresholds_file),
+            report = deliver(_alert_log(db), load_thresholds(thresholds or settings.thresholds_file),
                              webhook or settings.alert_webhook_url)
         except ShelfcastError as exc:
-            _fail(exc)
-        Console().print(f"delivered {len(report.delivered)}, retrying {len(report.retrying)}, dead {len(report.dead)}, "
+            fail(exc)
+        get_console().print(f"delivered {len(report.delivered)}, retrying {len(report.retrying)}, dead {len(report.dead)}, "
                         f"skipped {len(report.skipped)} (no webhook)")
         for error in report.errors:
-            Console(stderr=True).print(f"[yellow]{error}[/yellow]")
+            get_console(stderr=True).print(f"[yellow]{error}[/yellow]")
 
     @app.command("report")
     def report(
@@ -185,15 +176,14 @@ def register(app: typer.Typer) -> None:
         db: Optional[Path] = typer.Option(None, help=DB_HELP),
     ) -> None:
         """A PNG of the live champion's MAPE over time per store against its threshold, and a summary."""
-        from rich.console import Console
 
         from shelfcast.monitor.render import write_report
 
         try:
-            paths = write_report(_store(db), out, format, since)
+            paths = write_report(_alert_log(db), out, format, since)
         except (ShelfcastError, ValueError) as exc:
-            _fail(exc)
+            fail(exc)
         for path in paths:
-            Console().print(f"wrote {path}")
+            get_console().print(f"wrote {path}")
         if len(paths) == 1:
-            Console().print("no accuracy measured yet: the PNG appears after the first live check")
+            get_console().print("no accuracy measured yet: the PNG appears after the first live check")

@@ -9,6 +9,8 @@ from typing import Optional
 
 import typer
 
+from shelfcast.cli._console import get_console
+
 
 def _fmt(value, spec: str = ".2f") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -82,7 +84,6 @@ def register(app: typer.Typer) -> None:
         markdown: Optional[Path] = typer.Option(None, help="also write the table as Markdown here"),
     ) -> None:
         """Train every variant over several seeds and compare sizes and accuracy with the article and baselines."""
-        from rich.console import Console
         from rich.markup import escape
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -91,7 +92,7 @@ def register(app: typer.Typer) -> None:
         from shelfcast.data.synthetic import generate_sales
         from shelfcast.model.configs import get_config
 
-        console = Console(width=max(Console().width, 200))
+        console = get_console(width=200)
         chosen = [get_config(name.strip()) for name in configs.split(",") if name.strip()]
         if epochs:
             chosen = [c.with_train(epochs=epochs) for c in chosen]
@@ -134,14 +135,13 @@ def _register_generalisation(bench: typer.Typer) -> None:
         out: Path = typer.Option(Path("bench/results/generalisation.json")),
     ) -> None:
         """The same configuration, untouched, on other store/item subsets and on every series."""
-        from rich.console import Console
         from rich.markup import escape
 
         from shelfcast.bench.compression import generalisation_summary, run_benchmark
         from shelfcast.data.schema import load_sales, parse_range
         from shelfcast.model.configs import get_config
 
-        console = Console(width=max(Console().width, 160))
+        console = get_console(width=160)
         base = get_config(config).with_variants(variants.split(","))
         runs, details = [], {}
         for subset in subsets.split(","):

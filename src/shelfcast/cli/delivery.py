@@ -12,6 +12,8 @@ from typing import Optional
 
 import typer
 
+from shelfcast import wiring
+from shelfcast.cli._console import fail, get_console
 from shelfcast.config import load_settings
 from shelfcast.delivery.publish import CANARY
 
@@ -19,25 +21,11 @@ ALIASES_HELP = "move the channel's MLflow alias too (stable -> champion, canary 
 
 
 def _objects(settings):
-    from shelfcast.contract.objects import ObjectStore
-
-    return ObjectStore.from_settings(settings, "trainer")
-
-
-def _console():
-    from rich.console import Console
-
-    console = Console(soft_wrap=True)  # messages stay one line each, greppable in logs
-    return console if console.is_terminal else Console(soft_wrap=True, width=160)
-
-
-def _fail(message: str) -> None:
-    _console().print(f"[red]refused:[/red] {message}")
-    raise typer.Exit(1)
+    return wiring.bucket(settings)
 
 
 def _report(result) -> None:
-    console = _console()
+    console = get_console()
     colour = "green" if result.moved else "yellow"
     console.print(f"[{colour}]{result.message}[/{colour}]")
     if result.alias:
@@ -75,7 +63,7 @@ def promote(
             registry=_mlflow_registry(settings, mlflow, name),
         )
     except (PromotionRefused, PromotionConflict, ConfigError, ValueError) as exc:
-        _fail(str(exc))
+        fail(exc)
     _report(result)
 
 
@@ -97,7 +85,7 @@ def rollback(
         result = roll_back(_objects(settings), channel, to, actor=actor, reason=reason,
                            registry=_mlflow_registry(settings, mlflow, name))
     except (PromotionRefused, PromotionConflict) as exc:
-        _fail(str(exc))
+        fail(exc)
     _report(result)
 
 
@@ -112,7 +100,7 @@ def channels(
     from shelfcast.delivery.publish import channel_status, reconcile_aliases
 
     settings = load_settings()
-    objects, console = _objects(settings), _console()
+    objects, console = _objects(settings), get_console()
     if reconcile:
         for line in reconcile_aliases(objects, _mlflow_registry(settings, True)) or ["aliases already agree"]:
             console.print(line)
@@ -129,17 +117,16 @@ def channels(
 def _mlflow_registry(settings, use_mlflow: bool, name: str | None = None):
     if not use_mlflow:
         return None
-    from shelfcast.delivery.registry import MlflowRegistry, mlflow_client
+    from shelfcast.delivery.registry import MlflowRegistry
 
-    return MlflowRegistry(mlflow_client(settings.mlflow_tracking_uri), name or settings.registered_model)
+    return MlflowRegistry(wiring.mlflow_client(settings), name or settings.registered_model)
 
 
 def _gates(settings, force: bool, reason: str, actor: str) -> list:
     """The alert gate; with --force it records the override on each blocking alert instead of blocking."""
     from shelfcast.monitor.gate import alert_gate
-    from shelfcast.monitor.alert_log import AlertLog
 
-    return [alert_gate(AlertLog(settings.alerts_db), force_reason=reason if force else None, actor=actor)]
+    return [alert_gate(wiring.alert_log(settings), force_reason=reason if force else None, actor=actor)]
 
 
 def register(app: typer.Typer) -> None:

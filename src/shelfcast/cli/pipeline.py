@@ -10,20 +10,14 @@ from typing import Optional
 
 import typer
 
+from shelfcast.cli._console import USAGE_EXIT, fail, get_console
+
 from shelfcast.config import load_settings
 
 stack_app = typer.Typer(help="The local stack: SeaweedFS S3, Prefect server, MLflow server on 127.0.0.1.",
                         no_args_is_help=True)
 ingest_app = typer.Typer(help="Ingest new sales files from landing/ into the sales store (runs the ingest flow).",
                          invoke_without_command=True)
-
-
-def _console():
-    from rich.console import Console
-
-    console = Console()
-    # Piped output (make run | tee, CI logs) gets Rich's 80 columns by default: too narrow for the tables.
-    return console if console.is_terminal else Console(width=150)
 
 
 def _quiet_logs() -> None:
@@ -39,7 +33,7 @@ def stack_up() -> None:
     """Start whatever is not running, wait until healthy, print the addresses."""
     from shelfcast.stack.local import LocalStack, ui_addresses
 
-    console, settings = _console(), load_settings()
+    console, settings = get_console(), load_settings()
     LocalStack(settings).up(on_step=lambda m: console.print(f"[dim]{m}[/dim]"))
     _print_addresses(console, ui_addresses(settings))
     console.print("Stop it with [bold]shelfcast stack down[/bold].")
@@ -50,7 +44,7 @@ def stack_down() -> None:
     """Stop the services this stack started (and nothing else)."""
     from shelfcast.stack.local import LocalStack
 
-    console = _console()
+    console = get_console()
     stopped = LocalStack(load_settings()).down(on_step=lambda m: console.print(f"[dim]{m}[/dim]"))
     console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
 
@@ -73,7 +67,7 @@ def stack_status(as_json: bool = typer.Option(False, "--json", help="print JSON"
         note = "" if s["started"] or not s["port_in_use"] else " (port used by another process)"
         table.add_row(name, "yes" if s["started"] else "no", str(s["pid"] or ""), str(s["running"]),
                       str(s["healthy"]), f"{s['port']}{note}", " ".join(s["urls"].values()))
-    _console().print(table)
+    get_console().print(table)
     if not all(s["healthy"] for s in report.values()):
         raise typer.Exit(1)
 
@@ -119,7 +113,7 @@ def _print_ingest(reports: list[dict]) -> None:
         note = r["error"] or "; ".join(r["warnings"])
         table.add_row(r["name"], r["action"], str(r["rows_read"]), str(r["rows_accepted"]), str(r["rows_duplicate"]),
                       str(r["rows_rejected"]), note[:300])
-    _console().print(table)
+    get_console().print(table)
 
 
 def _sales_store():
@@ -164,7 +158,7 @@ def ingest_ledger(source: Optional[str] = typer.Argument(None, help="one file's 
     for e in entries:
         table.add_row(e.finished_at, e.name, str(e.seq), e.action, e.sha256[:12], str(e.rows_read),
                       str(e.rows_accepted), str(e.rows_duplicate), str(e.rows_rejected), e.error[:120])
-    _console().print(table)
+    get_console().print(table)
 
 
 @ingest_app.command("verify")
@@ -231,7 +225,7 @@ def retrain(
     cfg = _retrain_config(config, variants, window_days, epochs, warm_start, task_runner, workers, seed)
     with use_api(settings.prefect_api_url):
         report = retrain_flow(cfg, night=night, promote=promote)
-    _console().print(night_table(report))
+    get_console().print(night_table(report))
 
 
 def serve(
@@ -256,8 +250,7 @@ def serve(
             serve_flows(replace=replace, timezone=timezone, landing=landing, ingest_cron=ingest_cron,
                         retrain_cron=retrain_cron, retrain_config=RetrainConfig.load(config).model_dump())
         except ConfigError as exc:
-            _console().print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(2) from None
+            fail(exc, USAGE_EXIT)
 
 
 def run(
@@ -276,7 +269,7 @@ def run(
 
     from shelfcast.loop.job import JobOptions, run_job
 
-    console, settings = _console(), load_settings()
+    console, settings = get_console(), load_settings()
     cfg = _retrain_config(config, variants, None, None, None, None, None, seed)
     options = JobOptions(data=data, stores=stores, items=items, history_days=history_days, deliver_days=days,
                          seed=seed, config=cfg, promote=promote)

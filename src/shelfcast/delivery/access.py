@@ -70,13 +70,6 @@ def seaweedfs_config(bucket: str = LOCAL_BUCKET, keys: dict[str, tuple[str, str]
     ]}
 
 
-def seaweedfs_identities(bucket: str, keys: dict[str, tuple[str, str]]):
-    """The same identities as `shelfcast.stack.seaweedfs.Identity` objects, for `start_seaweedfs`."""
-    from shelfcast.stack.seaweedfs import Identity
-
-    return [Identity(i["name"], i["credentials"][0]["accessKey"], i["credentials"][0]["secretKey"], tuple(i["actions"]))
-            for i in seaweedfs_config(bucket, keys)["identities"]]
-
 
 def _objects(bucket_arn: str, prefixes: tuple[str, ...]) -> list[str]:
     return [f"{bucket_arn}/{prefix}*" for prefix in prefixes]

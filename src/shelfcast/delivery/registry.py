@@ -1,7 +1,7 @@
 """The model registry side of a promotion, behind a small protocol so promotion does not depend on MLflow.
 
 `MlflowRegistry` adapts any object with `MlflowClient`'s methods (the pipeline's `Tracker.client`, or an
-`mlflow.MlflowClient`); only `mlflow_client` imports mlflow, when called.
+`shelfcast.tracking.mlflow_client`); this module never imports mlflow.
 
 Consistency rule between the S3 pointer and the MLflow alias: the pointer is the truth (stores read it), the
 alias is its projection. A promotion moves the pointer first and the alias second. If the pointer move fails,
@@ -26,16 +26,6 @@ class Registry(Protocol):
 
     def record_selection(self, version: str, run_id: str | None, outcome: str, reason: str) -> None: ...
 
-
-def mlflow_client(tracking_uri: str):
-    """An `MlflowClient` whose HTTP retries are bounded, so a dead server fails a step in seconds, not minutes."""
-    import os
-
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
 class MlflowRegistry:

@@ -12,8 +12,12 @@ Delivery of queued notifications is a separate step (`deliver`), so detection ne
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,6 +31,8 @@ from shelfcast.monitor.rules import CandidateLike, candidate_model, check_candid
 from shelfcast.contract import clock
 from shelfcast.monitor.alert_log import Alert, AlertLog, Links, RecordSummary
 from shelfcast.monitor.thresholds import Thresholds
+
+LIVE_LOOKBACK_DAYS = 56  # the live check loads the longest window (28 days) plus a generous model lookback
 
 
 @dataclass
@@ -147,6 +153,7 @@ def check_live(
     window_model: WindowModel | None = None,
     expected: ExpectedError | None = None,
     champion: tuple[str, object] | None = None,
+    fallback_mape_pct: float | None = None,
     training_sales: pd.DataFrame | None = None,
     new_dates=None,
     links: Links = Links(),
@@ -157,7 +164,7 @@ def check_live(
     history for the longest window, plus the lookback of `window_model`).
 
     The expected error is `expected`, else the one saved for `champion` = (model, version) when it was a
-    candidate. Without either, or without forecasts, the accuracy rules are skipped and say so; `notes` are
+    candidate, else a flat `fallback_mape_pct` (the champion's holdout MAPE). Without any, or without forecasts, the accuracy rules are skipped and say so; `notes` are
     more such reasons from the caller (e.g. the champion could not be loaded).
     """
     now = pd.Timestamp(now or clock.now())
@@ -174,6 +181,8 @@ def check_live(
     if expected is None and champion is not None:
         saved = alert_log.load_expected(*champion)
         expected = ExpectedError.from_json(saved) if saved else None
+    if expected is None and fallback_mape_pct is not None:
+        expected = ExpectedError.flat(fallback_mape_pct)
     extra = {}
     if new_dates is not None and len(new_dates) == 0:
         accuracy.skipped.append("live_accuracy: no new actuals in this run")
@@ -195,6 +204,44 @@ def check_live(
     version = f" v{champion[1]}" if champion else ""
     return _finish("live", f"shelfcast monitor: live champion{version} on actuals to {pd.Timestamp(sales['date'].max()):%Y-%m-%d}",
                    alert_log, result, summary, extra)
+
+
+def check_sales_store(
+    alert_log: AlertLog,
+    thresholds: Thresholds,
+    sales_store,
+    resolve_champion: Callable[[Path], object],
+    *,
+    new_dates=None,
+    links: Links = Links(),
+    on_error: Callable[[str], None] = lambda message: None,
+) -> MonitorRun | None:
+    """`check_live` on the sales store's recent days, with the live champion from `resolve_champion(workdir)`
+    (a `LiveChampion`, None before the first promotion). None when the sales store is empty.
+
+    `new_dates` are the days this ingest added; an empty list (nothing arrived) checks freshness only, None
+    checks everything. A champion that cannot be loaded (MLflow down) must not hide a stale feed: freshness and
+    drift still run, `on_error` hears why, and the run's skipped rules say so.
+    """
+    days = sales_store.dates()
+    if not days:
+        return None
+    sales = sales_store.load(days[-1] - timedelta(days=LIVE_LOOKBACK_DAYS), days[-1])
+    live = functools.partial(check_live, alert_log, thresholds, sales, links=links)
+    if new_dates is not None and len(new_dates) == 0:
+        return live(new_dates=[])
+    with tempfile.TemporaryDirectory(prefix="shelfcast-champion-") as workdir:
+        try:
+            champion = resolve_champion(Path(workdir))
+        except Exception as exc:  # noqa: BLE001 - any failure to load it; the run records why
+            problem = f"{type(exc).__name__}: {str(exc)[:300]}"
+            on_error(f"live champion not checked: {problem}")
+            return live(notes=[f"live_accuracy: the champion could not be loaded ({problem})"])
+        if champion is None:
+            return live(new_dates=new_dates, notes=["live_accuracy: no champion yet"])
+        training = sales_store.load(*champion.training) if champion.training else None
+        return live(champion=champion.key, window_model=champion.window_model,
+                    fallback_mape_pct=champion.holdout_mape_pct, training_sales=training, new_dates=new_dates)
 
 
 def deliver(alert_log: AlertLog, thresholds: Thresholds, webhook_url: str | None, now=None) -> DeliveryReport:

@@ -18,13 +18,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from shelfcast.contract import clock
+from shelfcast import wiring
 from shelfcast.config import Settings
+from shelfcast.contract import clock
 from shelfcast.contract.errors import ServiceError
 from shelfcast.stack.mlflow_server import start_mlflow_server
 from shelfcast.stack.prefect_server import start_prefect_server
 from shelfcast.stack.process import Service, http_ok, port_open, stop_pid
-from shelfcast.stack.seaweedfs import Identity, start_seaweedfs
+from shelfcast.stack.seaweedfs import Identity, access_identities, start_seaweedfs
 
 SERVICES = ("seaweedfs", "prefect", "mlflow")
 MLFLOW_ARTIFACT_PREFIX = "mlflow"
@@ -33,12 +34,12 @@ MLFLOW_ARTIFACT_PREFIX = "mlflow"
 def identities(settings: Settings) -> list[Identity]:
     """The bucket's S3 identities from the access roles (`shelfcast.delivery.access`): the trainer reads and writes
     the bucket, a store reads only `channels/` and `models/`, the uploader only writes `landing/`."""
-    from shelfcast.delivery.access import LOCAL_KEYS, seaweedfs_identities
+    from shelfcast.delivery.access import LOCAL_KEYS
 
     keys = {"trainer": (settings.trainer_access_key, settings.trainer_secret_key),
             "store": (settings.store_access_key, settings.store_secret_key),
             "uploader": LOCAL_KEYS["uploader"]}
-    return seaweedfs_identities(settings.bucket, keys)
+    return access_identities(settings.bucket, keys)
 
 
 def _port(url: str, what: str, setting: str) -> int:
@@ -231,10 +232,8 @@ class LocalStack:
 
 def ensure_bucket(settings: Settings, timeout: float = 30.0) -> None:
     """Create the bucket (versioning on) with the trainer identity; the S3 gateway may need a moment."""
-    from shelfcast.contract.objects import ObjectStore
-
     try:
-        ObjectStore.from_settings(settings, role="trainer").ensure_bucket(wait_s=timeout)
+        wiring.bucket(settings).ensure_bucket(wait_s=timeout)
     except Exception as exc:  # noqa: BLE001 - the gateway answered errors for the whole timeout
         raise ServiceError(f"could not create bucket {settings.bucket!r}: {exc}") from exc
 

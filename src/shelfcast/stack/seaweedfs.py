@@ -27,6 +27,14 @@ class Identity:
     actions: tuple[str, ...]
 
 
+def access_identities(bucket: str, keys: dict[str, tuple[str, str]]) -> list[Identity]:
+    """The roles of `shelfcast.delivery.access` (the same ones the IAM policies grant) as identities."""
+    from shelfcast.delivery.access import seaweedfs_config
+
+    return [Identity(i["name"], i["credentials"][0]["accessKey"], i["credentials"][0]["secretKey"], tuple(i["actions"]))
+            for i in seaweedfs_config(bucket, keys)["identities"]]
+
+
 def identities_config(identities: list[Identity]) -> dict:
     return {
         "identities": [
