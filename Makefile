@@ -9,7 +9,7 @@ export PYTHONUNBUFFERED := 1
 
 DATA ?= ../shared/data/demand-forecasting-kernels-only.zip
 
-.PHONY: install run test test-fast bench-compression clean
+.PHONY: install run test test-fast lint bench-compression clean
 
 install: $(STAMP)
 
@@ -28,6 +28,10 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m unit
+
+# The architecture contracts of pyproject.toml, on the sources laid out as installed (flows/ as shelfcast.flows).
+lint: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit/test_architecture.py
 
 bench-compression: $(STAMP)
 	$(BIN)/shelfcast bench compression --data $(DATA) --stores 1-5 --items 1-10 --seeds 3 \

@@ -3,8 +3,8 @@
 One run, same data and configuration for every arm (a synthetic panel ingested into a real SeaweedFS sales
 store, MLflow on SQLite, the Prefect API from `prefect_test_harness`):
 
-1. plain loop   the functions the flow's tasks call, in order, MLflow logging and the alert rules on the
-                candidates included, no Prefect;
+1. plain loop   `shelfcast.pipeline.night.run_night`, the sequence the flow runs, with plain function steps
+                instead of Prefect tasks (MLflow logging and the alert rules on the candidates included);
 2. flow         `retrain_flow` with the default task runner (one thread). Loop and flow run twice, alternating
                 (loop, flow, loop, flow), so neither gains from going second: overhead_ratio = best flow / best loop;
 3. flow, Dask   the same flow fanning out on a local Dask cluster of 2 worker processes:
@@ -32,41 +32,17 @@ DEPLOYABLE = "LSTM-16+INT8"
 
 
 def plain_loop(settings, config, night: str) -> dict:
-    """The retrain flow's work without Prefect: same functions, same order, same MLflow logging."""
-    import json as _json
-
+    """The retrain flow's work without Prefect: `run_night`, the sequence the flow runs, with plain steps (the
+    alert rules on the candidates included)."""
+    from shelfcast import wiring
     from shelfcast.flows.retrain import check_candidates
-    from shelfcast.compress.variants import build_variant
-    from shelfcast.data.sales import SalesStore
-    from shelfcast.data.ingest import store_objects
-    from shelfcast.pipeline import nightly
-    from shelfcast.tracking import Tracker
+    from shelfcast.pipeline.night import NightSteps, run_night
 
     started = time.perf_counter()
-    tracker = Tracker.from_settings(settings)
-    tracker.check()
-    model = config.model_config_obj()
-    specs, sizes = list(model.variants), nightly.parent_sizes(model.variants)
-    data = nightly.load_training_data(SalesStore(store_objects(settings)), config)
-    windows = nightly.night_windows(data, model.input_spec, config.holdout_days)
-    workdir = Path(settings.home) / "loop" / night
-    input_spec = _json.dumps(windows.spec.to_dict())
-    parent_run = tracker.start_night(night, {"model": model.name, "input_spec": input_spec, **model.train.to_dict()})
-    naive = nightly.naive_mape(windows)
-    champion = nightly.champion_context(tracker, windows, workdir)
-    parents = {u: nightly.train_parent(windows, u, config.seed, model.train) for u in sizes}
-    results = [build_variant(s, parents[s.units].rebuild(), windows, model.train, config.seed, workdir) for s in specs]
-    extra = nightly.context_metrics(results, naive, champion)
-    params = {"model": model.name, "input_spec": input_spec, "night": night, **model.train.to_dict()}
-    logged = [tracker.log_variant(parent_run, night, r, params, extra[r.name]) for r in results]
-    plot = nightly.plot_mape_vs_bytes(results, workdir / "mape_vs_bytes.png", naive, champion, night)
-    tracker.log_metrics(parent_run, {"naive_mape_pct": naive})
-    tracker.log_artifact(parent_run, plot, "plots")
-    candidates = tracker.mark_candidates(logged, night)
-    tracker.finish_night(parent_run)
-    check_candidates(candidates, windows, results, settings, tracker)  # the alert rules the flow runs too
-    return {"seconds": time.perf_counter() - started, "mape_pct": {r.name: r.mape_pct for r in results},
-            "train_seconds": sum(p.train_seconds for p in parents.values())}
+    report, _ = run_night(config, wiring.sales(settings), wiring.tracker(settings), settings,
+                          NightSteps(check_candidates=check_candidates), night=night)
+    return {"seconds": time.perf_counter() - started,
+            "mape_pct": {v["name"]: v["metrics"].get("mape_pct") for v in report.variants}}
 
 
 def timed_flow(config, night: str) -> dict:
@@ -205,7 +181,7 @@ def main(argv: list[str] | None = None) -> dict:
     table = Table(title="nightly retrain: orchestration overhead, fan-out, warm start")
     for column in ("arm", "seconds", f"{DEPLOYABLE} MAPE %", "note"):
         table.add_column(column)
-    table.add_row("plain loop", f"{loop['seconds']:.1f}", f"{loop['mape_pct'][DEPLOYABLE]:.2f}", "same calls, no Prefect")
+    table.add_row("plain loop", f"{loop['seconds']:.1f}", f"{loop['mape_pct'][DEPLOYABLE]:.2f}", "run_night with plain steps, no Prefect")
     table.add_row("flow (thread)", f"{flow['seconds']:.1f}", f"{flow['mape_pct'][DEPLOYABLE]:.2f}",
                   f"overhead ratio {doc['overhead_ratio']:.3f} (target <= 1.10)")
     table.add_row("flow (Dask x2)", f"{dask['seconds']:.1f}", f"{dask['mape_pct'][DEPLOYABLE]:.2f}",

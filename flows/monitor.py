@@ -122,13 +122,11 @@ def check_store_after_ingest(sales_store, settings: Settings | None = None, new_
 
     `new_dates` are the days this ingest added; an empty list (nothing arrived) checks freshness only, None
     checks everything."""
-    from shelfcast.monitor.champion import resolve_champion
-
     settings = settings or Settings()
     thresholds = load_thresholds(settings.thresholds_file)
     tracker = tracker or wiring.tracker(settings)
     run = service.check_sales_store(
-        wiring.alert_log(settings), thresholds, sales_store, lambda workdir: resolve_champion(tracker, workdir),
+        wiring.alert_log(settings), thresholds, sales_store, tracker.load_champion,
         new_dates=new_dates, links=_links(), on_error=get_run_logger().error,
     )
     if run is None:

@@ -8,7 +8,7 @@ The retrain flow calls, after its candidates are registered:
 
 `candidates` are the pipeline's registered candidates (`name`, `version`, `run_id`, `metrics` with `mape_pct`,
 `naive_mape_pct`, `champion_mape_pct`, `latency_us_median`; `tags` with `tflite_file`) or ready
-`shelfcast.delivery.selection.Candidate`s. Inside a flow run the steps are tasks of that run; called outside one
+measured `shelfcast.tracking.Candidate`s. Inside a flow run the steps are tasks of that run; called outside one
 (a script, a test) the same steps run as plain functions. Adapters can be passed in (`objects`, `registry`,
 `client`, `gates`, `policy`); by default they are built from `settings`: the trainer's S3 identity, MLflow at
 `settings.mlflow_tracking_uri`, the alert gate on `settings.alerts_db`, the policy in
@@ -27,10 +27,11 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 
 from shelfcast.config import Settings, load_settings
-from shelfcast.delivery.promotion import NightOutcome, measure_candidate, promote_night
+from shelfcast.delivery.promotion import NightOutcome, fetch_candidate_models, outcome_markdown, promote_night
 from shelfcast import wiring
-from shelfcast.delivery.registry import MlflowRegistry, download_candidate
-from shelfcast.delivery.selection import Candidate, load_policy
+from shelfcast.delivery.registry import MlflowRegistry
+from shelfcast.delivery.selection import load_policy
+from shelfcast.tracking import Candidate
 from shelfcast.contract.objects import ObjectStore
 
 ACTOR = "nightly-retrain"
@@ -45,31 +46,12 @@ def default_gates(settings: Settings) -> list:
 
 @task(name="fetch-candidate-models", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
 def fetch_candidates(candidates: list, client, folder: Path) -> list[Candidate]:
-    """Download each registered candidate's `.tflite` and input spec from MLflow and measure the file."""
-    measured = []
-    for tracked in candidates:
-        if isinstance(tracked, Candidate):
-            measured.append(tracked)
-            continue
-        try:
-            path, spec = download_candidate(client, tracked, folder)
-        except Exception as exc:
-            if not _missing(exc):
-                raise  # MLflow unreachable: retried, then the night's promotion fails loudly
-            measured.append(measure_candidate(tracked, None, None, f"its .tflite could not be fetched: {exc}"))
-            continue
-        measured.append(measure_candidate(tracked, path, spec))
-    return measured
+    return fetch_candidate_models(candidates, client, folder)
 
 
 @task(name="select-publish-move", cache_policy=NO_CACHE)
 def select_publish_move(objects: ObjectStore, candidates: list[Candidate], night: str | None, **options) -> NightOutcome:
     return promote_night(objects, candidates, night=night, **options)
-
-
-def _missing(exc: Exception) -> bool:
-    """The artifact is not there (a candidate problem), as opposed to MLflow failing (an I/O problem)."""
-    return isinstance(exc, FileNotFoundError) or getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST"
 
 
 def _step(step, *args, **kwargs):
@@ -83,7 +65,7 @@ def promote_candidates(candidates: list, night: str | None = None, settings: Set
     """Promote the night's candidates (see the module docstring); returns `NightOutcome.to_dict()`."""
     settings = settings or load_settings()
     objects = objects or wiring.bucket(settings)
-    needs_mlflow = registry is None or any(not isinstance(c, Candidate) for c in candidates)
+    needs_mlflow = registry is None or any(not (isinstance(c, Candidate) and c.measured) for c in candidates)
     client = client or (wiring.mlflow_client(settings) if needs_mlflow else None)
     registry = registry or MlflowRegistry(client, settings.registered_model)
     gates = default_gates(settings) if gates is None else gates
@@ -100,27 +82,6 @@ def promote_candidates(candidates: list, night: str | None = None, settings: Set
         for problem in outcome.errors + outcome.notes:
             logger.warning("promotion: %s", problem)
     return outcome.to_dict()
-
-
-def outcome_markdown(outcome: NightOutcome) -> str:
-    """The Prefect artifact: what was chosen, every rejection with its reason, what moved."""
-    decision = outcome.decision
-    lines = [f"# Promotion, night {outcome.night}: {outcome.status}", "", decision.reason, "",
-             f"| version | variant | {decision.metric} | .tflite B | latency us | outcome |", "|---|---|--:|--:|--:|---|"]
-    if decision.chosen:
-        c = decision.chosen
-        lines.append(f"| {c.version} | {c.variant} | {c.metric(decision.metric)} | {c.tflite_bytes} | "
-                     f"{c.latency_us or ''} | **chosen** |")
-    for r in decision.rejections:
-        lines.append(f"| {r.version} | {r.variant} | | | | rejected ({', '.join(r.rules)}): {r.reason} |")
-    for label, move in (("canary", outcome.canary), ("stable", outcome.stable)):
-        if move:
-            alias = f" (alias not moved: {move.alias_error})" if move.alias_error else ""
-            lines += ["", f"**{label}**: {move.message}{alias}"]
-    lines += [""] + [f"- error: {e}" for e in outcome.errors] + [f"- note: {n}" for n in outcome.notes]
-    if outcome.decision_key:
-        lines += ["", f"Decision record: `{outcome.decision_key}`"]
-    return "\n".join(lines)
 
 
 @flow(name="promote")

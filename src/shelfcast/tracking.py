@@ -18,8 +18,9 @@ import math
 import os
 import tempfile
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from shelfcast.contract import clock
 from shelfcast.contract.errors import ServiceError
@@ -43,24 +44,85 @@ def mlflow_client(tracking_uri: str, http_retries: int = 2, http_timeout_s: int 
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
-@dataclass
+def finite_number(value) -> float | None:
+    """`value` as a finite float, or None (missing, not a number, NaN, infinite, or a bool)."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+@dataclass(frozen=True)
 class Candidate:
-    """A registered variant the gate and promotion may consider (`name` is the registered model)."""
+    """A registered variant the alert rules, the gate and promotion consider: one type from the night that
+    registers it to the channel move. `name` is the registered model, `version` its version (also the S3
+    version), `variant` the compression variant. `mark_candidates` and `candidates()` fill what MLflow knows;
+    `shelfcast.delivery.promotion.measure_candidate` adds what the real `.tflite` shows (bytes, latency, ops)."""
 
     name: str
     version: str
-    run_id: str
-    variant: str
-    technique: str
-    night: str
-    metrics: dict[str, float] = field(default_factory=dict)
-    tags: dict[str, str] = field(default_factory=dict)
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    run_id: str | None = None
+    variant: str = ""
+    technique: str = ""
+    night: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
     tflite_uri: str = ""
-    input_spec: dict = field(default_factory=dict)  # how a store turns raw sales into this model's inputs
+    input_spec: Mapping = field(default_factory=dict)  # how a store turns raw sales into this model's inputs
+    tflite_bytes: int | None = None
+    latency_us: float | None = None
+    builtin_ops_only: bool | None = None
+    status: str = "ok"
+    reason: str = ""
+    tflite_path: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.variant or self.name} v{self.version}"
+
+    @property
+    def measured(self) -> bool:
+        """Its `.tflite` was fetched and measured (or found unusable): promotion can judge it as it is."""
+        return self.tflite_bytes is not None or self.status != "ok"
+
+    def metric(self, name: str) -> float | None:
+        return finite_number((self.metrics or {}).get(name))
+
+    def summary(self) -> dict:
+        return {"name": self.name, "version": self.version, "variant": self.variant, "technique": self.technique,
+                "run_id": self.run_id, "tflite_bytes": self.tflite_bytes, "latency_us": self.latency_us,
+                "builtin_ops_only": self.builtin_ops_only, "metrics": dict(self.metrics or {})}
 
     def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("name", "version", "run_id", "variant", "technique", "night",
-                                               "metrics", "tags", "tflite_uri", "input_spec")}
+        return {"name": self.name, "version": self.version, "run_id": self.run_id, "variant": self.variant,
+                "technique": self.technique, "night": self.night, "metrics": dict(self.metrics or {}),
+                "tags": dict(self.tags or {}), "tflite_uri": self.tflite_uri, "input_spec": dict(self.input_spec or {})}
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The model stable stores run now. Its `metrics` are on the candidates' evaluation window when
+    `same_window` (the comparison promotion wants), else from its own night. `Tracker.load_champion` fills the
+    rest from MLflow: the run, its night, its `.tflite` file and input spec, the window it was trained on."""
+
+    version: str
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    same_window: bool = True
+    name: str = ""
+    run_id: str | None = None
+    night_run_id: str | None = None
+    variant: str = ""
+    input_spec: Mapping = field(default_factory=dict)
+    tflite_path: str | None = None
+    training: tuple[date, date] | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.variant or self.name} v{self.version}"
 
 
 @dataclass
@@ -76,13 +138,8 @@ class LoggedVariant:
 def _finite(metrics: dict[str, Any]) -> dict[str, float]:
     out = {}
     for key, value in metrics.items():
-        if value is None or isinstance(value, bool):
-            continue
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            continue
-        if math.isfinite(number):
+        number = finite_number(value)
+        if number is not None:
             out[key] = number
     return out
 
@@ -262,6 +319,30 @@ class Tracker:
             return self.client.get_model_version_by_alias(self.registered_model, "champion")
         except MlflowException:
             return None
+
+    def load_champion(self, workdir: str | Path) -> Champion | None:
+        """The `champion` alias's model version with its run, night, input spec, training window and `.tflite`
+        (downloaded into `workdir`; `tflite_path` None when the run has none); None before the first promotion.
+        MLflow failures raise: a caller must not read a dead server as "no champion"."""
+        version = self.champion()
+        if version is None:
+            return None
+        run = self.client.get_run(version.run_id)
+        params, tags = run.data.params, dict(version.tags or {})
+        try:
+            folder = self.download(version.run_id, "tflite", Path(workdir) / f"champion-{version.version}")
+            files = sorted(folder.glob("*.tflite"))
+        except Exception as exc:  # noqa: BLE001 - only "no such artifact" is an answer; anything else raises
+            if not (isinstance(exc, FileNotFoundError) or getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST"):
+                raise
+            files = []
+        training = None
+        if "start" in params and "end" in params:
+            training = (date.fromisoformat(params["start"][:10]), date.fromisoformat(params["end"][:10]))
+        return Champion(str(version.version), dict(run.data.metrics), same_window=False, name=version.name,
+                        run_id=version.run_id, night_run_id=run.data.tags.get("mlflow.parentRunId"),
+                        variant=tags.get("variant", ""), input_spec=json.loads(params.get("input_spec", "{}")),
+                        tflite_path=str(files[0]) if files else None, training=training)
 
     def night_runs(self, parent_run_id: str) -> list:
         return self.client.search_runs(

@@ -16,7 +16,8 @@ from shelfcast.contract.manifest import Manifest, log_key, manifest_key, model_k
 from shelfcast.delivery.publish import make_manifest, move_channel, promote_version, publish_model
 from shelfcast.delivery.promotion import promote_night
 from shelfcast.delivery.registry import MlflowRegistry
-from shelfcast.delivery.selection import Candidate, SelectionPolicy
+from shelfcast.delivery.selection import SelectionPolicy
+from shelfcast.tracking import Candidate
 from shelfcast.contract.errors import IntegrityError, ModelLoadError, PromotionConflict
 
 pytestmark = pytest.mark.integration
@@ -109,7 +110,8 @@ CRASHING_PROMOTER = """
 import json, os, signal, sys
 from shelfcast.contract.objects import ObjectStore, make_s3_client
 import shelfcast.delivery.promotion as promotion
-from shelfcast.delivery.selection import Candidate, SelectionPolicy
+from shelfcast.delivery.selection import SelectionPolicy
+from shelfcast.tracking import Candidate
 
 endpoint, key, secret, bucket, name, channel, model_path, spec, crash_at = sys.argv[1:]
 objects = ObjectStore(make_s3_client(endpoint, key, secret), bucket)

@@ -19,7 +19,7 @@ import pandas as pd
 from shelfcast.compress.variants import VariantResult, run_variants, train_parents
 from shelfcast.data.windows import make_windows
 from shelfcast.model import baselines
-from shelfcast.model.configs import ModelConfig
+from shelfcast.compress.configs import ModelConfig
 from shelfcast.model.metrics import score, score_by
 
 # The article's published table (its "size" is parameters x 4 bytes / 1024; see shared ANCHORS).

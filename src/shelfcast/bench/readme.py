@@ -50,7 +50,7 @@ def render(name: str, doc) -> str:
     if name == "generalisation":
         return records_table(doc["runs"])
     if name.startswith("compression") or name.startswith("ablation"):
-        from shelfcast.cli.bench import markdown_table
+        from shelfcast.bench.tables import markdown_table
 
         return markdown_table(doc)
     if isinstance(doc, list):

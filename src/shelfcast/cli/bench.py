@@ -3,47 +3,13 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from shelfcast.bench.tables import COLUMNS, markdown_table, table_rows
 from shelfcast.cli._console import get_console
-
-
-def _fmt(value, spec: str = ".2f") -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return format(value, spec)
-
-
-COLUMNS = ("config", "variant", "params", "non-zero", "article B", ".tflite B", "gzip B", "MAPE % (mean ± std)",
-           "article MAPE", "SMAPE %", "WAPE %", "gap to floor", "latency µs")
-
-
-def table_rows(doc: dict) -> list[list[str]]:
-    """The cells of the compression table: every variant beside the article's row, the baselines, the floor."""
-    from shelfcast.bench.compression import ARTICLE_TABLE
-
-    rows = []
-    for row in doc["variants"]:
-        if "mape_mean" not in row:
-            rows.append([row["config"], row["name"], f"failed: {row['failed'][0]['reason']}", *[""] * 10])
-            continue
-        article = ARTICLE_TABLE.get(row["name"]) if row["config"] == "article" else None
-        rows.append([
-            row["config"], row["name"], f"{row['params']:,}", f"{row['nonzero_params']:,}", f"{row['article_bytes']:,}",
-            f"{row['tflite_bytes']:,}", f"{row['gzip_bytes']:,}", f"{_fmt(row['mape_mean'])} ± {_fmt(row['mape_std'])}",
-            _fmt(article["mape_pct"]) if article else "", _fmt(row["smape_mean"]), _fmt(row["wape_mean"]),
-            _fmt(row["gap_to_floor_pct_points"], "+.2f"), _fmt(row["latency_us_median"], ".0f"),
-        ])
-    for row in doc["baselines"]:
-        rows.append(["baseline", row["name"], f"{row['params']:,}", "", "", "0", "", _fmt(row["mape_pct"]), "",
-                     _fmt(row["smape_pct"]), _fmt(row["wape_pct"]), _fmt(row["gap_to_floor_pct_points"], "+.2f"), ""])
-    floor = doc["noise_floor"]["mape_pct_true_mean"]
-    rows.append(["floor", "true mean known (oracle)", "", "", "", "", "", _fmt(floor), "", "", "", "+0.00", ""])
-    return rows
 
 
 def render_table(doc: dict):
@@ -56,13 +22,6 @@ def render_table(doc: dict):
     for cells in table_rows(doc):
         table.add_row(*cells)
     return table
-
-
-def markdown_table(doc: dict) -> str:
-    """The same table as Markdown, for the README."""
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|---|---|" + "--:|" * (len(COLUMNS) - 2)]
-    lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(doc)]
-    return "\n".join(lines)
 
 
 def register(app: typer.Typer) -> None:
@@ -90,7 +49,7 @@ def register(app: typer.Typer) -> None:
         from shelfcast.bench.compression import plot_pareto, run_benchmark
         from shelfcast.data.schema import load_sales, parse_range, select_series
         from shelfcast.data.synthetic import generate_sales
-        from shelfcast.model.configs import get_config
+        from shelfcast.compress.configs import get_config
 
         console = get_console(width=200)
         chosen = [get_config(name.strip()) for name in configs.split(",") if name.strip()]
@@ -139,7 +98,7 @@ def _register_generalisation(bench: typer.Typer) -> None:
 
         from shelfcast.bench.compression import generalisation_summary, run_benchmark
         from shelfcast.data.schema import load_sales, parse_range
-        from shelfcast.model.configs import get_config
+        from shelfcast.compress.configs import get_config
 
         console = get_console(width=160)
         base = get_config(config).with_variants(variants.split(","))

@@ -28,8 +28,9 @@ from shelfcast.delivery.publish import (
     publish_model,
     try_reconcile,
 )
-from shelfcast.delivery.registry import DEFAULT_ALIASES, Registry
-from shelfcast.delivery.selection import Candidate, Champion, Decision, Gate, SelectionPolicy, select_candidate
+from shelfcast.delivery.registry import DEFAULT_ALIASES, Registry, download_candidate
+from shelfcast.delivery.selection import Champion, Decision, Gate, SelectionPolicy, select_candidate
+from shelfcast.tracking import Candidate
 from shelfcast.contract.errors import PromotionConflict, ShelfcastError
 from shelfcast.contract.objects import ObjectStore
 
@@ -73,7 +74,7 @@ class NightOutcome:
 
 def measure_candidate(tracked, path: str | Path | None, input_spec: Mapping | None, error: str = "") -> Candidate:
     """A registered candidate (anything with `name`, `version`, `metrics` and optionally `run_id`, `variant`,
-    `technique`, `night`, `tags`: the pipeline's `Candidate`) measured on its real `.tflite`: bytes, builtin ops,
+    `technique`, `night`, `tags`: a `shelfcast.tracking.Candidate` as MLflow holds it) measured on its real `.tflite`: bytes, builtin ops,
     and latency (the run's `latency_us_median`, else measured here). A file that is missing or does not load
     makes a failed candidate that carries the reason."""
     from shelfcast.contract.runtime import TFLiteForecaster
@@ -84,7 +85,8 @@ def measure_candidate(tracked, path: str | Path | None, input_spec: Mapping | No
     base = dict(name=str(tracked.name), version=str(tracked.version), metrics=dict(tracked.metrics or {}),
                 variant=str(getattr(tracked, "variant", "") or tags.get("variant", "")),
                 technique=str(getattr(tracked, "technique", "") or tags.get("technique", "")),
-                run_id=getattr(tracked, "run_id", None), night=getattr(tracked, "night", None),
+                run_id=getattr(tracked, "run_id", None), night=getattr(tracked, "night", None), tags=tags,
+                tflite_uri=str(getattr(tracked, "tflite_uri", "") or ""), input_spec=dict(input_spec or {}),
                 details={"input_spec": dict(input_spec)} if input_spec else {})
     if error or path is None:
         return Candidate(**base, status="failed", reason=error or "no .tflite file")
@@ -231,3 +233,48 @@ def promote_night(
 def _published_manifest(objects: ObjectStore, candidate: Candidate) -> Manifest:
     key = manifest_key(candidate.name, candidate.version)
     return Manifest.from_json(objects.get(key).body, f"s3://{objects.bucket}/{key}")
+
+
+def fetch_candidate_models(candidates: list, client, folder: Path) -> list[Candidate]:
+    """Download each registered candidate's `.tflite` and input spec from MLflow and measure the file
+    (candidates measured already pass as they are)."""
+    measured = []
+    for tracked in candidates:
+        if isinstance(tracked, Candidate) and tracked.measured:
+            measured.append(tracked)
+            continue
+        try:
+            path, spec = download_candidate(client, tracked, folder)
+        except Exception as exc:
+            if not _missing(exc):
+                raise  # MLflow unreachable: retried, then the night's promotion fails loudly
+            measured.append(measure_candidate(tracked, None, None, f"its .tflite could not be fetched: {exc}"))
+            continue
+        measured.append(measure_candidate(tracked, path, spec))
+    return measured
+
+
+def _missing(exc: Exception) -> bool:
+    """The artifact is not there (a candidate problem), as opposed to MLflow failing (an I/O problem)."""
+    return isinstance(exc, FileNotFoundError) or getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST"
+
+
+def outcome_markdown(outcome: NightOutcome) -> str:
+    """The Prefect artifact: what was chosen, every rejection with its reason, what moved."""
+    decision = outcome.decision
+    lines = [f"# Promotion, night {outcome.night}: {outcome.status}", "", decision.reason, "",
+             f"| version | variant | {decision.metric} | .tflite B | latency us | outcome |", "|---|---|--:|--:|--:|---|"]
+    if decision.chosen:
+        c = decision.chosen
+        lines.append(f"| {c.version} | {c.variant} | {c.metric(decision.metric)} | {c.tflite_bytes} | "
+                     f"{c.latency_us or ''} | **chosen** |")
+    for r in decision.rejections:
+        lines.append(f"| {r.version} | {r.variant} | | | | rejected ({', '.join(r.rules)}): {r.reason} |")
+    for label, move in (("canary", outcome.canary), ("stable", outcome.stable)):
+        if move:
+            alias = f" (alias not moved: {move.alias_error})" if move.alias_error else ""
+            lines += ["", f"**{label}**: {move.message}{alias}"]
+    lines += [""] + [f"- error: {e}" for e in outcome.errors] + [f"- note: {n}" for n in outcome.notes]
+    if outcome.decision_key:
+        lines += ["", f"Decision record: `{outcome.decision_key}`"]
+    return "\n".join(lines)

@@ -23,12 +23,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import shelfcast
+from shelfcast import __version__
 from shelfcast.delivery.channels import ANY, PromotionRefused, move_pointer, read_head, read_log
 from shelfcast.contract import clock
 from shelfcast.contract.manifest import Manifest, check_name, sha256_hex
 from shelfcast.delivery.registry import DEFAULT_ALIASES, Registry, move_alias
-from shelfcast.delivery.selection import Candidate, Gate, SelectionPolicy, eligibility, finite_number, stable_refusal
+from shelfcast.delivery.selection import Gate, SelectionPolicy, eligibility, finite_number, stable_refusal
+from shelfcast.tracking import Candidate
 from shelfcast.contract.verify import verify_model
 from shelfcast.contract.errors import ConfigError, IntegrityError
 from shelfcast.contract.features import InputSpec
@@ -51,7 +52,7 @@ def actor_name() -> str:
 
 def code_version() -> dict:
     """shelfcast's version and, when the code runs from a git checkout, its commit (and whether it was dirty)."""
-    info = {"shelfcast": shelfcast.__version__}
+    info = {"shelfcast": __version__}
     commit = os.environ.get("SHELFCAST_GIT_COMMIT")
     if not commit:
         root = Path(shelfcast.__file__).resolve().parents[2]

@@ -32,19 +32,9 @@ from datetime import datetime
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from shelfcast.contract.errors import ConfigError
+from shelfcast.tracking import Candidate, Champion, finite_number
 
 Gate = Callable[[Any], "None | str | Iterable[str]"]
-
-
-def finite_number(value) -> float | None:
-    """`value` as a finite float, or None (missing, not a number, NaN, infinite, or a bool)."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 @dataclass(frozen=True)
@@ -82,48 +72,6 @@ class SelectionPolicy:
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One model the night produced. `name` is the registered model, `version` its version (also the S3
-    version), `variant` the compression variant. Sizes and latency are measured on the real `.tflite`."""
-
-    name: str
-    version: str
-    metrics: Mapping[str, float]
-    tflite_bytes: int | None = None
-    latency_us: float | None = None
-    builtin_ops_only: bool | None = None
-    variant: str = ""
-    technique: str = ""
-    run_id: str | None = None
-    night: str | None = None
-    status: str = "ok"
-    reason: str = ""
-    tflite_path: str | None = None
-    details: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        return f"{self.variant or self.name} v{self.version}"
-
-    def metric(self, name: str) -> float | None:
-        return finite_number((self.metrics or {}).get(name))
-
-    def summary(self) -> dict:
-        return {"name": self.name, "version": self.version, "variant": self.variant, "technique": self.technique,
-                "run_id": self.run_id, "tflite_bytes": self.tflite_bytes, "latency_us": self.latency_us,
-                "builtin_ops_only": self.builtin_ops_only, "metrics": dict(self.metrics or {})}
-
-
-@dataclass(frozen=True)
-class Champion:
-    """The model stable stores run now, with its metrics on the candidates' evaluation window."""
-
-    version: str
-    metrics: Mapping[str, float]
-    same_window: bool = True  # False when the metrics come from its own night (a weaker comparison)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 
 from shelfcast.monitor.data_rules import check_drift, check_freshness, drift_stats, newest_sales_dates, with_drift_context
-from shelfcast.monitor.evaluation import ExpectedError, WindowModel, ape_pct, evaluation_frame, forecast_targets
+from shelfcast.monitor.evaluation import (ExpectedError, WindowModel, ape_pct, evaluation_frame, forecast_targets,
+                                          tflite_window_model)
 from shelfcast.monitor.findings import CheckResult, Scope
 from shelfcast.monitor.notify import DeliveryReport, WebhookSender, deliver_pending
 from shelfcast.monitor.render import run_markdown
@@ -210,14 +211,15 @@ def check_sales_store(
     alert_log: AlertLog,
     thresholds: Thresholds,
     sales_store,
-    resolve_champion: Callable[[Path], object],
+    load_champion: Callable[[Path], object],
     *,
     new_dates=None,
     links: Links = Links(),
     on_error: Callable[[str], None] = lambda message: None,
 ) -> MonitorRun | None:
-    """`check_live` on the sales store's recent days, with the live champion from `resolve_champion(workdir)`
-    (a `LiveChampion`, None before the first promotion). None when the sales store is empty.
+    """`check_live` on the sales store's recent days, with the live champion from `load_champion(workdir)`
+    (`Tracker.load_champion`: a `tracking.Champion`, None before the first promotion), run in the edge
+    interpreter. None when the sales store is empty.
 
     `new_dates` are the days this ingest added; an empty list (nothing arrived) checks freshness only, None
     checks everything. A champion that cannot be loaded (MLflow down) must not hide a stale feed: freshness and
@@ -232,7 +234,10 @@ def check_sales_store(
         return live(new_dates=[])
     with tempfile.TemporaryDirectory(prefix="shelfcast-champion-") as workdir:
         try:
-            champion = resolve_champion(Path(workdir))
+            champion = load_champion(Path(workdir))
+            if champion is not None and (not champion.input_spec or champion.tflite_path is None):
+                raise ValueError(f"champion v{champion.version} (run {champion.run_id}) has no input_spec "
+                                 "parameter or no .tflite under tflite/")
         except Exception as exc:  # noqa: BLE001 - any failure to load it; the run records why
             problem = f"{type(exc).__name__}: {str(exc)[:300]}"
             on_error(f"live champion not checked: {problem}")
@@ -240,8 +245,9 @@ def check_sales_store(
         if champion is None:
             return live(new_dates=new_dates, notes=["live_accuracy: no champion yet"])
         training = sales_store.load(*champion.training) if champion.training else None
-        return live(champion=champion.key, window_model=champion.window_model,
-                    fallback_mape_pct=champion.holdout_mape_pct, training_sales=training, new_dates=new_dates)
+        key = (candidate_model(champion), champion.version)  # where its candidate check saved the expected error
+        return live(champion=key, window_model=tflite_window_model(champion.tflite_path, dict(champion.input_spec)),
+                    fallback_mape_pct=champion.metrics.get("mape_pct"), training_sales=training, new_dates=new_dates)
 
 
 def deliver(alert_log: AlertLog, thresholds: Thresholds, webhook_url: str | None, now=None) -> DeliveryReport:

@@ -19,7 +19,7 @@ from shelfcast.contract.errors import ConfigError
 class RetrainConfig(BaseModel):
     """One night's retraining: data window, model configuration, variants, warm start, task runner."""
 
-    model: str = Field("edge", description="model configuration (shelfcast.model.configs): edge or article")
+    model: str = Field("edge", description="model configuration (shelfcast.compress.configs): edge or article")
     variants: list[str] | None = Field(
         None, description="variants to fan out, e.g. ['lstm16', 'lstm16+int8']; None: the model configuration's list")
     window_days: int = Field(730, ge=60, description="rolling training window: the last N days in the sales store")
@@ -58,14 +58,14 @@ class RetrainConfig(BaseModel):
     @field_validator("model")
     @classmethod
     def _model_known(cls, value):
-        from shelfcast.model.configs import get_config
+        from shelfcast.compress.configs import get_config
 
         get_config(value)
         return value
 
     def model_config_obj(self):
-        """The `ModelConfig` (shelfcast.model.configs) with this night's overrides applied."""
-        from shelfcast.model.configs import get_config
+        """The `ModelConfig` (shelfcast.compress.configs) with this night's overrides applied."""
+        from shelfcast.compress.configs import get_config
 
         config = get_config(self.model)
         changes = {k: v for k, v in (("epochs", self.epochs), ("finetune_epochs", self.finetune_epochs),

@@ -10,7 +10,6 @@ the same holdout (`champion_mape_pct`).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -100,8 +99,8 @@ def evaluate_tflite(path: Path, spec: InputSpec, windows: WindowSet) -> dict:
 
 
 @dataclass
-class ChampionContext:
-    """The current champion, if any: its version, its score on tonight's holdout, and where it came from."""
+class ChampionScore:
+    """The current champion (`tracking.Champion`, loaded once) scored on tonight's holdout, or why not."""
 
     version: str | None = None
     run_id: str | None = None
@@ -110,24 +109,23 @@ class ChampionContext:
     note: str = ""
 
 
-def champion_context(tracker, windows: WindowSet, workdir: Path) -> ChampionContext:
+def champion_context(tracker, windows: WindowSet, workdir: Path) -> ChampionScore:
     """Score the `champion` alias's `.tflite` on tonight's holdout (so candidates compare on the same days)."""
-    champion = tracker.champion()
+    champion = tracker.load_champion(workdir)
     if champion is None:
-        return ChampionContext(note="no champion yet")
-    run = tracker.client.get_run(champion.run_id)
-    context = ChampionContext(str(champion.version), champion.run_id, run.data.tags.get("mlflow.parentRunId"))
+        return ChampionScore(note="no champion yet")
+    score = ChampionScore(champion.version, champion.run_id, champion.night_run_id)
     try:
-        spec = InputSpec.from_dict(json.loads(run.data.params["input_spec"]))
-        folder = tracker.download(champion.run_id, "tflite", workdir / "champion")
-        (path,) = sorted(folder.glob("*.tflite"))[:1]
-        context.mape_pct = evaluate_tflite(path, spec, windows)["mape_pct"]
+        if not champion.input_spec or champion.tflite_path is None:
+            raise ValueError("its run has no input_spec parameter or no .tflite under tflite/")
+        spec = InputSpec.from_dict(dict(champion.input_spec))
+        score.mape_pct = evaluate_tflite(Path(champion.tflite_path), spec, windows)["mape_pct"]
     except (KeyError, ValueError) as exc:
-        context.note = f"champion v{champion.version} not scored on tonight's holdout: {exc}"
-    return context
+        score.note = f"champion v{champion.version} not scored on tonight's holdout: {exc}"
+    return score
 
 
-def warm_start_weights(tracker, model_name: str, sizes: list[int], champion: ChampionContext,
+def warm_start_weights(tracker, model_name: str, sizes: list[int], champion: ChampionScore,
                        workdir: Path) -> tuple[dict[int, list[np.ndarray]], str]:
     """Float parent weights per size from the champion's night (else the latest complete night).
 
@@ -198,7 +196,7 @@ def train_parent(windows: WindowSet, units: int, seed: int, train_config, initia
                          trained.spec, train_config.dropout, "cold" if initial_weights is None else "warm")
 
 
-def context_metrics(results, naive_mape_pct: float, champion: ChampionContext) -> dict[str, dict]:
+def context_metrics(results, naive_mape_pct: float, champion: ChampionScore) -> dict[str, dict]:
     """Per variant: the metrics the gate compares against (naive rule, float parent, champion), and whether the
     file uses LiteRT builtin ops only (1 or 0), which the edge budget requires."""
     from shelfcast.contract.runtime import TFLiteForecaster
@@ -218,7 +216,7 @@ def context_metrics(results, naive_mape_pct: float, champion: ChampionContext) -
     return extra
 
 
-def plot_mape_vs_bytes(results, path: Path, naive_mape_pct: float, champion: ChampionContext, title: str) -> Path:
+def plot_mape_vs_bytes(results, path: Path, naive_mape_pct: float, champion: ChampionScore, title: str) -> Path:
     """MAPE against deployable `.tflite` bytes for the night's variants, with the naive rule and the champion."""
     import matplotlib
 
