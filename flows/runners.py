@@ -10,7 +10,6 @@ which must be shared storage for a remote cluster.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 def make_task_runner(config, workdir: Path | None = None):

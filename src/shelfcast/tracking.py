@@ -202,8 +202,6 @@ class Tracker:
     def log_metrics(self, run_id: str, metrics: dict[str, Any]) -> None:
         from mlflow.entities import Metric
 
-        import time
-
         now = int(clock.now().timestamp() * 1000)
         items = [Metric(k, v, now, 0) for k, v in _finite(metrics).items()]
         if items:

@@ -14,7 +14,8 @@ from prefect import flow
 from test_alerts_webhook import Receiver
 
 from shelfcast.config import Settings
-from shelfcast.data.sales import LocalObjects, SalesStore
+from shelfcast.contract.objects import LocalObjects
+from shelfcast.data.sales import SalesStore
 from shelfcast.data.synthetic import generate_sales
 from shelfcast.data.ingest import IngestOptions, ingest_landing, open_landing
 from shelfcast.monitor.alert_log import AlertLog

@@ -7,7 +7,8 @@ import io
 import pandas as pd
 import pytest
 
-from shelfcast.data.sales import S3Objects, SalesStore
+from shelfcast.contract.objects import ObjectStore
+from shelfcast.data.sales import SalesStore
 from shelfcast.data.synthetic import generate_sales
 from shelfcast.data.ingest import IngestOptions, deliver_days, frame_to_csv, ingest_landing, open_landing, store_objects
 from shelfcast.pipeline.transient import is_transient
@@ -78,10 +79,10 @@ def test_bad_files_are_quarantined_while_the_next_files_are_ingested(pipeline_en
     assert ingest_flow() == []  # a quarantined file is not retried until it changes
 
 
-class StopServerAfterParts(S3Objects):
+class StopServerAfterParts(ObjectStore):
     """Stops the real S3 server after `parts` sales parts were written: the outage happens mid-file."""
 
-    def __init__(self, store: S3Objects, service, parts: int):
+    def __init__(self, store: ObjectStore, service, parts: int):
         super().__init__(store.client, store.bucket, attempts=2, backoff_s=0.05)
         self.service, self.remaining = service, parts
 

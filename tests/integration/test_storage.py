@@ -5,7 +5,7 @@ import uuid
 import pytest
 from botocore.exceptions import ClientError
 
-from shelfcast.contract.errors import PromotionConflict
+from shelfcast.contract.errors import WriteConflict
 from shelfcast.contract.objects import AlreadyExists, ObjectMissing
 
 pytestmark = pytest.mark.integration
@@ -27,7 +27,7 @@ def test_compare_and_swap_has_exactly_one_winner(trainer_store):
     key = _key("channels/test")
     etag = trainer_store.put_if_match(key, b"v1", None)
     trainer_store.put_if_match(key, b"v2", etag)
-    with pytest.raises(PromotionConflict):
+    with pytest.raises(WriteConflict):
         trainer_store.put_if_match(key, b"v3", etag)
     assert trainer_store.get(key).body == b"v2"
 

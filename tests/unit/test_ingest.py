@@ -8,7 +8,8 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from shelfcast.data.sales import Catalog, LocalObjects, SalesStore, source_id
+from shelfcast.contract.objects import LocalObjects
+from shelfcast.data.sales import Catalog, SalesStore, source_id
 from shelfcast.data.synthetic import generate_sales
 from shelfcast.contract.errors import IntegrityError
 from shelfcast.data.ingest import (

@@ -8,7 +8,8 @@ import json
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from shelfcast.data.sales import LocalObjects, source_id
+from shelfcast.contract.objects import LocalObjects
+from shelfcast.data.sales import source_id
 from shelfcast.contract.errors import ConfigError
 from shelfcast.data.ingest import open_landing
 from shelfcast.pipeline.config import PRESETS, RetrainConfig

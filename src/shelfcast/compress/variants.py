@@ -8,7 +8,6 @@ variant outcome with its reason, not a crash.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable

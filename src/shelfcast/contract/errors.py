@@ -30,8 +30,12 @@ class IntegrityError(ShelfcastError, ValueError):
     """A downloaded object does not match its manifest (checksum or size)."""
 
 
-class PromotionConflict(ShelfcastError, RuntimeError):
-    """Another promotion moved the channel pointer first (compare-and-swap lost)."""
+class WriteConflict(ShelfcastError, RuntimeError):
+    """An object changed since it was read (a compare-and-swap lost): re-read it and retry."""
+
+
+class PromotionConflict(WriteConflict):
+    """Another promotion moved the channel pointer first: this one changed nothing."""
 
 
 class ServiceError(ShelfcastError, RuntimeError):

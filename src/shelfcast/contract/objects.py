@@ -7,15 +7,20 @@ Conditional writes are first-class: `put_if_absent` (`IfNoneMatch='*'`) for immu
 
 from __future__ import annotations
 
+import fcntl
+import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
-from typing import Iterator
+from pathlib import Path
+from typing import Iterator, Protocol
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
-from shelfcast.contract.errors import PromotionConflict, ShelfcastError
+from shelfcast.contract.errors import ShelfcastError, WriteConflict
 
 RETRYABLE_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "503", "500"}
 
@@ -131,7 +136,7 @@ class ObjectStore:
             return self._call(self.client.put_object, Key=key, Body=body, ContentType=content_type, **condition)["ETag"]
         except ClientError as exc:
             if _code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
-                raise PromotionConflict(
+                raise WriteConflict(
                     f"s3://{self.bucket}/{key} changed since it was read (expected ETag {etag}); re-read and retry"
                 ) from None
             raise
@@ -180,3 +185,122 @@ class ObjectStore:
 
     def delete(self, key: str) -> None:
         self._call(self.client.delete_object, Key=key)
+
+    def download(self, key: str, path: Path) -> None:
+        """Stream an object to a file (multipart for large files)."""
+        self.client.download_file(self.bucket, key, str(path))
+
+    def upload(self, path: Path, key: str) -> None:
+        """Stream a file to an object (multipart for large files)."""
+        self.client.upload_file(str(path), self.bucket, key)
+
+    def describe(self, key: str = "") -> str:
+        return f"s3://{self.bucket}/{key}"
+
+
+class Objects(Protocol):
+    """What the sales store needs from an object store; `ObjectStore` (S3) and `LocalObjects` (a folder) provide it."""
+
+    def put(self, key: str, body: bytes, content_type: str = ...) -> str: ...
+    def put_if_absent(self, key: str, body: bytes, content_type: str = ...) -> str: ...
+    def put_if_match(self, key: str, body: bytes, etag: str | None, content_type: str = ...) -> str: ...
+    def get(self, key: str) -> Fetched: ...
+    def head(self, key: str) -> ObjectInfo | None: ...
+    def list(self, prefix: str) -> Iterator[ObjectInfo]: ...
+    def delete(self, key: str) -> None: ...
+    def download(self, key: str, path: Path) -> None: ...
+    def upload(self, path: Path, key: str) -> None: ...
+
+
+class LocalObjects:
+    """A folder that behaves like a bucket: keys are relative paths, writes are atomic (temp file + rename).
+
+    The ETag of a file is its modification time and size, which changes whenever the file is rewritten.
+    """
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def describe(self, key: str = "") -> str:
+        return str(self.root / key)
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if self.root.resolve() not in path.parents and path != self.root.resolve():
+            raise ValueError(f"key {key!r} points outside {self.root}")
+        return path
+
+    @staticmethod
+    def _etag(path: Path) -> str:
+        stat = path.stat()
+        return f"m{stat.st_mtime_ns}s{stat.st_size}"
+
+    def _write_temp(self, path: Path, body: bytes) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(handle, "wb") as out:
+            out.write(body)
+        return Path(tmp)
+
+    def put(self, key: str, body: bytes, content_type: str = "") -> str:
+        path = self._path(key)
+        os.replace(self._write_temp(path, body), path)
+        return self._etag(path)
+
+    def put_if_absent(self, key: str, body: bytes, content_type: str = "") -> str:
+        path = self._path(key)
+        tmp = self._write_temp(path, body)
+        try:
+            os.link(tmp, path)  # atomic, fails when the key exists
+        except FileExistsError:
+            raise AlreadyExists(f"{path} exists already and is immutable") from None
+        finally:
+            tmp.unlink()
+        return self._etag(path)
+
+    def put_if_match(self, key: str, body: bytes, etag: str | None, content_type: str = "") -> str:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.parent / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            current = self._etag(path) if path.exists() else None
+            if current != etag:
+                raise WriteConflict(f"{path} changed since it was read (expected {etag}); re-read and retry")
+            return self.put(key, body)
+
+    def get(self, key: str) -> Fetched:
+        path = self._path(key)
+        try:
+            return Fetched(path.read_bytes(), self._etag(path))
+        except FileNotFoundError:
+            raise ObjectMissing(f"{path} does not exist") from None
+
+    def head(self, key: str) -> ObjectInfo | None:
+        path = self._path(key)
+        if not path.is_file():
+            return None
+        return ObjectInfo(key, self._etag(path), path.stat().st_size)
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        if not self.root.exists():
+            return
+        for path in sorted(self.root.rglob("*")):
+            if not path.is_file() or path.name.startswith(".tmp-") or path.name == ".lock":
+                continue
+            key = path.relative_to(self.root).as_posix()
+            if key.startswith(prefix):
+                yield ObjectInfo(key, self._etag(path), path.stat().st_size)
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def download(self, key: str, path: Path) -> None:
+        try:
+            shutil.copyfile(self._path(key), path)
+        except FileNotFoundError:
+            raise ObjectMissing(f"{self._path(key)} does not exist") from None
+
+    def upload(self, path: Path, key: str) -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)

@@ -15,7 +15,6 @@ duplicates and skipped, so a backfill can run any number of times.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import tempfile
 import time
@@ -32,15 +31,12 @@ from shelfcast.data.sales import (
     Catalog,
     LedgerEntry,
     LedgerRef,
-    LocalObjects,
-    Objects,
-    S3Objects,
     SalesStore,
     clean_etag,
     source_id,
 )
-from shelfcast.contract.errors import ConfigError, PromotionConflict, SalesSchemaError
-from shelfcast.contract.objects import ObjectInfo
+from shelfcast.contract.errors import ConfigError, WriteConflict, SalesSchemaError
+from shelfcast.contract.objects import LocalObjects, ObjectInfo, Objects, ObjectStore
 
 DEFAULT_MAX_FILE_BYTES = 256 * 1024**2
 
@@ -361,7 +357,7 @@ def _ingest_content(store: SalesStore, path: Path, name: str, entry: LedgerEntry
     if catalog_new is not None:
         try:
             store.save_catalog(catalog_new, catalog_etag)
-        except PromotionConflict:
+        except WriteConflict:
             raise SalesSchemaError(f"file {name}: the catalogue changed during this ingest; rerun the ingest") from None
     entry.rows_read = validated.rows_read
     entry.rows_accepted = len(checked.accepted)
@@ -430,6 +426,6 @@ def render_markdown(reports: list[FileReport], landing: str, store: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def store_objects(settings) -> S3Objects:
+def store_objects(settings) -> ObjectStore:
     """The bucket seen by the trainer identity, as the sales store's object store."""
-    return S3Objects.from_settings(settings, role="trainer")
+    return ObjectStore.from_settings(settings, role="trainer")

@@ -19,24 +19,19 @@ the committed state costs one listing of `ledger/files/` and one of `sales/`, no
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import io
 import json
-import os
 import re
-import shutil
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date
-from pathlib import Path
-from typing import Iterable, Iterator, Protocol
+from typing import Iterable
 
 import pandas as pd
 
-from shelfcast.contract.errors import IntegrityError, PromotionConflict
-from shelfcast.contract.objects import AlreadyExists, Fetched, ObjectInfo, ObjectMissing, ObjectStore
+from shelfcast.contract.errors import IntegrityError
+from shelfcast.contract.objects import AlreadyExists, ObjectMissing, Objects
 
 SALES_PREFIX = "sales/"
 LEDGER_PREFIX = "ledger/files/"
@@ -44,133 +39,6 @@ QUARANTINE_PREFIX = "quarantine/"
 CATALOG_KEY = "sales/_catalog.json"
 PART_RE = re.compile(r"^date=(\d{4}-\d{2}-\d{2})/([A-Za-z0-9._-]+)~([0-9a-f]{16})\.parquet$")
 LEDGER_RE = re.compile(r"^([A-Za-z0-9._-]+)/(\d{6})~([0-9a-f]{16})~([A-Za-z0-9-]*)\.json$")
-
-
-class Objects(Protocol):
-    """What the sales store needs from an object store; `ObjectStore` (S3) and `LocalObjects` provide it."""
-
-    def put(self, key: str, body: bytes, content_type: str = ...) -> str: ...
-    def put_if_absent(self, key: str, body: bytes, content_type: str = ...) -> str: ...
-    def put_if_match(self, key: str, body: bytes, etag: str | None, content_type: str = ...) -> str: ...
-    def get(self, key: str) -> Fetched: ...
-    def head(self, key: str) -> ObjectInfo | None: ...
-    def list(self, prefix: str) -> Iterator[ObjectInfo]: ...
-    def delete(self, key: str) -> None: ...
-    def download(self, key: str, path: Path) -> None: ...
-    def upload(self, path: Path, key: str) -> None: ...
-
-
-class S3Objects(ObjectStore):
-    """`ObjectStore` plus streamed file transfers (multipart for large files), for landing and quarantine."""
-
-    @classmethod
-    def wrap(cls, store: ObjectStore) -> "S3Objects":
-        if isinstance(store, S3Objects):
-            return store
-        return cls(store.client, store.bucket, attempts=store.attempts, backoff_s=store.backoff_s)
-
-    def download(self, key: str, path: Path) -> None:
-        self.client.download_file(self.bucket, key, str(path))
-
-    def upload(self, path: Path, key: str) -> None:
-        self.client.upload_file(str(path), self.bucket, key)
-
-    def describe(self, key: str = "") -> str:
-        return f"s3://{self.bucket}/{key}"
-
-
-class LocalObjects:
-    """A folder that behaves like a bucket: keys are relative paths, writes are atomic (temp file + rename).
-
-    The ETag of a file is its modification time and size, which changes whenever the file is rewritten.
-    """
-
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
-
-    def describe(self, key: str = "") -> str:
-        return str(self.root / key)
-
-    def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if self.root.resolve() not in path.parents and path != self.root.resolve():
-            raise ValueError(f"key {key!r} points outside {self.root}")
-        return path
-
-    @staticmethod
-    def _etag(path: Path) -> str:
-        stat = path.stat()
-        return f"m{stat.st_mtime_ns}s{stat.st_size}"
-
-    def _write_temp(self, path: Path, body: bytes) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(handle, "wb") as out:
-            out.write(body)
-        return Path(tmp)
-
-    def put(self, key: str, body: bytes, content_type: str = "") -> str:
-        path = self._path(key)
-        os.replace(self._write_temp(path, body), path)
-        return self._etag(path)
-
-    def put_if_absent(self, key: str, body: bytes, content_type: str = "") -> str:
-        path = self._path(key)
-        tmp = self._write_temp(path, body)
-        try:
-            os.link(tmp, path)  # atomic, fails when the key exists
-        except FileExistsError:
-            raise AlreadyExists(f"{path} exists already and is immutable") from None
-        finally:
-            tmp.unlink()
-        return self._etag(path)
-
-    def put_if_match(self, key: str, body: bytes, etag: str | None, content_type: str = "") -> str:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path.parent / ".lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            current = self._etag(path) if path.exists() else None
-            if current != etag:
-                raise PromotionConflict(f"{path} changed since it was read (expected {etag}); re-read and retry")
-            return self.put(key, body)
-
-    def get(self, key: str) -> Fetched:
-        path = self._path(key)
-        try:
-            return Fetched(path.read_bytes(), self._etag(path))
-        except FileNotFoundError:
-            raise ObjectMissing(f"{path} does not exist") from None
-
-    def head(self, key: str) -> ObjectInfo | None:
-        path = self._path(key)
-        if not path.is_file():
-            return None
-        return ObjectInfo(key, self._etag(path), path.stat().st_size)
-
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        if not self.root.exists():
-            return
-        for path in sorted(self.root.rglob("*")):
-            if not path.is_file() or path.name.startswith(".tmp-") or path.name == ".lock":
-                continue
-            key = path.relative_to(self.root).as_posix()
-            if key.startswith(prefix):
-                yield ObjectInfo(key, self._etag(path), path.stat().st_size)
-
-    def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
-
-    def download(self, key: str, path: Path) -> None:
-        try:
-            shutil.copyfile(self._path(key), path)
-        except FileNotFoundError:
-            raise ObjectMissing(f"{self._path(key)} does not exist") from None
-
-    def upload(self, path: Path, key: str) -> None:
-        target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, target)
 
 
 def source_id(name: str) -> str:
@@ -408,7 +276,7 @@ class SalesStore:
         return Catalog.from_json(fetched.body), fetched.etag
 
     def save_catalog(self, catalog: Catalog, etag: str | None) -> None:
-        """Compare-and-swap the catalogue; a concurrent change raises `PromotionConflict`."""
+        """Compare-and-swap the catalogue; a concurrent change raises `WriteConflict`."""
         self.objects.put_if_match(CATALOG_KEY, catalog.to_json(), etag, "application/json")
 
     # ---- quarantine ---------------------------------------------------------------------------------------

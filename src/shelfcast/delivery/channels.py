@@ -29,7 +29,7 @@ from shelfcast.contract.manifest import (
     log_prefix,
     pointer_key,
 )
-from shelfcast.contract.errors import IntegrityError, PromotionConflict, ShelfcastError
+from shelfcast.contract.errors import IntegrityError, PromotionConflict, WriteConflict, ShelfcastError
 from shelfcast.contract.objects import AlreadyExists, ObjectMissing, ObjectStore
 
 MAX_HEAL_STEPS = 1000
@@ -81,7 +81,7 @@ def read_head(objects: ObjectStore, channel: str, heal: bool = True) -> Head:
         Pointer.from_json(pending.body, f"s3://{objects.bucket}/{log_key(channel, seq + 1)}")
         try:
             objects.put_if_match(key, pending.body, etag)
-        except PromotionConflict:
+        except WriteConflict:
             pass  # another reader wrote it through (or the channel moved on): read again
     raise PromotionConflict(f"channel {channel}: the pointer kept moving while it was read; retry")
 
@@ -148,7 +148,7 @@ def move_pointer(
     # The move is committed in the log; make stores see it.
     try:
         objects.put_if_match(pointer_key(channel), body, head.etag)
-    except PromotionConflict:
+    except WriteConflict:
         read_head(objects, channel)  # someone wrote it through already, or will be healed now
     return entry, head.pointer
 

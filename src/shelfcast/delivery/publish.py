@@ -55,7 +55,7 @@ def code_version() -> dict:
     info = {"shelfcast": __version__}
     commit = os.environ.get("SHELFCAST_GIT_COMMIT")
     if not commit:
-        root = Path(shelfcast.__file__).resolve().parents[2]
+        root = Path(__file__).resolve().parents[3]
         try:
             commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
                                     timeout=5, check=True).stdout.strip()

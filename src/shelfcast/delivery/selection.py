@@ -27,7 +27,7 @@ model a chain runs in production has been through canary stores too.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
