@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 from prefect import flow
-from test_alerts_webhook import Receiver
+from tests.integration.monitor.test_webhook import Receiver
 
 from shelfcast.config import Settings
 from shelfcast.contract.objects import LocalObjects

@@ -25,7 +25,7 @@ from shelfcast.pipeline.config import RetrainConfig
 from shelfcast.tracking import Tracker
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TINY = dict(variants=["lstm8", "lstm8+int8"], epochs=1, window_days=240, holdout_days=28, warm_epochs=1)
 
 

@@ -12,7 +12,7 @@ from shelfcast.contract import clock
 
 pytestmark = pytest.mark.unit
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 # Calls that read the system clock. `time.perf_counter` and `time.monotonic` measure durations and stay.
 FORBIDDEN = {("datetime", "now"), ("datetime", "utcnow"), ("datetime", "today"), ("date", "today"),
              ("time", "time"), ("Timestamp", "now"), ("Timestamp", "utcnow"), ("Timestamp", "today")}

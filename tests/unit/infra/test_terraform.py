@@ -12,7 +12,7 @@ import hcl2
 import pytest
 
 pytestmark = pytest.mark.unit
-AWS = Path(__file__).resolve().parents[2] / "infra" / "aws"
+AWS = Path(__file__).resolve().parents[3] / "infra" / "aws"
 IAM_ROLES = ("trainer", "store", "uploader")
 BUILTIN_OBJECTS = {"each", "path", "count", "self", "terraform"}
 

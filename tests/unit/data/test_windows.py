@@ -14,7 +14,7 @@ from shelfcast.contract.features import InputSpec
 
 pytestmark = pytest.mark.unit
 
-KAGGLE_ZIP = Path(__file__).resolve().parents[3] / "shared" / "data" / "demand-forecasting-kernels-only.zip"
+KAGGLE_ZIP = Path(__file__).resolve().parents[4] / "shared" / "data" / "demand-forecasting-kernels-only.zip"
 
 
 def _article_panel() -> pd.DataFrame:

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PREFECT_YAML = ROOT / "deployments" / "prefect.yaml"
 
 

@@ -17,7 +17,7 @@ from shelfcast.contract.objects import ObjectStore, make_s3_client
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CONFIG = ROOT / "infra" / "seaweedfs" / "s3-identities.json"
 BUCKET = access.LOCAL_BUCKET
 

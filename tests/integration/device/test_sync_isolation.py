@@ -9,7 +9,7 @@ import pytest
 from shelfcast.delivery.channels import move_pointer
 from shelfcast.delivery.publish import make_manifest, publish_model
 from tests.conftest import BUCKET, STORE
-from tests.unit.test_store_imports import run_store_command
+from tests.unit.device.test_imports import run_store_command
 
 pytestmark = pytest.mark.integration
 
