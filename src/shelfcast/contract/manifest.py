@@ -83,6 +83,11 @@ def _require(document: dict, source: str, types: dict[str, type | tuple]) -> Non
             raise IntegrityError(f"{source}: field {key!r} is {document[key]!r}, expected {expected}")
 
 
+def _check_digest(document: dict, source: str) -> None:
+    if not re.fullmatch(r"[0-9a-f]{64}", document["sha256"]) or document["bytes"] <= 0:
+        raise IntegrityError(f"{source}: sha256 {document['sha256']!r} / bytes {document['bytes']} are not valid")
+
+
 def _dump(document: dict) -> bytes:
     return json.dumps(document, indent=2, sort_keys=True).encode()
 
@@ -126,8 +131,7 @@ class Manifest:
             raise IntegrityError(
                 f"{source}: manifest schema {document['schema']} is newer than this client's ({SCHEMA}); upgrade shelfcast[store]"
             )
-        if not re.fullmatch(r"[0-9a-f]{64}", document["sha256"]) or document["bytes"] <= 0:
-            raise IntegrityError(f"{source}: sha256 {document['sha256']!r} / bytes {document['bytes']} are not valid")
+        _check_digest(document, source)
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in document.items() if k in known})
 
@@ -171,6 +175,9 @@ class Pointer:
         document = _load(data, source)
         _require(document, source, {"channel": str, "name": str, "version": str, "sha256": str, "bytes": int,
                                     "seq": int, "move_id": str, "moved_at": str, "action": str, "actor": str})
+        _check_digest(document, source)
+        if document["seq"] < 1:
+            raise IntegrityError(f"{source}: move number {document['seq']} is not valid; moves count from 1")
         known = {f.name for f in fields(cls)}
         pointer = cls(**{k: v for k, v in document.items() if k in known})
         try:
