@@ -2,8 +2,9 @@
 
 `build_deployments` makes the same two deployments as `deployments/prefect.yaml` (ingest hourly, retrain at
 02:00 in a configurable timezone); `serve` runs them in this process until SIGINT/SIGTERM. `use_api` points
-flow runs at the configured Prefect server when it answers, and otherwise lets Prefect start its temporary
-local API (slower, and the runs are not kept).
+flow runs at the configured Prefect server. A server that does not answer is an error: falling back to
+Prefect's temporary local API would run the flows where nobody can see them and keep nothing. An empty
+`SHELFCAST_PREFECT_API_URL` asks for that temporary API on purpose.
 """
 
 from __future__ import annotations
@@ -27,14 +28,22 @@ def api_healthy(api_url: str) -> bool:
 
 @contextlib.contextmanager
 def use_api(api_url: str | None) -> Iterator[bool]:
-    """Within the block, flows report to `api_url` if it is healthy; yields whether it is used."""
+    """Within the block, flows report to `api_url`; yields whether a server is used (False only for an empty
+    `api_url`: Prefect's temporary local API, on purpose). Raises `ServiceError` when the server does not answer."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    if api_url and api_healthy(api_url):
-        with temporary_settings(updates={PREFECT_API_URL: api_url}):
-            yield True
-    else:
+    from shelfcast.contract.errors import ServiceError
+
+    if not api_url:
         yield False
+        return
+    if not api_healthy(api_url):
+        raise ServiceError(
+            f"no Prefect API answers at {api_url}: start the local stack with `shelfcast stack up`, or set "
+            "SHELFCAST_PREFECT_API_URL to your Prefect server (an empty value runs on a temporary local API that "
+            "keeps nothing)")
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        yield True
 
 
 def build_deployments(timezone: str = "UTC", landing: str = "landing/", retrain_config: dict | None = None,

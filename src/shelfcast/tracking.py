@@ -176,6 +176,10 @@ class Tracker:
                                    self.client.create_experiment(self.experiment, self.artifact_location()))
         return self._experiment_id
 
+    def runs_url(self) -> str:
+        """The MLflow UI page listing the nightly runs (the experiment's own page opens the GenAI view)."""
+        return f"{self.tracking_uri.rstrip('/')}/#/experiments/{self.experiment_id()}/runs"
+
     def artifact_location(self) -> str | None:
         """With a bare SQLite URI, artifacts go beside the database (not into the current folder); a tracking
         server decides for itself (the local stack proxies them to S3)."""

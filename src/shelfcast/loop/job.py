@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from shelfcast import wiring
 from shelfcast.config import Settings
 from shelfcast.contract import clock
 from shelfcast.data.ingest import deliver_days, deliver_range, open_landing, store_objects
@@ -81,7 +82,7 @@ def run_job(settings: Settings, options: JobOptions, say=print, progress=None) -
     reports: list[dict] = []
     with use_api(settings.prefect_api_url) as on_server:
         if not on_server:
-            say(f"Prefect server at {settings.prefect_api_url} is not answering: flows run on a temporary local API")
+            say("SHELFCAST_PREFECT_API_URL is empty: flows run on a temporary local API that keeps nothing")
         reports += ingest_flow()
         task = progress.add_task("daily deliveries", total=len(days[-options.deliver_days:])) if progress else None
         for day in days[-options.deliver_days:]:
@@ -103,7 +104,7 @@ def run_job(settings: Settings, options: JobOptions, say=print, progress=None) -
         "night": night,
         "ingest": [{k: r[k] for k in ("name", "action", "rows_read", "rows_accepted", "rows_duplicate",
                                         "rows_rejected", "error")} for r in reports],
-        "where": ui_addresses(settings),
+        "where": {**ui_addresses(settings), "MLflow UI": wiring.tracker(settings).runs_url()},
         "s3_keys": s3_key_counts(settings),
         "timings": timings,
     }

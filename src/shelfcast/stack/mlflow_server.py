@@ -36,7 +36,9 @@ def start_mlflow_server(
         "--artifacts-destination", artifacts_destination,
         "--allowed-hosts", f"127.0.0.1:{port},localhost:{port}",
     ]
-    env = {"MLFLOW_S3_ENDPOINT_URL": s3_endpoint_url or "", "AWS_DEFAULT_REGION": "us-east-1"}
+    # The job runner (about 1.8 GB resident) executes MLflow's GenAI jobs, which shelfcast never submits.
+    env = {"MLFLOW_S3_ENDPOINT_URL": s3_endpoint_url or "", "AWS_DEFAULT_REGION": "us-east-1",
+           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     if access_key and secret_key:
         env.update({"AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key})
     if not s3_endpoint_url:

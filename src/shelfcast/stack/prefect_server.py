@@ -12,9 +12,13 @@ from pathlib import Path
 from shelfcast.stack.process import Service, http_ok, start_service
 
 
-def prefect_env(home: Path) -> dict[str, str]:
+def prefect_env(home: Path, port: int) -> dict[str, str]:
+    """The server's environment. The UI learns its API address from `PREFECT_UI_API_URL`; without it, the UI
+    of a server on another port than 4200 lists whatever server answers on 4200."""
     return {
         "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_API_PORT": str(port),
+        "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
         "PREFECT_SERVER_API_HOST": "127.0.0.1",
@@ -34,7 +38,7 @@ def start_prefect_server(home: Path, port: int, timeout: float = 120.0) -> Servi
         argv,
         home / "prefect-server.log",
         healthy=lambda: http_ok(f"{base}/api/health", timeout=2.0),
-        env=prefect_env(home),
+        env=prefect_env(home, port),
         timeout=timeout,
         urls={"ui": base, "api": f"{base}/api"},
     )

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import socket
+import urllib.request
 import subprocess
 import sys
 
+import psutil
 import pytest
 from typer.testing import CliRunner
 
@@ -38,6 +40,13 @@ def test_stack_up_status_down_stops_only_what_it_started(tmp_path, monkeypatch):
         status = stack.status()
         assert all(s["healthy"] for s in status.values()), status
         assert http_ok(ui_addresses(settings)["Prefect UI"]) and http_ok(settings.mlflow_tracking_uri + "/health")
+
+        # The Prefect UI on this (not the default) port lists this server's runs, not another one's on 4200.
+        ui_settings = json.loads(urllib.request.urlopen(ui_addresses(settings)["Prefect UI"] + "/ui-settings").read())
+        assert ui_settings["api_url"] == settings.prefect_api_url
+        # MLflow runs without its job runner (about 1.8 GB resident for jobs shelfcast never submits).
+        mlflow_children = psutil.Process(records["mlflow"].pid).children(recursive=True)
+        assert mlflow_children and not any("_job_runner" in " ".join(c.cmdline()) for c in mlflow_children)
 
         # The bucket exists for the trainer; the store identity cannot write; MLflow stores artifacts in S3.
         from shelfcast.contract.objects import ObjectStore
