@@ -66,8 +66,8 @@ def _publish(run: service.MonitorRun, settings: Settings, thresholds: Thresholds
     for finding in run.result.findings:
         logger.warning("alert: %s %s on %s: %s", finding.severity, finding.rule, finding.scope.label, finding.message)
     summary = run.as_dict()
-    summary.update(delivered=len(report.delivered), retrying=len(report.retrying), dead=len(report.dead),
-                   skipped_notifications=len(report.skipped))
+    summary.update(delivered=len(report.delivered), unconfirmed=len(report.unconfirmed), retrying=len(report.retrying),
+                   dead=len(report.dead), skipped_notifications=len(report.skipped), held=len(report.held))
     return summary
 
 

@@ -163,8 +163,12 @@ def register(app: typer.Typer) -> None:
                              webhook or settings.alert_webhook_url)
         except ShelfcastError as exc:
             fail(exc)
-        get_console().print(f"delivered {len(report.delivered)}, retrying {len(report.retrying)}, dead {len(report.dead)}, "
-                        f"skipped {len(report.skipped)} (no webhook)")
+        get_console().print(f"delivered {len(report.delivered)}, unconfirmed {len(report.unconfirmed)}, retrying "
+                            f"{len(report.retrying)}, dead {len(report.dead)}, skipped {len(report.skipped)} "
+                            "(alert resolved first)")
+        if report.held:
+            get_console().print(f"held {len(report.held)}: no webhook is configured; set SHELFCAST_ALERT_WEBHOOK_URL "
+                                "(or --webhook) and they are sent while their alert is open")
         for error in report.errors:
             get_console(stderr=True).print(f"[yellow]{error}[/yellow]")
 

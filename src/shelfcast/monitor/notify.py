@@ -83,10 +83,20 @@ class DeliveryFailed(ShelfcastError, RuntimeError):
         self.permanent = permanent
 
 
-class WebhookSender:
-    """POST JSON to one webhook URL with retries on transient failures (network, 429, 5xx)."""
+class DeliveryUnconfirmed(ShelfcastError, RuntimeError):
+    """The POST was sent but no answer came in time: the receiver may have it. Sending it again could post the
+    alert twice (most chat webhooks ignore `Idempotency-Key`), so it is not resent."""
 
-    def __init__(self, url: str, timeout_s: float = 5.0, attempts: int = 4, backoff_s: float = 0.5, sleep=time.sleep):
+    def __init__(self, message: str, attempts: int):
+        super().__init__(message)
+        self.attempts = attempts
+
+
+class WebhookSender:
+    """POST JSON to one webhook URL with retries when the receiver did not take it (no connection, 429, 5xx).
+    A POST whose answer does not come within `timeout_s` is not retried (`DeliveryUnconfirmed`)."""
+
+    def __init__(self, url: str, timeout_s: float = 10.0, attempts: int = 4, backoff_s: float = 0.5, sleep=time.sleep):
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"webhook url {url!r} must start with http:// or https://")
         self.url = url
@@ -115,7 +125,11 @@ class WebhookSender:
                 retry_after = exc.headers.get("Retry-After", "")
                 if retry_after.isdigit():
                     wait = min(float(retry_after), 30.0)
-            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
+            except TimeoutError:  # sent, then no answer in time (a connect timeout arrives as URLError)
+                raise DeliveryUnconfirmed(
+                    f"no answer from {self.url} within {self.timeout_s:g} s after sending; not resent, so the alert "
+                    "is not posted twice", attempt) from None
+            except (urllib.error.URLError, ConnectionError, OSError) as exc:
                 error = f"{type(exc).__name__} posting to {self.url}: {getattr(exc, 'reason', exc)}"
             if attempt < self.attempts:
                 self.sleep(wait)
@@ -127,30 +141,42 @@ class DeliveryReport:
     delivered: list[int] = field(default_factory=list)  # outbox ids
     retrying: list[int] = field(default_factory=list)
     dead: list[int] = field(default_factory=list)
-    skipped: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)  # their alert resolved before they could be sent
+    held: list[int] = field(default_factory=list)  # no webhook configured yet: sent once one is
+    unconfirmed: list[int] = field(default_factory=list)  # sent, no answer in time: not resent
     errors: list[str] = field(default_factory=list)
 
 
-def deliver_pending(store, sender: WebhookSender | None, policy: AlertPolicy, now=None) -> DeliveryReport:
-    """Send every due outbox message. Without a sender (no webhook configured) messages are marked skipped,
-    so configuring a webhook later does not flood the channel with old news."""
+def deliver_pending(alert_log, sender: WebhookSender | None, policy: AlertPolicy, now=None) -> DeliveryReport:
+    """Send every due outbox message once. Without a sender (no webhook configured) messages are held, and a
+    webhook configured later receives those whose alert is still open; one whose alert resolved meanwhile is
+    skipped, so a new webhook is not flooded with old news."""
     report = DeliveryReport()
-    for message in store.claim_outbox(now):
-        if sender is None:
-            store.mark_delivered(message, 0, "no webhook configured", event="notify_skipped", now=now)
+    if sender is None:
+        report.held = [row["id"] for row in alert_log.outbox() if row["dead_at"] is None]
+        return report
+    for message in alert_log.claim_outbox(now):
+        if alert_log.get(message.alert_id).status == "resolved":
+            alert_log.mark_delivered(message, 0, "not sent: the alert resolved before it could be sent",
+                                     event="notify_skipped", now=now)
             report.skipped.append(message.id)
             continue
         try:
             attempts, status = sender.send(message.payload, key=f"shelfcast-{message.id}")
+        except DeliveryUnconfirmed as exc:
+            alert_log.mark_delivered(message, exc.attempts, f"unconfirmed: {exc}", event="notify_unconfirmed", now=now)
+            report.unconfirmed.append(message.id)
+            report.errors.append(f"outbox {message.id}: {exc}")
+            continue
         except DeliveryFailed as exc:
             total = message.attempts + exc.attempts
             dead = exc.permanent or total >= policy.max_attempts
             retry_at = _moment(now) + timedelta(seconds=min(policy.backoff_s * 2**total, 3600.0))
-            store.mark_failed(message, exc.attempts, str(exc), retry_at, dead, now=now)
+            alert_log.mark_failed(message, exc.attempts, str(exc), retry_at, dead, now=now)
             (report.dead if dead else report.retrying).append(message.id)
             report.errors.append(f"outbox {message.id}: {exc}")
             continue
-        store.mark_delivered(message, attempts, status, now=now)
+        alert_log.mark_delivered(message, attempts, status, now=now)
         report.delivered.append(message.id)
     return report
 

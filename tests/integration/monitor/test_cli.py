@@ -79,8 +79,8 @@ def test_ack_then_resolve(db):
 def test_outbox_and_deliver_without_a_webhook(db):
     assert "1 notification(s)" in invoke("alerts", "outbox", "--db", db).output
     result = invoke("alerts", "deliver", "--db", db)
-    assert result.exit_code == 0 and "skipped 1 (no webhook)" in result.output
-    assert "0 notification(s)" in invoke("alerts", "outbox", "--db", db).output
+    assert result.exit_code == 0 and "held 1: no webhook is configured; set SHELFCAST_ALERT_WEBHOOK_URL" in result.output
+    assert "1 notification(s)" in invoke("alerts", "outbox", "--db", db).output  # still waiting, not "delivered"
 
 
 def test_report_writes_png_and_markdown_or_html(db, tmp_path):

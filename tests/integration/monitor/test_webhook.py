@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
@@ -33,12 +34,14 @@ class Receiver:
     def __init__(self):
         self.requests: list[dict] = []
         self.script: list[tuple[int, dict]] = []
+        self.delay_s = 0.0  # answer this late (after reading the request), as a slow receiver does
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 - http.server's name
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.requests.append({"path": self.path, "headers": dict(self.headers), "json": json.loads(body)})
+                time.sleep(receiver.delay_s)
                 status, headers = receiver.script.pop(0) if receiver.script else (200, {})
                 self.send_response(status)
                 for key, value in headers.items():
@@ -71,8 +74,8 @@ def store(tmp_path):
     return AlertLog(tmp_path / "alerts.db")
 
 
-def bad_candidate(version=7):
-    return SimpleNamespace(name="lstm16-int8", version=version, run_id=f"run-{version}",
+def bad_candidate(version=7, name="lstm16-int8"):
+    return SimpleNamespace(name=name, version=version, run_id=f"run-{version}",
                            metrics={"mape_pct": 18.0, "parent_mape_pct": 16.0, "naive_mape_pct": 16.7})
 
 
@@ -179,3 +182,62 @@ def test_a_crash_after_the_post_resends_with_the_same_idempotency_key(tmp_path, 
     assert deliver_pending(store, sender, POLICY, now=NOW + timedelta(minutes=5)).delivered == [1]
     keys = [r["headers"]["Idempotency-Key"] for r in receiver.requests]
     assert keys == ["shelfcast-1", "shelfcast-1"]
+
+
+def test_a_slow_webhook_that_answers_after_the_timeout_gets_the_alert_once(store, receiver):
+    """The receiver takes the POST and answers 200 after the client gave up: resending would post it twice."""
+    service.check_candidates(store, THRESHOLDS, [bad_candidate()], now=NOW)
+    receiver.delay_s = 1.5
+    sender = WebhookSender(receiver.url, timeout_s=0.5, attempts=4, sleep=no_sleep)
+    first = deliver_pending(store, sender, POLICY, now=NOW)
+    assert (first.delivered, first.unconfirmed, first.retrying) == ([], [1], [])
+    later = deliver_pending(store, sender, POLICY, now=NOW + timedelta(hours=2))
+    assert later.delivered == later.unconfirmed == later.retrying == []
+    time.sleep(1.2)  # let the slow handler finish
+    assert len(receiver.requests) == 1
+    assert any(e["kind"] == "notify_unconfirmed" for e in store.events(1))
+
+
+def test_alerts_raised_without_a_webhook_are_held_and_sent_once_one_is_configured(store, receiver):
+    service.check_candidates(store, THRESHOLDS, [bad_candidate(7), bad_candidate(8, "lstm8-int8")], now=NOW)
+    held = deliver_pending(store, None, POLICY, now=NOW)
+    assert held.held == [1, 2] and held.delivered == [] and len(store.outbox()) == 2
+    store.resolve(2, "ana", "fixed before anyone was told", now=NOW + timedelta(minutes=5))
+    report = deliver_pending(store, WebhookSender(receiver.url, sleep=no_sleep), POLICY, now=NOW + timedelta(minutes=10))
+    assert (report.delivered, report.skipped) == ([1], [2])
+    assert len(receiver.requests) == 1 and "alert 1 \u00b7" in json.dumps(receiver.requests[0]["json"], ensure_ascii=False)
+    assert store.outbox() == []
+
+
+def test_two_delivery_runs_at_once_send_each_message_once(tmp_path, receiver):
+    """Two processes claim the same outbox at the same moment (a barrier file releases both), three rounds."""
+    db = tmp_path / "alerts.db"
+    log = AlertLog(db)
+    for round_number in range(3):
+        version = 10 + round_number
+        service.check_candidates(log, THRESHOLDS, [bad_candidate(version, f"model-{round_number}")],
+                                 now=NOW + timedelta(hours=round_number))
+        go = tmp_path / f"go-{round_number}"
+        children = [subprocess.Popen([sys.executable, "-c", CLAIMER, str(db), receiver.url, str(go), NOW.isoformat()])
+                    for _ in range(2)]
+        time.sleep(1.0)
+        go.touch()
+        assert [child.wait(timeout=120) for child in children] == [0, 0]
+    assert len(receiver.requests) == 3 and len(set(r["headers"]["Idempotency-Key"] for r in receiver.requests)) == 3
+    assert log.outbox() == []
+
+
+CLAIMER = textwrap.dedent("""
+    import sys, time
+    from datetime import datetime
+    from pathlib import Path
+    from shelfcast.monitor.alert_log import AlertLog
+    from shelfcast.monitor.notify import WebhookSender, deliver_pending
+    from shelfcast.monitor.thresholds import load_thresholds
+
+    db, url, go, now = sys.argv[1], sys.argv[2], Path(sys.argv[3]), datetime.fromisoformat(sys.argv[4])
+    log = AlertLog(db)
+    while not go.exists():
+        time.sleep(0.005)
+    deliver_pending(log, WebhookSender(url), load_thresholds().alerts, now=now.replace(hour=23))
+""")
