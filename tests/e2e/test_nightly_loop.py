@@ -21,6 +21,10 @@ ROOT = Path(__file__).resolve().parents[2]
 TINY = {"variants": ["lstm8", "lstm8+int8"], "epochs": 1, "window_days": 240, "holdout_days": 28}
 
 
+def _trainer_keys(settings) -> tuple[str, str]:
+    return settings.trainer_access_key, settings.trainer_secret_key
+
+
 def test_shelfcast_run_goes_from_landing_files_to_registered_versions(tmp_path):
     env = {
         **os.environ,
@@ -52,7 +56,27 @@ def test_shelfcast_run_goes_from_landing_files_to_registered_versions(tmp_path):
         assert summary["s3_keys"]["landing/"] == 4 and summary["s3_keys"]["ledger/"] == 4
         assert summary["s3_keys"]["sales/"] == 301  # 300 daily parts + the catalogue
         assert summary["s3_keys"]["mlflow/"] >= 5  # two .tflite, one .keras, the plot, the summary
-        assert night["promotion"] is not None  # handed over to promotion
+
+        # Promotion ran to its end: the chosen candidate is on canary, the pointer names a published version whose
+        # manifest matches the file, and a store with the store identity serves it and forecasts tomorrow.
+        promotion = night["promotion"]
+        chosen = promotion["decision"]["chosen"]
+        assert promotion["status"] == "promoted", promotion
+        assert promotion["canary"]["moved"] and promotion["canary"]["version"] == chosen["version"]
+        store = summary["store"]
+        assert (store["status"], store["serving"]) == ("updated", chosen["version"])
+        assert store["model_bytes"] == chosen["tflite_bytes"]
+        assert [f["item"] for f in store["forecasts"]] == [1, 2] and all(f["sales"] > 0 for f in store["forecasts"])
+        # The replay's own clock: ingesting past days raises no freshness alert, nor any other.
+        assert summary["alerts"] == []
+
+        # What a user sees: a short console, none of the libraries' start-up noise (that is in the log file).
+        lines = result.stdout.splitlines()
+        assert len(lines) < 60, result.stdout
+        noise = ("cuInit", "oneDNN", "XNNPACK", "absl", "tensorflow", "it/s]", "Traceback")
+        assert not [line for line in lines + result.stderr.splitlines() if any(n in line for n in noise)]
+        assert "promotion: LSTM-8" in result.stdout and "serving v" + chosen["version"] in result.stdout
+        assert "Beginning flow run" in (tmp_path / "home" / "logs" / "run.log").read_text()  # kept, out of the way
 
         from mlflow import MlflowClient
 
@@ -70,6 +94,18 @@ def test_shelfcast_run_goes_from_landing_files_to_registered_versions(tmp_path):
             with get_client(sync_client=True) as prefect:
                 names = [prefect.read_flow(run.flow_id).name for run in prefect.read_flow_runs()]
         assert names.count("ingest") == 4 and names.count("retrain") == 1
+
+        from shelfcast.contract.manifest import Manifest, Pointer, manifest_key, pointer_key, sha256_hex
+        from shelfcast.contract.objects import ObjectStore, make_s3_client
+
+        bucket = ObjectStore(make_s3_client(settings.s3_endpoint_url, *_trainer_keys(settings)), settings.bucket)
+        pointer = Pointer.from_json(bucket.get(pointer_key("canary")).body)
+        manifest = Manifest.from_json(bucket.get(manifest_key(pointer.name, pointer.version)).body)
+        registered = next(v for v in versions if str(v.version) == pointer.version)
+        tflite = client.download_artifacts(registered.run_id, "tflite", str(tmp_path / "registered"))
+        (registered_file,) = Path(tflite).glob("*.tflite")
+        assert pointer.matches(manifest) and manifest.sha256 == sha256_hex(registered_file.read_bytes())
+        assert manifest.mlflow_run_id == registered.run_id
     finally:
         subprocess.run(shelfcast + ["stack", "down"], cwd=tmp_path, env=env, capture_output=True, timeout=120)
     assert not any(s["running"] for s in LocalStack(settings).status().values())

@@ -6,8 +6,11 @@ error, as Click does). `shelfcast --debug ...` (or `SHELFCAST_DEBUG=1`) shows th
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import NoReturn
+import sys
+from pathlib import Path
+from typing import Iterator, NoReturn
 
 import typer
 
@@ -39,6 +42,26 @@ def error_line(exc: BaseException | str) -> str:
         return (f"{text}: a server is not reachable; start the local stack with `shelfcast stack up` or point the "
                 "SHELFCAST_*_URL settings at the servers you run")
     return f"{type(exc).__name__}: {text} (run with --debug for the traceback)"
+
+
+@contextlib.contextmanager
+def stderr_to(log_path: Path) -> Iterator[Path]:
+    """Send this process's stderr (file descriptor 2, so TensorFlow's C++ start-up lines, absl, oneDNN, the
+    logs of Prefect and MLflow, and every child process's stderr with them) to `log_path` inside the block.
+    The console (stdout) keeps what shelfcast itself prints; an error after the block is one line on stderr."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(log_path, "ab") as log:
+            os.dup2(log.fileno(), 2)
+            try:
+                yield log_path
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
 
 
 def report(problem: BaseException | str) -> None:

@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from shelfcast.cli._console import USAGE_EXIT, fail, get_console
+from shelfcast.cli._console import USAGE_EXIT, fail, get_console, stderr_to
 
 from shelfcast.config import load_settings
 
@@ -273,10 +273,13 @@ def run(
     cfg = _retrain_config(config, variants, None, None, None, None, None, seed)
     options = JobOptions(data=data, stores=stores, items=items, history_days=history_days, deliver_days=days,
                          seed=seed, config=cfg, promote=promote)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as progress:
+    log_path = Path(settings.home) / "logs" / "run.log"
+    console.print(f"[dim]the servers' and libraries' own output goes to {log_path}[/dim]")
+    with stderr_to(log_path), Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                       TimeElapsedColumn(), console=console, transient=True) as progress:
         summary = run_job(settings, options, say=lambda m: progress.console.print(f"[cyan]>[/cyan] {m}"),
                           progress=progress)
+    summary["log"] = str(log_path)
     print_summary(console, summary)
 
 
@@ -307,18 +310,28 @@ def print_summary(console, summary: dict) -> None:
 
     night = summary["night"]
     ingest = summary["ingest"]
-    console.print(f"ingest: {sum(r['action'] == 'ingested' for r in ingest)} file(s) ingested, "
+    count = lambda action: sum(r["action"] == action for r in ingest)  # noqa: E731
+    console.print(f"ingest: {count('ingested')} file(s) ingested, {count('corrected')} corrected, "
+                  f"{count('quarantined')} quarantined whole, {count('unchanged')} unchanged; "
                   f"{sum(r['rows_accepted'] for r in ingest):,} rows accepted, "
-                  f"{sum(r['action'] == 'quarantined' for r in ingest)} quarantined, "
-                  f"{sum(r['action'] == 'unchanged' for r in ingest)} unchanged")
+                  f"{sum(r['rows_rejected'] for r in ingest):,} rejected, "
+                  f"{sum(r['rows_duplicate'] for r in ingest):,} already there")
     console.print(night_table(night))
     naive = night.get("naive_mape_pct")
     champion = night.get("champion", {})
     console.print(f"same-weekday two-week rule on the holdout: {naive:.2f}% MAPE; champion: "
                   + (f"v{champion['version']} {champion['mape_pct']:.2f}%" if champion.get("mape_pct") is not None
                      else champion.get("note", "none")))
-    promotion = night.get("promotion") or {}
-    console.print(f"promotion: {json.dumps(promotion, default=str)[:500] if promotion else 'not requested'}")
+    console.print(f"promotion: {promotion_sentence(night.get('promotion'))}")
+    alerts = summary.get("alerts", [])
+    console.print(f"alerts: {len(alerts)} live" + "".join(f"\n  {a['severity']} {a['rule']} on {a['scope']}: {a['message']}"
+                                                           for a in alerts[:5])
+                  + (" (`shelfcast alerts list`)" if alerts else ""))
+    store = summary.get("store") or {}
+    if store:
+        console.print(f"store {store['store']} ({store['channel']}): {store['status']}, serving "
+                      f"{'v' + store['serving'] if store.get('serving') else 'nothing yet'}; "
+                      f"{len(store.get('forecasts', []))} forecasts for tomorrow in {store['folder']}")
     where = Table(title="where to look")
     where.add_column("what")
     where.add_column("address")
@@ -332,6 +345,25 @@ def print_summary(console, summary: dict) -> None:
     console.print(f"done in {t['total_seconds']:.0f}s (stack {t.get('stack_seconds', 0):.0f}s, ingest "
                   f"{t['ingest_seconds']:.0f}s, retrain {t['retrain_seconds']:.0f}s). The stack keeps running: "
                   "`shelfcast stack status`, `shelfcast stack down`.")
+
+
+def promotion_sentence(promotion: dict | None) -> str:
+    """The night's decision in one sentence: what was chosen, its MAPE and bytes, and what moved."""
+    if not promotion:
+        return "not requested"
+    decision = promotion.get("decision") or {}
+    chosen = decision.get("chosen")
+    if not chosen:
+        return f"{promotion.get('status', 'nothing promoted')}: {decision.get('reason', 'no candidate passed')}"
+    metric = decision.get("metric", "mape_pct")
+    value = (chosen.get("metrics") or {}).get(metric)
+    moved = [f"{label} -> v{move['version']}" for label in ("canary", "stable")
+             if (move := promotion.get(label)) and move.get("moved")]
+    return (f"{chosen.get('variant') or chosen['name']} v{chosen['version']} chosen"
+            + (f" at {value:.2f}% MAPE" if isinstance(value, (int, float)) else "")
+            + (f", {chosen['tflite_bytes']:,} bytes" if chosen.get("tflite_bytes") else "")
+            + (f"; {', '.join(moved)}" if moved else "; no channel moved")
+            + (f" ({len(decision.get('rejections', []))} rejected)" if decision.get("rejections") else ""))
 
 
 def register(app: typer.Typer) -> None:

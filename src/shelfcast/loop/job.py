@@ -5,8 +5,10 @@
 3. deliver the history before the last days as one file, then the last days one file per day, running the
    ingest flow after each delivery (as the hourly schedule would);
 4. run one nightly retrain on a quick configuration;
-5. hand the candidates over to promotion (when `flows/promote.py` is installed);
-6. print a summary and where to look (Prefect UI, MLflow UI, S3 keys), and write it as JSON.
+5. hand the candidates over to promotion;
+6. a store (store 1, on the canary channel) syncs the promoted model with its own identity and forecasts
+   tomorrow from its recent sales, as a device in the shop would;
+7. print a summary and where to look (Prefect UI, MLflow UI, S3 keys), and write it as JSON.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from shelfcast.config import Settings
 from shelfcast.contract import clock
 from shelfcast.data.ingest import deliver_days, deliver_range, open_landing, store_objects
 from shelfcast.pipeline.config import RetrainConfig
+from shelfcast.pipeline.night import watch
+from shelfcast.pipeline.nightly import parent_sizes
 
 
 @dataclass
@@ -79,25 +83,45 @@ def run_job(settings: Settings, options: JobOptions, say=print, progress=None) -
     say(f"history: {len(history):,} rows, {history.groupby(['store', 'item']).ngroups} series, "
         f"{pd.Timestamp(days[0]):%Y-%m-%d}..{pd.Timestamp(days[-1]):%Y-%m-%d}; delivered {history_key}")
 
+    # Each delivery is ingested on the morning after its last day, as the hourly schedule would, and the retrain
+    # runs at 02:00 after the last one: freshness, future dates and alert times follow that clock, so the replay
+    # of past days raises no alert of its own making.
+    simulated = clock.SimulatedClock(morning_after(split))
     reports: list[dict] = []
-    with use_api(settings.prefect_api_url) as on_server:
+    with use_api(settings.prefect_api_url) as on_server, clock.use_clock(simulated):
         if not on_server:
             say("SHELFCAST_PREFECT_API_URL is empty: flows run on a temporary local API that keeps nothing")
         reports += ingest_flow()
         task = progress.add_task("daily deliveries", total=len(days[-options.deliver_days:])) if progress else None
         for day in days[-options.deliver_days:]:
+            simulated.set(morning_after(day))
             (key,) = deliver_days(landing, history, [day])
             reports += ingest_flow()
-            say(f"delivered {key} and ran the ingest flow")
+            say(f"delivered {key} and ran the ingest flow at {clock.stamp()}")
             if progress:
                 progress.advance(task)
         timings["ingest_seconds"] = time.perf_counter() - step
 
         step = time.perf_counter()
-        names = ", ".join(spec.name for spec in options.config.model_config_obj().variants)
-        say(f"retrain: {names} on the last {options.config.window_days} days")
-        night = retrain_flow(options.config, promote=options.promote)
+        simulated.advance(timedelta(hours=1))
+        specs = list(options.config.model_config_obj().variants)
+        say(f"retrain at {clock.stamp()}: {', '.join(spec.name for spec in specs)} on the last "
+            f"{options.config.window_days} days")
+        steps = progress.add_task("retrain", total=len(parent_sizes(specs)) + len(specs)) if progress else None
+
+        def advance(kind: str, name: str) -> None:
+            if progress:
+                progress.update(steps, advance=1, description=f"retrain: {kind} {name} done")
+
+        with watch(advance):
+            night = retrain_flow(options.config, promote=options.promote)
         timings["retrain_seconds"] = time.perf_counter() - step
+
+        step = time.perf_counter()
+        store = store_step(settings, history, say)
+        timings["store_seconds"] = time.perf_counter() - step
+        alerts = [{"id": a.id, "rule": a.rule, "severity": a.severity, "scope": a.scope_label, "status": a.status,
+                   "message": a.message} for a in wiring.alert_log(settings).list()]
 
     timings["total_seconds"] = time.perf_counter() - started
     summary = {
@@ -105,6 +129,8 @@ def run_job(settings: Settings, options: JobOptions, say=print, progress=None) -
         "ingest": [{k: r[k] for k in ("name", "action", "rows_read", "rows_accepted", "rows_duplicate",
                                         "rows_rejected", "error")} for r in reports],
         "where": {**ui_addresses(settings), "MLflow UI": wiring.tracker(settings).runs_url()},
+        "store": store,
+        "alerts": alerts,
         "s3_keys": s3_key_counts(settings),
         "timings": timings,
     }
@@ -112,6 +138,42 @@ def run_job(settings: Settings, options: JobOptions, say=print, progress=None) -
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(summary, indent=1, default=str))
     summary["summary_path"] = str(path)
+    return summary
+
+
+def morning_after(day) -> str:
+    """01:00 UTC on the day after `day`: when the hourly ingest first sees a file of that day's sales."""
+    return clock.stamp(pd.Timestamp(day).to_pydatetime() + timedelta(days=1, hours=1))
+
+
+STORE_ID, STORE_CHANNEL = 1, "canary"  # canary stores get a new model first
+
+
+def store_step(settings: Settings, history: pd.DataFrame, say) -> dict:
+    """What a shop device does next: sync the channel with the store identity (pull, verify, atomic swap), then
+    forecast tomorrow for every item from the store's recent sales."""
+    from shelfcast.device.forecast import predict_store
+    from shelfcast.device.sync import StoreClient
+
+    folder = Path(settings.home) / "stores" / f"store-{STORE_ID}"
+    result = StoreClient(wiring.bucket(settings, "store"), STORE_CHANNEL, folder, store_id=STORE_ID).sync()
+    summary = {"store": STORE_ID, "channel": STORE_CHANNEL, "folder": str(folder), "status": result.status,
+               "serving": result.serving, "model_bytes": result.model_bytes, "message": result.message}
+    say(f"store {STORE_ID} sync ({STORE_CHANNEL}): {result.status}, serving "
+        f"{'v' + result.serving if result.serving else 'nothing yet'} ({result.model_bytes:,} bytes downloaded)")
+    if result.serving is None:
+        return summary
+    recent = history[history["store"] == STORE_ID]
+    recent = recent[recent["date"] > recent["date"].max() - pd.Timedelta(days=120)]
+    sales_csv = folder / "recent-sales.csv"
+    recent[["date", "store", "item", "sales"]].to_csv(sales_csv, index=False, date_format="%Y-%m-%d")
+    report = predict_store(folder, sales_csv, STORE_ID)
+    forecasts = sorted(report.forecasts, key=lambda f: f.item)
+    summary["forecasts"] = [{"item": f.item, "date": f.date, "sales": round(f.sales, 1)} for f in forecasts]
+    if forecasts:
+        shown = ", ".join(f"item {f.item}: {f.sales:.1f}" for f in forecasts[:4])
+        say(f"store {STORE_ID} forecast for {forecasts[0].date} with v{report.version}: {shown}"
+            + (f" (+{len(forecasts) - 4} more)" if len(forecasts) > 4 else ""))
     return summary
 
 

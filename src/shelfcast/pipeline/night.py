@@ -16,6 +16,7 @@ removed once everything worth keeping is in MLflow.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import pickle
@@ -28,6 +29,25 @@ from typing import Callable
 
 from shelfcast.pipeline import nightly
 from shelfcast.pipeline.config import RetrainConfig
+
+
+_listeners: list[Callable[[str, str], None]] = []
+
+
+@contextlib.contextmanager
+def watch(listener: Callable[[str, str], None]):
+    """Within the block, `listener(kind, name)` hears each parent trained and each variant built in this
+    process (`kind` is `parent` or `variant`): the progress a terminal shows during the night."""
+    _listeners.append(listener)
+    try:
+        yield
+    finally:
+        _listeners.remove(listener)
+
+
+def _tell(kind: str, name: str) -> None:
+    for listener in list(_listeners):
+        listener(kind, name)
 
 
 @functools.lru_cache(maxsize=4)
@@ -48,16 +68,20 @@ def write_bundle(path: Path, windows, model, config: RetrainConfig, warm: dict, 
 
 def train_from_bundle(bundle: str, units: int) -> nightly.ParentWeights:
     inputs = read_bundle(bundle)
-    return nightly.train_parent(inputs["windows"], units, inputs["seed"], inputs["train"],
-                                inputs["warm"].get(units), inputs["warm_epochs"])
+    parent = nightly.train_parent(inputs["windows"], units, inputs["seed"], inputs["train"],
+                                  inputs["warm"].get(units), inputs["warm_epochs"])
+    _tell("parent", f"LSTM-{units}")
+    return parent
 
 
 def build_from_bundle(bundle: str, spec, parent: nightly.ParentWeights):
     from shelfcast.compress import variants
 
     inputs = read_bundle(bundle)
-    return variants.build_variant(spec, parent.rebuild(), inputs["windows"], inputs["train"], inputs["seed"],
-                                  inputs["workdir"])
+    result = variants.build_variant(spec, parent.rebuild(), inputs["windows"], inputs["train"], inputs["seed"],
+                                    inputs["workdir"])
+    _tell("variant", spec.name)
+    return result
 
 
 def fan_out(bundle: str, specs: list, sizes: list[int], workdir: Path) -> list:
