@@ -15,6 +15,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from shelfcast.config import load_settings
+from shelfcast.contract import clock
 from shelfcast.data.sales import SalesStore
 from shelfcast.data.ingest import (
     DEFAULT_MAX_FILE_BYTES,
@@ -51,7 +52,12 @@ def ingest_one(store: SalesStore, landing: Landing, info, options: IngestOptions
     return report
 
 
-@flow(name="ingest")
+def ingest_run_name() -> str:
+    """`ingest-2017-03-02T01:00:00Z`: when, on the loop's clock, this ingest looked at landing/."""
+    return f"ingest-{clock.stamp()}"
+
+
+@flow(name="ingest", flow_run_name=ingest_run_name)
 def ingest_flow(
     landing: str = "landing/",
     today: date | None = None,

@@ -84,7 +84,7 @@ def promote_candidates(candidates: list, night: str | None = None, settings: Set
     return outcome.to_dict()
 
 
-@flow(name="promote")
+@flow(name="promote", flow_run_name="promote-{night}")
 def promote_night_flow(night: str | None = None) -> dict:
     """Promote the candidates MLflow holds for `night` (the latest complete night when None)."""
     settings = load_settings()

@@ -18,6 +18,7 @@ from prefect.runtime import flow_run
 
 from shelfcast import wiring
 from shelfcast.config import load_settings
+from shelfcast.contract import clock
 from shelfcast.flows.runners import make_task_runner
 from shelfcast.pipeline import night as steps
 from shelfcast.pipeline import nightly
@@ -60,7 +61,12 @@ def publish_summary(markdown: str, night: str) -> None:
     create_markdown_artifact(markdown, key="retrain-summary", description=f"night {night}: variants, sizes, MAPE and candidates")
 
 
-@flow(name="retrain")
+def night_run_name() -> str:
+    """`night-2017-03-01` (the night asked for, or today's on the loop's clock)."""
+    return f"night-{flow_run.parameters.get('night') or clock.today().isoformat()}"
+
+
+@flow(name="retrain", flow_run_name=night_run_name)
 def retrain_flow(config: RetrainConfig = RetrainConfig(), night: str | None = None, promote: bool = False) -> dict:
     """Retrain every configured variant on the rolling window and register each as a candidate."""
     logger = get_run_logger()

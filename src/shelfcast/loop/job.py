@@ -88,7 +88,9 @@ def run_job(settings: Settings, options: JobOptions, say=print, progress=None) -
     # of past days raises no alert of its own making.
     simulated = clock.SimulatedClock(morning_after(split))
     reports: list[dict] = []
-    with use_api(settings.prefect_api_url) as on_server, clock.use_clock(simulated):
+    from prefect import tags
+
+    with use_api(settings.prefect_api_url) as on_server, clock.use_clock(simulated), tags("shelfcast", "main-job"):
         if not on_server:
             say("SHELFCAST_PREFECT_API_URL is empty: flows run on a temporary local API that keeps nothing")
         reports += ingest_flow()
