@@ -16,12 +16,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any, Mapping
 
+from shelfcast import __version__
 from shelfcast.contract import clock
 from shelfcast.contract.errors import ServiceError
 
@@ -135,12 +137,47 @@ class LoggedVariant:
     reason: str = ""
 
 
-def _finite(metrics: dict[str, Any]) -> dict[str, float]:
+def code_version() -> dict:
+    """shelfcast's version and, when the code runs from a git checkout, its commit (and whether it was dirty)."""
+    info = {"shelfcast": __version__}
+    commit = os.environ.get("SHELFCAST_GIT_COMMIT")
+    if not commit:
+        root = Path(__file__).resolve().parents[2]
+        try:
+            commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                    timeout=5, check=True).stdout.strip()
+            dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                   capture_output=True, text=True, timeout=5).stdout.strip()
+            info["git_dirty"] = bool(dirty)
+        except (OSError, subprocess.SubprocessError):
+            commit = None
+    if commit:
+        info["git_commit"] = commit
+    return info
+
+
+def source_tags() -> dict[str, str]:
+    """MLflow's own source tags (the UI shows them on every run): the code's git commit and shelfcast's version."""
+    version = code_version()
+    tags = {"mlflow.source.type": "JOB", "mlflow.source.name": "shelfcast nightly retrain",
+            "shelfcast_version": version["shelfcast"]}
+    if "git_commit" in version:
+        tags["mlflow.source.git.commit"] = version["git_commit"]
+        tags["git_dirty"] = str(version.get("git_dirty", False)).lower()
+    return tags
+
+
+def _now_ms() -> int:
+    return int(clock.now().timestamp() * 1000)
+
+
+def finite_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
+    """The metrics that are finite numbers (MLflow and a manifest carry no NaN, text or flags)."""
     out = {}
-    for key, value in metrics.items():
+    for key, value in (metrics or {}).items():
         number = finite_number(value)
         if number is not None:
-            out[key] = number
+            out[str(key)] = number
     return out
 
 
@@ -190,8 +227,8 @@ class Tracker:
     # ---- a night --------------------------------------------------------------------------------------------
     def start_night(self, night: str, params: dict[str, Any], tags: dict[str, str] | None = None) -> str:
         run = self.client.create_run(
-            self.experiment_id(), run_name=f"night-{night}",
-            tags={"night": night, "kind": "night", "night_status": "running", **(tags or {})},
+            self.experiment_id(), run_name=f"night-{night}", start_time=_now_ms(),
+            tags={"night": night, "kind": "night", "night_status": "running", **source_tags(), **(tags or {})},
         )
         self.log_params(run.info.run_id, params)
         return run.info.run_id
@@ -206,8 +243,8 @@ class Tracker:
     def log_metrics(self, run_id: str, metrics: dict[str, Any]) -> None:
         from mlflow.entities import Metric
 
-        now = int(clock.now().timestamp() * 1000)
-        items = [Metric(k, v, now, 0) for k, v in _finite(metrics).items()]
+        now = _now_ms()
+        items = [Metric(k, v, now, 0) for k, v in finite_metrics(metrics).items()]
         if items:
             self.client.log_batch(run_id, metrics=items)
 
@@ -226,7 +263,10 @@ class Tracker:
         }
         if result.reason:
             tags["reason"] = result.reason[:5000]
-        run = self.client.create_run(self.experiment_id(), run_name=result.name, tags=tags)
+        # The run spans the variant's training, not just its logging: it starts when its parent began to train.
+        started = _now_ms() - int(1000 * max(float(getattr(result, "train_seconds", 0.0) or 0.0), 0.0))
+        run = self.client.create_run(self.experiment_id(), run_name=f"{result.name} · night {night}",
+                                     start_time=started, tags={**tags, **source_tags()})
         run_id = run.info.run_id
         variant_params = {
             "variant": result.name, "technique": result.technique, "units": result.units,
@@ -237,14 +277,14 @@ class Tracker:
         metrics = {**result.metrics(), **(extra_metrics or {})}
         self.log_metrics(run_id, metrics)
         if result.status != "ok":
-            self.client.set_terminated(run_id, "FAILED")
-            return LoggedVariant(result.name, result.status, run_id, None, _finite(metrics), result.reason)
+            self.client.set_terminated(run_id, "FAILED", end_time=_now_ms())
+            return LoggedVariant(result.name, result.status, run_id, None, finite_metrics(metrics), result.reason)
         self.log_artifact(run_id, result.tflite_path, "tflite")
         if result.keras_path is not None:
             self.log_artifact(run_id, result.keras_path, "keras")
         version = self.register(run_id, run.info.artifact_uri, result, night)
-        self.client.set_terminated(run_id, "FINISHED")
-        return LoggedVariant(result.name, "ok", run_id, version, _finite(metrics))
+        self.client.set_terminated(run_id, "FINISHED", end_time=_now_ms())
+        return LoggedVariant(result.name, "ok", run_id, version, finite_metrics(metrics))
 
     def register(self, run_id: str, artifact_uri: str, result, night: str) -> str:
         """A version of the registered model for this variant, tagged with technique and sizes (not a candidate)."""

@@ -17,19 +17,16 @@ from __future__ import annotations
 import getpass
 import os
 import socket
-import subprocess
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Mapping, Sequence
 
-from shelfcast import __version__
 from shelfcast.delivery.channels import ANY, PromotionRefused, move_pointer, read_head, read_log
 from shelfcast.contract import clock
 from shelfcast.contract.manifest import Manifest, check_name, sha256_hex
 from shelfcast.delivery.registry import DEFAULT_ALIASES, Registry, move_alias
-from shelfcast.delivery.selection import Gate, SelectionPolicy, eligibility, finite_number, stable_refusal
-from shelfcast.tracking import Candidate
+from shelfcast.delivery.selection import Gate, SelectionPolicy, eligibility, stable_refusal
+from shelfcast.tracking import Candidate, code_version, finite_metrics
 from shelfcast.contract.verify import verify_model
 from shelfcast.contract.errors import ConfigError, IntegrityError
 from shelfcast.contract.features import InputSpec
@@ -48,31 +45,6 @@ def actor_name() -> str:
     except (KeyError, OSError):
         user = "unknown"
     return f"{user}@{socket.gethostname()}"
-
-
-def code_version() -> dict:
-    """shelfcast's version and, when the code runs from a git checkout, its commit (and whether it was dirty)."""
-    info = {"shelfcast": __version__}
-    commit = os.environ.get("SHELFCAST_GIT_COMMIT")
-    if not commit:
-        root = Path(__file__).resolve().parents[3]
-        try:
-            commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                    timeout=5, check=True).stdout.strip()
-            dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                                   capture_output=True, text=True, timeout=5).stdout.strip()
-            info["git_dirty"] = bool(dirty)
-        except (OSError, subprocess.SubprocessError):
-            commit = None
-    if commit:
-        info["git_commit"] = commit
-    return info
-
-
-def finite_metrics(metrics: Mapping) -> dict[str, float]:
-    """The metrics that are finite numbers (a manifest carries no NaN, text or flags)."""
-    numbers = {str(key): finite_number(value) for key, value in (metrics or {}).items()}
-    return {key: value for key, value in numbers.items() if value is not None}
 
 
 def make_manifest(model_bytes: bytes, *, name: str, version: str, input_spec: Mapping, metrics: Mapping | None = None,

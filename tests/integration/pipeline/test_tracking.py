@@ -51,6 +51,11 @@ def test_night_with_nested_variant_runs_and_registered_versions(tracker, trainer
     assert all(child.data.metrics[name] > 0 for name in SIZE_FIELDS)
     assert child.data.metrics["train_seconds"] == pytest.approx(18.6)
     assert child.data.metrics["naive_mape_pct"] == 17.0
+    # The run lasts as long as the variant's training, is named for what and when, and says which code made it.
+    assert (child.info.end_time - child.info.start_time) / 1000 >= 18.6
+    assert child.info.run_name == "LSTM-16+INT8 · night 2017-06-02"
+    assert len(child.data.tags["mlflow.source.git.commit"]) == 40 and child.data.tags["mlflow.source.type"] == "JOB"
+    assert client.get_run(parent).data.tags["mlflow.source.git.commit"] == child.data.tags["mlflow.source.git.commit"]
     assert {a.path for a in client.list_artifacts(ok.run_id)} == {"tflite", "keras"}
     # The server proxies artifacts to S3: they are objects in the bucket.
     keys = [info.key for info in trainer_store.list("mlflow/") if ok.run_id in info.key]
