@@ -40,7 +40,7 @@ train_parent = task(steps.train_from_bundle, name="train-parent", task_run_name=
 build_variant = task(steps.build_from_bundle, name="build-variant", task_run_name="build {spec.name}", **COMPUTE)
 
 
-@flow(name="retrain-fan-out")
+@flow(name="retrain-fan-out", flow_run_name="fan-out-{sizes}")
 def fan_out(bundle: str, specs: list, sizes: list[int]) -> list:
     """One parent per size, then every variant from its parent, as mapped tasks on the configured runner."""
     parents = dict(zip(sizes, train_parent.map(unmapped(bundle), sizes)))
@@ -62,8 +62,8 @@ def publish_summary(markdown: str, night: str) -> None:
 
 
 def night_run_name() -> str:
-    """`night-2017-03-01` (the night asked for, or today's on the loop's clock)."""
-    return f"night-{flow_run.parameters.get('night') or clock.today().isoformat()}"
+    """`retrain-2017-03-02` (the day it runs on the loop's clock), or `retrain-<night>` for a night asked for."""
+    return f"retrain-{flow_run.parameters.get('night') or clock.today().isoformat()}"
 
 
 @flow(name="retrain", flow_run_name=night_run_name)

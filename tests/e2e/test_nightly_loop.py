@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import date, timedelta
 import subprocess
 from pathlib import Path
 
@@ -100,7 +101,8 @@ def test_shelfcast_run_goes_from_landing_files_to_registered_versions(installed_
         assert names.count("ingest") == 4 and names.count("retrain") == 1
         # Runs say what and when, on the loop's clock, and carry the main job's tags.
         run_names = sorted(run.name for run in runs)
-        assert f"night-{night['night']}" in run_names
+        retrain_day = (date.fromisoformat(night["night"]) + timedelta(days=1)).isoformat()  # the morning after
+        assert f"retrain-{retrain_day}" in run_names and "fan-out-[8]" in run_names
         assert sum(name.startswith("ingest-") and name.endswith("T01:00:00Z") for name in run_names) == 4
         assert all({"shelfcast", "main-job"} <= set(run.tags) for run in runs if run.parent_task_run_id is None)
 
