@@ -14,8 +14,7 @@ import json
 import urllib.request
 from typing import Iterator
 
-INGEST_CRON = "0 * * * *"
-RETRAIN_CRON = "0 2 * * *"
+from shelfcast.pipeline.config import INGEST_CRON, RETRAIN_CRON
 
 
 def api_healthy(api_url: str) -> bool:

@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 
 from shelfcast.cli._console import USAGE_EXIT, fail, get_console, stderr_to
+from shelfcast.pipeline.config import INGEST_CRON, RETRAIN_CRON
 
 from shelfcast.config import load_settings
 
@@ -236,7 +237,7 @@ def serve(
     timezone: str = typer.Option(os.environ.get("SHELFCAST_TIMEZONE", "UTC"), help="IANA timezone of the schedules"),
     landing: str = typer.Option("landing/"),
     config: Optional[str] = typer.Option(None, help="retrain preset or JSON file"),
-    ingest_cron: str = typer.Option("0 * * * *"), retrain_cron: str = typer.Option("0 2 * * *"),
+    ingest_cron: str = typer.Option(INGEST_CRON), retrain_cron: str = typer.Option(RETRAIN_CRON),
     replace: bool = typer.Option(False, help="take over deployments of the same name made for a work pool "
                                  "(`prefect deploy`): they are deleted and made again here"),
 ) -> None:

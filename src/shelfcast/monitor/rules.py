@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import chi2, norm, t
 
+from shelfcast.tracking import finite_number
 from shelfcast.monitor.evaluation import EVAL_COLUMNS, ExpectedError, ape_pct, pearson_r2, require_columns
 from shelfcast.monitor.findings import CheckResult, Finding, Scope
 from shelfcast.monitor.thresholds import Thresholds, severity_rank
@@ -91,8 +92,7 @@ def check_candidate(candidate: CandidateLike, thresholds: Thresholds, frame: pd.
     result = CheckResult()
 
     def known(key: str) -> float | None:
-        value = metrics.get(key)
-        return float(value) if value is not None and np.isfinite(value) else None
+        return finite_number(metrics.get(key))
 
     mape = known("mape_pct")
     if mape is None:

@@ -100,6 +100,11 @@ class RetrainConfig(BaseModel):
             raise ConfigError(f"retrain configuration {source or 'nightly'}: {where}: {first['msg']}") from None
 
 
+# The two schedules, in cron syntax (the timezone is set where they are deployed). `deployments/prefect.yaml`
+# writes the same two; a test holds them equal.
+INGEST_CRON = "0 * * * *"  # hourly: new sales files are ingested within the hour
+RETRAIN_CRON = "0 2 * * *"  # 02:00: after the day's last delivery, before stores open
+
 PRESETS: dict[str, dict] = {
     "nightly": {},
     "quick": {

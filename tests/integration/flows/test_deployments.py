@@ -13,6 +13,8 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
+from shelfcast.pipeline.config import INGEST_CRON, RETRAIN_CRON
+
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]
 PREFECT_YAML = ROOT / "deployments" / "prefect.yaml"
@@ -88,8 +90,8 @@ def test_prefect_deploy_registers_both_deployments(prefect_api, project):
         ingest = client.read_deployment_by_name("ingest/ingest-hourly")
         retrain = client.read_deployment_by_name("retrain/retrain-nightly")
     assert ingest.work_pool_name == retrain.work_pool_name == "shelfcast-process"
-    assert ingest.schedules[0].schedule.cron == "0 * * * *"
-    assert retrain.schedules[0].schedule.cron == "0 2 * * *"
+    assert ingest.schedules[0].schedule.cron == INGEST_CRON == "0 * * * *"
+    assert retrain.schedules[0].schedule.cron == RETRAIN_CRON == "0 2 * * *"
     assert retrain.schedules[0].schedule.timezone == project["definitions"]["timezone"]
     assert retrain.parameters["promote"] is True and retrain.parameters["config"]["window_days"] == 730
 
