@@ -180,8 +180,10 @@ def test_a_store_level_shift_is_named_on_the_store_the_first_day(healthy):
     result = check_live(frame, expected, THRESHOLDS)
     assert [(f.rule, f.scope.label) for f in result.findings] == [("live_accuracy", "store 4")]
     finding = result.findings[0]
-    assert finding.context["window_days"] == 1 and finding.observed > finding.threshold
-    assert finding.severity == "critical"
+    day = frame[last & (frame["actual"] > 0)]
+    by_hand = float(100 * ((day["actual"] - day["forecast"]).abs() / day["actual"]).mean())
+    assert finding.context["window_days"] == 1 and finding.observed == pytest.approx(by_hand, rel=1e-9)
+    assert finding.observed > finding.threshold and finding.severity == "critical"
 
 
 def test_an_item_profile_change_is_named_on_the_item(healthy):
