@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from shelfcast.bench.readme import write_result
     from shelfcast.config import Settings
-    from shelfcast.data.sales import SalesStore
+    from shelfcast.data.sales import SalesTable
     from shelfcast.data.synthetic import generate_sales
     from shelfcast.data.ingest import IngestOptions, deliver_days, deliver_range, ingest_landing, open_landing, store_objects
     from shelfcast.pipeline.config import RetrainConfig
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
         days = sorted(sales["date"].unique())
         objects = store_objects(settings)
         landing = open_landing("landing/", objects)
-        store = SalesStore(objects)
+        store = SalesTable(objects)
         deliver_range(landing, sales, days[0], days[-args.new_days - 1], kind="history")
         ingest_landing(store, landing, IngestOptions())
         config = RetrainConfig.load("quick", variants=VARIANTS)

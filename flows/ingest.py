@@ -1,4 +1,4 @@
-"""The ingest flow (hourly): new files in landing/ -> validated rows in the sales store, the rest quarantined.
+"""The ingest flow (hourly): new files in landing/ -> validated rows in the sales table, the rest quarantined.
 
 One task lists what changed, one task per file ingests it (in name order, so a day's correction follows the
 day). I/O failures are retried; a file's data problems never fail the run, they end in the quarantine and in
@@ -16,9 +16,12 @@ from prefect.runtime import flow_run
 
 from shelfcast.config import load_settings
 from shelfcast.contract import clock
-from shelfcast.data.sales import SalesStore
+from shelfcast.data.sales import SalesTable
 from shelfcast.data.ingest import (
     DEFAULT_MAX_FILE_BYTES,
+    DEFAULT_MAX_NEW_SERIES,
+    DEFAULT_MAX_SALES,
+    DEFAULT_MAX_WITHDRAWN_SHARE,
     FileReport,
     IngestOptions,
     Landing,
@@ -34,15 +37,15 @@ IO_RETRIES = dict(retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=retr
 
 
 @task(name="list-pending", **IO_RETRIES)
-def list_pending(store: SalesStore, landing: Landing):
+def list_pending(store: SalesTable, landing: Landing):
     return pending(landing, store)
 
 
 @task(name="ingest-file", task_run_name="ingest {info.key}", **IO_RETRIES)
-def ingest_one(store: SalesStore, landing: Landing, info, options: IngestOptions) -> FileReport:
+def ingest_one(store: SalesTable, landing: Landing, info, options: IngestOptions) -> FileReport:
     report = ingest_file(store, landing, info, options)
     logger = get_run_logger()
-    if report.action == "quarantined":
+    if report.action in ("quarantined", "held"):
         logger.warning("%s quarantined: %s", report.name, report.error)
     else:
         logger.info("%s %s: %d read, %d accepted, %d duplicate, %d rejected", report.name, report.action,
@@ -63,14 +66,18 @@ def ingest_flow(
     today: date | None = None,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     allow_corrections: bool = True,
+    max_sales: int = DEFAULT_MAX_SALES,
+    max_withdrawn_share: float = DEFAULT_MAX_WITHDRAWN_SHARE,
+    max_new_series: int = DEFAULT_MAX_NEW_SERIES,
 ) -> list[dict]:
     """Ingest every new or changed file of `landing` (a bucket prefix, `s3://...`, or a folder)."""
     settings = load_settings()
     objects = store_objects(settings)
-    store = SalesStore(objects)
+    store = SalesTable(objects)
     location = open_landing(landing, objects)
     options = IngestOptions(today=today, max_file_bytes=max_file_bytes, allow_corrections=allow_corrections,
-                            flow_run_id=str(flow_run.get_id() or ""))
+                            max_sales=max_sales, max_withdrawn_share=max_withdrawn_share,
+                            max_new_series=max_new_series, flow_run_id=str(flow_run.get_id() or ""))
     reports = [ingest_one(store, location, info, options) for info in list_pending(store, location)]
     create_markdown_artifact(render_markdown(reports, location.describe(), objects.describe()),
                              key="ingest-summary", description="files ingested, corrected and quarantined")
@@ -78,7 +85,7 @@ def ingest_flow(
     return [report.to_dict() for report in reports]
 
 
-def check_actuals(store: SalesStore, settings, new_dates: list[str]) -> dict:
+def check_actuals(store: SalesTable, settings, new_dates: list[str]) -> dict:
     """The alert rules after an ingest (flows/monitor.py): freshness every run; input drift and the live
     champion's accuracy when new actuals arrived."""
     from shelfcast.flows.monitor import check_store_after_ingest

@@ -27,7 +27,7 @@ Call sites (plain arguments):
 
     # flows/ingest.py, after every run (with no new dates it checks freshness only, which is when it matters):
     check_store_after_ingest(sales, settings=settings, new_dates=dates_added)
-    #   sales: the `SalesStore`; the champion is found through MLflow (`champion` alias).
+    #   sales: the `SalesTable`; the champion is found through MLflow (`champion` alias).
 
     # or, with everything at hand (tests, backfills, another model source):
     check_after_ingest(sales, champion=(model, version), tflite_path=path, input_spec=spec_dict,

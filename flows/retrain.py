@@ -28,6 +28,7 @@ from shelfcast.pipeline.transient import retry_on_io
 IO_RETRIES = dict(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
 COMPUTE = dict(cache_policy=NO_CACHE)  # training is deterministic work: a failure is a failure, never retried
 
+maintain_sales = task(nightly.maintain_sales, name="maintain-sales-table", **IO_RETRIES)
 load_data = task(nightly.load_training_data, name="load-training-window", **IO_RETRIES)
 make_windows = task(nightly.night_windows, name="make-windows", **COMPUTE)
 start_night = task(steps.start_night, name="start-night", **IO_RETRIES)
@@ -72,7 +73,8 @@ def retrain_flow(config: RetrainConfig = RetrainConfig(), night: str | None = No
     logger = get_run_logger()
     settings = load_settings()
     run_steps = steps.NightSteps(
-        load_data=load_data, make_windows=make_windows, start_night=start_night, score_champion=score_champion,
+        maintain_sales=maintain_sales, load_data=load_data, make_windows=make_windows, start_night=start_night,
+        score_champion=score_champion,
         warm_weights=warm_weights, log_variant=log_variant, log_night=log_night, tag_candidates=tag_candidates,
         fan_out=lambda bundle, specs, sizes, workdir: fan_out.with_options(
             task_runner=make_task_runner(config, workdir))(bundle, specs, sizes),

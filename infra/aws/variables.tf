@@ -5,7 +5,7 @@ variable "region" {
 }
 
 variable "bucket_name" {
-  description = "The shelfcast bucket: landing/, sales/, mlflow/, models/, channels/, promotions/"
+  description = "The shelfcast bucket: landing/, tables/, ledger/, mlflow/, models/, channels/, promotions/"
   type        = string
 }
 

@@ -5,7 +5,7 @@ Flows, the CLI and the main job ask here for what they need, so a deployment cha
 
 - `bucket(settings, role)`: the S3 bucket as one identity sees it (the trainer's by default; `store` is what
   a store device holds).
-- `sales(settings)`: the sales store, in that bucket.
+- `sales(settings)`: the sales table, in that bucket.
 - `alert_log(settings)`: the on-call alert log.
 - `tracker(settings)`: MLflow runs and registry for the nightly pipeline; `mlflow_client(settings)` the bare client.
 """
@@ -23,9 +23,9 @@ def bucket(settings: Settings, role: str = "trainer"):
 
 def sales(settings: Settings):
     from shelfcast.data.ingest import store_objects
-    from shelfcast.data.sales import SalesStore
+    from shelfcast.data.sales import SalesTable
 
-    return SalesStore(store_objects(settings))
+    return SalesTable(store_objects(settings))
 
 
 def alert_log(settings: Settings):

@@ -45,6 +45,10 @@ def scalars_table(doc: dict) -> str:
 
 
 def render(name: str, doc) -> str:
+    if name == "faults":
+        return faults_table(doc)
+    if name == "ingest_scale":
+        return ingest_scale_tables(doc)
     if name.endswith("-targets"):
         return compression_targets(doc)
     if name == "generalisation":
@@ -118,3 +122,40 @@ def compression_targets(doc: dict, budget_bytes: int = 6000) -> str:
         add(f"article table ({doc['seeds']} seeds, every variant) in under 30 minutes on {doc['machine']['cpus']} cores",
             f"{article_meta['wall_seconds'] / 60:.1f} min", article_meta["wall_seconds"] < 1800)
     return "\n".join(lines)
+
+
+def faults_table(cases: list[dict]) -> str:
+    """`bench/results/faults.json`: one row per fault case, passed or not, and a count."""
+    lines = ["| case | expected | observed | passed |", "|---|---|---|:-:|"]
+    for case in cases:
+        cells = [str(case[k]).replace("|", "\\|").replace("\n", " ") for k in ("name", "expected", "observed")]
+        lines.append(f"| {' | '.join(cells)} | {'yes' if case['passed'] else '**no**'} |")
+    passed = sum(bool(c["passed"]) for c in cases)
+    return "\n".join(lines + ["", f"{passed} of {len(cases)} cases passed."])
+
+
+def ingest_scale_tables(doc: dict) -> str:
+    """`bench/results/ingest_scale.json`: the sales table beside the reference store, each measure, and targets."""
+    def paired(records: list[dict], key: str, columns: list[str]) -> str:
+        head = [key] + [f"{c} ({arm})" for c in columns for arm in ("sales table", "reference")]
+        lines = ["| " + " | ".join(head) + " |", "|" + "--:|" * len(head)]
+        for value in dict.fromkeys(r[key] for r in records):
+            row = {r["impl"]: r for r in records if r[key] == value}
+            cells = [_cell(value)] + [_cell(row.get(arm, {}).get(c)) if row.get(arm, {}).get(c) is not None else "-"
+                                      for c in columns for arm in ("sales table", "reference")]
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+    parts = []
+    if "files" in doc:
+        parts.append("One file into an empty store:\n\n" + paired(doc["files"], "mb", ["rows_per_s", "peak_rss_mb"]))
+    if "one_more_file" in doc:
+        parts.append("One more daily file (seconds):\n\n" + paired(doc["one_more_file"], "files_before", ["seconds"]))
+    if "load" in doc:
+        parts.append("A 365-day load:\n\n" + paired(doc["load"], "series",
+                                                        ["seconds", "peak_rss_mb", "frame_mb", "peak_over_frame"]))
+    if "targets" in doc:
+        lines = ["| target | measured | met |", "|---|---|:-:|"]
+        lines += [f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else 'no'} |" for t in doc["targets"]]
+        parts.append("Targets:\n\n" + "\n".join(lines))
+    return "\n\n".join(parts)

@@ -86,13 +86,18 @@ def ingest(
     today: Optional[str] = typer.Option(None, help="YYYY-MM-DD: rows after it are 'in the future' (default: today UTC)"),
     max_file_bytes: int = typer.Option(256 * 1024**2, help="larger files are quarantined without being parsed"),
     corrections: bool = typer.Option(True, help="accept a corrected file under an ingested name"),
+    max_sales: int = typer.Option(1_000_000, help="largest plausible sales of one item in one store on one day"),
+    max_withdrawn_share: float = typer.Option(
+        0.2, help="a correction withdrawing more of its earlier rows than this is held for `ingest approve`"),
+    max_new_series: int = typer.Option(50_000, help="a file adding more new series than this is held"),
 ) -> None:
     """Run the ingest flow once over the landing location."""
     if ctx.invoked_subcommand is None:
-        _run_ingest(landing, date.fromisoformat(today) if today else None, max_file_bytes, corrections)
+        _run_ingest(landing, date.fromisoformat(today) if today else None, max_file_bytes, corrections,
+                    max_sales=max_sales, max_withdrawn_share=max_withdrawn_share, max_new_series=max_new_series)
 
 
-def _run_ingest(landing: str, today: date | None, max_file_bytes: int, corrections: bool) -> None:
+def _run_ingest(landing: str, today: date | None, max_file_bytes: int, corrections: bool, **limits) -> None:
     _quiet_logs()
     from shelfcast.flows.ingest import ingest_flow
     from shelfcast.flows.serve import use_api
@@ -102,7 +107,7 @@ def _run_ingest(landing: str, today: date | None, max_file_bytes: int, correctio
     settings = load_settings()
     with use_api(settings.prefect_api_url), tags("shelfcast", "manual"):
         reports = ingest_flow(landing=landing, today=today, max_file_bytes=max_file_bytes,
-                              allow_corrections=corrections)
+                              allow_corrections=corrections, **limits)
     _print_ingest(reports)
 
 
@@ -119,11 +124,11 @@ def _print_ingest(reports: list[dict]) -> None:
     get_console().print(table)
 
 
-def _sales_store():
-    from shelfcast.data.sales import SalesStore
+def _sales_table():
     from shelfcast.data.ingest import store_objects
+    from shelfcast.data.sales import SalesTable
 
-    return SalesStore(store_objects(load_settings()))
+    return SalesTable(store_objects(load_settings()))
 
 
 @ingest_app.command("catalog")
@@ -136,16 +141,17 @@ def ingest_catalog(
     from shelfcast.data.sales import Catalog
     from shelfcast.data.ingest import format_ids
 
-    store = _sales_store()
+    store = _sales_table()
     catalog, etag = store.catalog()
     if add_stores or add_items:
-        base = catalog or Catalog(frozenset(), frozenset(), frozenset())
+        base = catalog or Catalog(frozenset(), frozenset())
         catalog = base.with_ids(parse_range(add_stores) or [], parse_range(add_items) or [])
         store.save_catalog(catalog, etag)
     if catalog is None:
         typer.echo("no catalogue yet: the first ingested file creates it")
         return
-    typer.echo(f"stores {format_ids(catalog.stores)}; items {format_ids(catalog.items)}; {len(catalog.series)} series")
+    typer.echo(f"stores {format_ids(catalog.stores)}; items {format_ids(catalog.items)}; "
+               f"{len(store.known_series()):,} series")
 
 
 @ingest_app.command("ledger")
@@ -154,29 +160,75 @@ def ingest_ledger(source: Optional[str] = typer.Argument(None, help="one file's 
     """The ingest ledger: every processed file version, newest last."""
     from rich.table import Table
 
-    entries = _sales_store().ledger_history(source)[-last:]
+    entries = _sales_table().ledger_history(source)[-last:]
     table = Table(title="ingest ledger")
-    for column in ("finished", "file", "seq", "action", "sha256", "read", "accepted", "dup", "rejected", "error"):
+    for column in ("finished", "file", "seq", "action", "sha256", "read", "accepted", "dup", "rejected",
+                   "table version", "note"):
         table.add_column(column, overflow="fold")
     for e in entries:
+        note = e.error or (f"approved by {e.approved_by}: {e.approval_reason}" if e.approved_by else "")
         table.add_row(e.finished_at, e.name, str(e.seq), e.action, e.sha256[:12], str(e.rows_read),
-                      str(e.rows_accepted), str(e.rows_duplicate), str(e.rows_rejected), e.error[:120])
+                      str(e.rows_accepted), str(e.rows_duplicate), str(e.rows_rejected), str(e.table_version),
+                      note[:120])
     get_console().print(table)
 
 
 @ingest_app.command("verify")
-def ingest_verify(repair: bool = typer.Option(False, help="delete parts no ledger entry names")) -> None:
-    """Check the sales store against the ledger: parts left by interrupted runs, doubled keys."""
-    store = _sales_store()
-    stale = store.uncommitted_parts()
-    rows = len(store.load())  # raises IntegrityError on doubled keys
-    typer.echo(f"{rows:,} committed rows on {len(store.dates())} days; {len(stale)} uncommitted part(s)")
-    for part in stale[:20]:
-        typer.echo(f"  uncommitted: {part.key}")
-    if repair and stale:
-        for part in stale:
-            store.objects.delete(part.key)
-        typer.echo(f"deleted {len(stale)} uncommitted part(s)")
+def ingest_verify() -> None:
+    """Check the sales table: every (date, store, item) key exactly once."""
+    store = _sales_table()
+    rows, doubled = store.verify()
+    typer.echo(f"{rows:,} committed rows in version {store.version()} of {store.describe()}; "
+               f"{len(doubled)} doubled key(s)")
+    for key in doubled:
+        typer.echo(f"  doubled: {key}")
+    if doubled:
+        raise typer.Exit(1)
+
+
+@ingest_app.command("approve")
+def ingest_approve(
+    name: str = typer.Argument(..., help="the landing file name of the held file"),
+    by: str = typer.Option(..., help="who approves (recorded in the ledger)"),
+    reason: str = typer.Option(..., help="why (recorded in the ledger)"),
+) -> None:
+    """Ingest a held file (a correction withdrawing many rows, or many new series) as it is."""
+    from shelfcast.data.ingest import IngestOptions, approve
+
+    report = approve(_sales_table(), name, by, reason, IngestOptions())
+    _print_ingest([report.to_dict()])
+
+
+@ingest_app.command("restore")
+def ingest_restore(
+    name: str = typer.Argument(..., help="the landing file name"),
+    seq: int = typer.Option(..., help="the ledger entry (seq, see `ingest ledger NAME`) whose rows come back"),
+    by: str = typer.Option(..., help="who restores (recorded in the ledger)"),
+    reason: str = typer.Option(..., help="why (recorded in the ledger)"),
+) -> None:
+    """Bring back the rows of a superseded version of a file, read from the sales table's history."""
+    from shelfcast.data.ingest import IngestOptions, restore
+
+    report = restore(_sales_table(), name, seq, by, reason, IngestOptions())
+    _print_ingest([report.to_dict()])
+
+
+@ingest_app.command("migrate")
+def ingest_migrate(
+    delete_old: bool = typer.Option(False, help="delete the old Parquet parts and catalogue after moving them"),
+) -> None:
+    """Move a sales store of Parquet parts by date (`sales/date=...`) into the sales table, keeping the ledger."""
+    from shelfcast.data.migrate import migrate
+
+    report = migrate(_sales_table(), delete_old=delete_old)
+    typer.echo(f"moved {report.rows:,} rows of {report.sources} file(s) into version {report.table_version}; "
+               f"{report.series:,} series, {report.parts_deleted} old part(s) deleted")
+
+
+@ingest_app.command("maintain")
+def ingest_maintain(retention_days: int = typer.Option(14, help="keep every version of the last N days")) -> None:
+    """Compact, checkpoint and vacuum the sales table (the nightly retrain does this before it reads)."""
+    typer.echo(json.dumps(_sales_table().maintain(retention_days), indent=1))
 
 
 @ingest_app.command("backfill")

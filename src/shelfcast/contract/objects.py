@@ -233,7 +233,7 @@ class LocalObjects:
     @staticmethod
     def _etag(path: Path) -> str:
         stat = path.stat()
-        return f"m{stat.st_mtime_ns}s{stat.st_size}"
+        return f"m{stat.st_mtime_ns}s{stat.st_size}"  # the same formula as `list`
 
     def _write_temp(self, path: Path, body: bytes) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -282,14 +282,23 @@ class LocalObjects:
         return ObjectInfo(key, self._etag(path), path.stat().st_size)
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        if not self.root.exists():
+        # Walk only the folder the prefix names (not the whole root), with os.scandir: listing one file's ledger
+        # entries must not cost a walk of every table file, and a listing of thousands costs milliseconds.
+        base = self.root / prefix.rpartition("/")[0]
+        if not base.is_dir():
             return
-        for path in sorted(self.root.rglob("*")):
-            if not path.is_file() or path.name.startswith(".tmp-") or path.name == ".lock":
-                continue
-            key = path.relative_to(self.root).as_posix()
-            if key.startswith(prefix):
-                yield ObjectInfo(key, self._etag(path), path.stat().st_size)
+        found = []
+        for folder, _, names in os.walk(base):
+            rel = os.path.relpath(folder, self.root).replace(os.sep, "/")
+            for name in names:
+                if name.startswith(".tmp-") or name == ".lock":
+                    continue
+                key = name if rel == "." else f"{rel}/{name}"
+                if key.startswith(prefix):
+                    stat = os.stat(os.path.join(folder, name))
+                    found.append(ObjectInfo(key, f"m{stat.st_mtime_ns}s{stat.st_size}", stat.st_size))
+        yield from sorted(found, key=lambda info: info.key)
+
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)

@@ -1,13 +1,18 @@
 """Ingest: take delivered daily sales files from a landing location into the sales store, exactly once.
 
-Every row goes through the core reader (`read_raw`, `validate_sales`) and then through the checks only the
+Every row goes through the streamed reader (`read_sales_stream`) and then through the checks only the
 store of history can make (`check_history`): an unknown store or item, a date in the future, a
 (date, store, item) already ingested with a different value. Gaps (missing days, missing series) are
 reported as warnings. Accepted rows become Parquet parts, rejected rows go to the quarantine with their
-reason, and the file is recorded in the ledger (see `shelfcast.data.sales` for the commit protocol).
+reason, and the file is recorded in the ledger (see `shelfcast.data.sales` for the commit protocol: the checks
+run against one version of the sales table and the rows commit as the next version, or everything is checked
+again).
 
 A re-delivered file (same name, same bytes) is a no-op. A corrected file (same name, new bytes) replaces the
-rows of its earlier version, and the ledger records it as `corrected` with the rows it changed. Rows that
+rows of its earlier version, and the ledger records it as `corrected` with the rows it changed. A correction
+that withdraws more than `max_withdrawn_share` of the rows it replaces (a broken re-export, an empty file), or a
+file that would add more than `max_new_series` series to the catalogue, is held in the quarantine until
+`shelfcast ingest approve`; `shelfcast ingest restore` brings a superseded version back. Rows that
 are already in the store with the same value (a backfill overlapping earlier deliveries) are counted as
 duplicates and skipped, so a backfill can run any number of times.
 """
@@ -26,19 +31,25 @@ import numpy as np
 import pandas as pd
 
 from shelfcast.contract import clock
-from shelfcast.data.schema import KEY, read_raw, validate_sales
+from shelfcast.data.schema import DEFAULT_MAX_SALES, KEY, read_sales_stream
 from shelfcast.data.sales import (
+    COMMIT_ATTEMPTS,
     Catalog,
     LedgerEntry,
     LedgerRef,
-    SalesStore,
+    SalesTable,
+    TableMoved,
+    backoff,
     clean_etag,
     source_id,
 )
-from shelfcast.contract.errors import ConfigError, WriteConflict, SalesSchemaError
-from shelfcast.contract.objects import LocalObjects, ObjectInfo, Objects, ObjectStore
+from shelfcast.contract.errors import ConfigError, SalesSchemaError, WriteConflict
+from shelfcast.contract.objects import AlreadyExists, LocalObjects, ObjectInfo, Objects, ObjectStore
 
 DEFAULT_MAX_FILE_BYTES = 256 * 1024**2
+DEFAULT_MAX_WITHDRAWN_SHARE = 0.2
+DEFAULT_MAX_NEW_SERIES = 50_000
+GAP_LOOKBACK_DAYS = 31
 
 
 def format_ids(ids) -> str:
@@ -138,51 +149,62 @@ def check_history(rows: pd.DataFrame, existing: pd.DataFrame, catalog: Catalog |
 
     `rows`: validated rows (date, store, item, sales, line). `existing`: committed rows of other files for the
     same dates (date, store, item, sales, source). A row equal to an existing one is a duplicate (skipped); a row
-    that differs is rejected, because only a corrected delivery of the same file may change a value.
+    that differs is rejected, because only a corrected delivery of the same file may change a value. Reasons are
+    written only for the rows that get one, so a large clean file costs a few vector operations.
     """
     rows = rows.reset_index(drop=True)
-    reason = pd.Series("", index=rows.index, dtype=object)
+    reason = np.full(len(rows), None, dtype=object)
 
-    def reject(mask: pd.Series, text: pd.Series) -> None:
-        fresh = mask & (reason == "")
-        reason[fresh] = text[fresh]
+    def reject(mask: np.ndarray, text) -> None:
+        fresh = np.flatnonzero(mask & pd.isna(reason))
+        if len(fresh):
+            reason[fresh] = text(rows.iloc[fresh], fresh)
 
-    day = rows["date"].dt.strftime("%Y-%m-%d")
-    reject(rows["date"] > pd.Timestamp(today),
-           "date=" + day + f" is in the future (today is {today}); check the date column of the export")
+    reject((rows["date"] > pd.Timestamp(today)).to_numpy(),
+           lambda r, _: ("date=" + r["date"].dt.strftime("%Y-%m-%d")
+                         + f" is in the future (today is {today}); check the date column of the export").to_numpy())
     if catalog is not None:
         for column, known, flag in (("store", catalog.stores, "stores"), ("item", catalog.items, "items")):
-            ids = rows[column].astype(str)
-            reject(~rows[column].isin(list(known)),
-                   f"{column} " + ids + f" is not in the catalogue (known {flag}: {format_ids(known)}); if it is new, "
-                   f"add it with `shelfcast ingest catalog --add-{flag} " + ids + "`")
-    duplicate = pd.Series(False, index=rows.index)
-    if len(existing):
+            unknown = ~np.isin(rows[column].to_numpy(), np.fromiter(known, dtype=np.int64, count=len(known)))
+            reject(unknown, lambda r, _, column=column, known=known, flag=flag: (
+                f"{column} " + r[column].astype(str) + f" is not in the catalogue (known {flag}: "
+                f"{format_ids(known)}); if it is new, add it with `shelfcast ingest catalog --add-{flag} "
+                + r[column].astype(str) + "`").to_numpy())
+    duplicate = np.zeros(len(rows), dtype=bool)
+    if len(existing) and len(rows):
         merged = rows[list(KEY) + ["sales"]].merge(
             existing[list(KEY) + ["sales", "source"]].rename(columns={"sales": "sales_existing"}),
-            on=list(KEY), how="left", validate="one_to_one",
+            on=list(KEY), how="left", validate="one_to_one", sort=False,
         )
-        merged.index = rows.index
-        present = merged["sales_existing"].notna()
-        same = present & (merged["sales"] == merged["sales_existing"])
-        text = ("sales=" + merged["sales"].astype(str) + " differs from "
-                + merged["sales_existing"].fillna(0).astype(np.int64).astype(str)
-                + " already ingested for this date, store and item from " + merged["source"].fillna("")
-                + "; to change a delivered value, deliver a corrected " + merged["source"].fillna("")
-                + " under the same name")
-        reject(present & ~same, text)
-        duplicate = same & (reason == "")
-    ok = (reason == "") & ~duplicate
-    rejected = pd.DataFrame({"line": rows.loc[reason != "", "line"], "reason": reason[reason != ""]})
-    return HistoryCheck(rows.loc[ok].reset_index(drop=True), rejected.reset_index(drop=True), int(duplicate.sum()))
+        present = merged["sales_existing"].notna().to_numpy()
+        same = present & (merged["sales"] == merged["sales_existing"]).to_numpy()
+        reject(present & ~same, lambda r, index: (
+            "sales=" + r["sales"].astype(str) + " differs from "
+            + merged["sales_existing"].iloc[index].astype(np.int64).astype(str).to_numpy()
+            + " already ingested for this date, store and item from " + merged["source"].iloc[index].to_numpy()
+            + "; to change a delivered value, deliver a corrected " + merged["source"].iloc[index].to_numpy()
+            + " under the same name").to_numpy())
+        duplicate = same & pd.isna(reason)
+    has_reason = ~pd.isna(reason)
+    ok = ~has_reason & ~duplicate
+    rejected = pd.DataFrame({"line": rows["line"].to_numpy()[has_reason], "reason": reason[has_reason]})
+    accepted = rows if ok.all() else rows.loc[ok].reset_index(drop=True)  # a clean file is not copied
+    return HistoryCheck(accepted, rejected, int(duplicate.sum()))
 
 
-def gap_warnings(accepted: pd.DataFrame, known_dates: list[date], catalog: Catalog | None) -> list[str]:
-    """Missing days before or inside the delivered range, and catalogue series with no row on a delivered day."""
+def unique_days(rows: pd.DataFrame) -> list[date]:
+    """The distinct days of `rows`, sorted (through numpy: a Python object per row costs seconds per million)."""
+    return [day.item() for day in np.unique(rows["date"].to_numpy().astype("datetime64[D]"))]
+
+
+def gap_warnings(accepted: pd.DataFrame, known_dates: list[date], series: pd.DataFrame | None) -> list[str]:
+    """Missing days before or inside the delivered range, and catalogue series with no row on a delivered day.
+
+    `series`: the catalogue's series (store, item) of the stores in the file."""
     if accepted.empty:
         return []
     warnings = []
-    days = sorted(set(accepted["date"].dt.date))
+    days = unique_days(accepted)
     earlier = [d for d in known_dates if d < days[0]]
     if earlier and (days[0] - earlier[-1]).days > 1:
         first, last = earlier[-1] + timedelta(days=1), days[0] - timedelta(days=1)
@@ -192,14 +214,25 @@ def gap_warnings(accepted: pd.DataFrame, known_dates: list[date], catalog: Catal
     missing_days = sorted(set(inside) - set(days) - set(known_dates))
     if missing_days:
         warnings.append(f"gap: the file skips {len(missing_days)} day(s) in its range, first {missing_days[0]}")
-    if catalog is not None and catalog.series:
-        present = set(zip(accepted["date"].dt.date, accepted["store"].astype(int), accepted["item"].astype(int)))
-        missing = [(d, s, i) for d in days for s, i in sorted(catalog.series) if (d, s, i) not in present]
-        if missing:
-            d, s, i = missing[0]
-            warnings.append(f"gap: {len(missing)} (date, series) rows missing on {len({m[0] for m in missing})} "
-                            f"day(s), first {d} store {s} item {i}; the series will have a hole until it is delivered")
+    if series is not None and len(series):
+        known = series_keys(series)
+        day_index = np.searchsorted(np.array(days, dtype="datetime64[D]"),
+                                    accepted["date"].to_numpy().astype("datetime64[D]"))
+        present = np.bincount(day_index[np.isin(series_keys(accepted), known)], minlength=len(days))
+        short = len(known) - present  # keys are unique within a file, so this counts the missing series per day
+        if short.any():
+            first_day = int(np.flatnonzero(short)[0])
+            there = series_keys(accepted[day_index == first_day])
+            s, i = divmod(int(np.setdiff1d(known, there)[0]), 1 << 32)
+            warnings.append(f"gap: {int(short.sum())} (date, series) rows missing on {int((short > 0).sum())} "
+                            f"day(s), first {days[first_day]} store {s} item {i}; the series will have a hole until "
+                            "it is delivered")
     return warnings
+
+
+def series_keys(frame: pd.DataFrame) -> np.ndarray:
+    """(store, item) as one int64 per row, store * 2**32 + item (validation keeps ids below 2**31)."""
+    return (frame["store"].to_numpy(np.int64) << 32) | frame["item"].to_numpy(np.int64)
 
 
 # ---- one file ------------------------------------------------------------------------------------------------
@@ -208,7 +241,7 @@ class FileReport:
     """What happened to one landing file in one run."""
 
     name: str
-    action: str  # ingested | corrected | quarantined | unchanged
+    action: str  # ingested | corrected | quarantined | held | unchanged | approved | restored
     rows_read: int = 0
     rows_accepted: int = 0
     rows_duplicate: int = 0
@@ -219,6 +252,8 @@ class FileReport:
     quarantine: list[str] = field(default_factory=list)
     ledger_key: str = ""
     seconds: float = 0.0
+    table_version: int = -1
+    commit_attempts: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -230,6 +265,14 @@ class IngestOptions:
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     allow_corrections: bool = True
     flow_run_id: str = ""
+    max_sales: int = DEFAULT_MAX_SALES
+    max_withdrawn_share: float = DEFAULT_MAX_WITHDRAWN_SHARE
+    max_new_series: int = DEFAULT_MAX_NEW_SERIES
+    commit_attempts: int = COMMIT_ATTEMPTS
+
+
+class Held(SalesSchemaError):
+    """A file that would change the history too much to be taken without a person's approval."""
 
 
 def sha256_file(path: Path) -> str:
@@ -240,7 +283,7 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def pending(landing: Landing, store: SalesStore) -> list[ObjectInfo]:
+def pending(landing: Landing, store: SalesTable) -> list[ObjectInfo]:
     """Landing files whose ETag differs from the one their latest ledger entry recorded (cheap: two listings)."""
     index = store.ledger_index()
     result = []
@@ -251,13 +294,13 @@ def pending(landing: Landing, store: SalesStore) -> list[ObjectInfo]:
     return result
 
 
-def ingest_file(store: SalesStore, landing: Landing, info: ObjectInfo, options: IngestOptions) -> FileReport:
+def ingest_file(store: SalesTable, landing: Landing, info: ObjectInfo, options: IngestOptions) -> FileReport:
     """Ingest one landing file. Data problems end in the quarantine and the report; I/O errors propagate."""
     started = time.perf_counter()
     name = landing.name(info.key)
     source = source_id(name)
     today = options.today or clock.today()
-    latest = store.ledger_index().get(source)
+    latest = store.latest(source)
     if latest is not None and latest.etag == clean_etag(info.etag):
         return FileReport(name, "unchanged", seconds=time.perf_counter() - started)
     with tempfile.TemporaryDirectory(prefix="shelfcast-ingest-") as tmp:
@@ -273,43 +316,79 @@ def ingest_file(store: SalesStore, landing: Landing, info: ObjectInfo, options: 
         if previous is not None and previous.sha256 == sha:
             # Same bytes delivered again (new ETag): record the ETag so the next run skips it, change nothing.
             entry.action, entry.previous_sha256, entry.data_sha16 = "redelivered", sha, latest.sha16
+            entry.table_version = previous.table_version
             entry.finished_at = clock.stamp()
-            key = store.commit(entry)
-            return FileReport(name, "unchanged", ledger_key=key, seconds=time.perf_counter() - started)
+            report = FileReport(name, "unchanged")
+            report.ledger_key = _write_ledger(store, entry, report)
+            report.seconds = time.perf_counter() - started
+            return report
         if previous is not None:
             entry.action, entry.previous_sha256 = "corrected", previous.sha256
         try:
             report = _ingest_content(store, path, name, entry, latest, today, options)
         except SalesSchemaError as exc:
-            report = _quarantine_file(store, path, name, entry, latest, str(exc))
+            report = _quarantine_file(store, path, name, entry, latest, exc)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _quarantine_file(store: SalesStore, path: Path, name: str, entry: LedgerEntry, latest: LedgerRef | None,
-                     error: str) -> FileReport:
-    """The whole file is unusable: keep a copy and the reason in the quarantine, record it, move on.
+def _write_ledger(store: SalesTable, entry: LedgerEntry, report: FileReport) -> str:
+    """Write the entry; when another run of the same file wrote this sequence number first, its entry stands
+    (both checked the same file against the table, and its rows are committed once by the table's protocol)."""
+    try:
+        return store.commit(entry)
+    except AlreadyExists:
+        report.action = "unchanged"
+        report.warnings.append(f"ledger entry {entry.seq} of {entry.name} was written by another ingest run "
+                               "at the same time; its outcome stands")
+        return entry.key()
 
-    A quarantined correction keeps the rows of the version it tried to replace (`data_sha16`), so one broken
-    re-export never opens a hole in the history.
+
+def _quarantine_file(store: SalesTable, path: Path, name: str, entry: LedgerEntry, latest: LedgerRef | None,
+                     exc: SalesSchemaError) -> FileReport:
+    """The whole file is unusable (or held for approval): keep a copy and the reason in the quarantine.
+
+    A quarantined or held correction keeps the rows of the version it tried to replace (`data_sha16`), so one
+    broken re-export never opens a hole in the history.
     """
+    error = str(exc)
+    held = isinstance(exc, Held)
     prefix = store.quarantine_prefix(entry.source, entry.sha16)
     original = prefix + Path(name).name
     store.objects.upload(path, original)
-    detail = {"name": name, "sha256": entry.sha256, "bytes": entry.bytes, "error": error, "at": clock.stamp()}
+    detail = {"name": name, "sha256": entry.sha256, "bytes": entry.bytes, "error": error, "at": clock.stamp(),
+              "held": held}
     store.objects.put(prefix + "error.json", json.dumps(detail, indent=1).encode(), "application/json")
     warnings = []
     if latest is not None:
         entry.data_sha16 = latest.sha16
         warnings.append(f"the rows of the earlier version (sha256 {entry.previous_sha256[:16]}...) stay in the store")
-    entry.action, entry.error, entry.warnings = "quarantined", error, warnings
+    if held:
+        warnings.append(f"held: approve it with `shelfcast ingest approve {name} --by NAME --reason TEXT`")
+    entry.action, entry.error, entry.warnings = ("held" if held else "quarantined"), error, warnings
     entry.quarantine = [original, prefix + "error.json"]
     entry.finished_at = clock.stamp()
-    key = store.commit(entry)
-    return FileReport(name, "quarantined", error=error, warnings=warnings, quarantine=entry.quarantine, ledger_key=key)
+    report = FileReport(name, entry.action, error=error, warnings=warnings, quarantine=entry.quarantine)
+    report.ledger_key = _write_ledger(store, entry, report)
+    return report
 
 
-def _ingest_content(store: SalesStore, path: Path, name: str, entry: LedgerEntry, latest: LedgerRef | None,
+@dataclass
+class Parsed:
+    """A file read and validated: its rows (with file line numbers) and what validation rejected."""
+
+    rows: pd.DataFrame  # date, store, item, sales, line
+    rejected: pd.DataFrame  # source, line, reason, the raw columns
+    rows_read: int
+
+
+def parse_file(path: Path, name: str, options: IngestOptions) -> Parsed:
+    """Read and validate a delivered file block by block (memory bounded by the accepted rows' numbers)."""
+    read = read_sales_stream(path, name, max_sales=options.max_sales)
+    return Parsed(read.accepted, read.rejected, read.rows_read)
+
+
+def _ingest_content(store: SalesTable, path: Path, name: str, entry: LedgerEntry, latest: LedgerRef | None,
                     today: date, options: IngestOptions) -> FileReport:
     if entry.bytes > options.max_file_bytes:
         raise SalesSchemaError(
@@ -321,84 +400,221 @@ def _ingest_content(store: SalesStore, path: Path, name: str, entry: LedgerEntry
             f"file {name} was ingested before with other content (sha256 {entry.previous_sha256[:16]}...); "
             "corrections are disabled: deliver the change under a new name or enable corrections"
         )
-    raw = read_raw(path, source=name)
-    validated = validate_sales(raw, name)
-    lines = np.setdiff1d(np.arange(len(raw)) + 2, validated.rejected["line"].to_numpy())
-    rows = validated.accepted.assign(line=lines)
-    if rows.empty:
-        existing = rows.assign(source="")
-    else:
-        existing = store.load(rows["date"].min().date(), rows["date"].max().date(),
-                              exclude_source=entry.source, with_source=True)
-    catalog, catalog_etag = store.catalog()
-    checked = check_history(rows, existing, catalog, today)
-    warnings = gap_warnings(checked.accepted, store.dates(), catalog)
-    if catalog is None and not checked.accepted.empty:
-        catalog_new = Catalog.from_rows(checked.accepted)
-        warnings.append(f"catalogue created from {name}: stores {format_ids(catalog_new.stores)}, "
-                        f"items {format_ids(catalog_new.items)}, {len(catalog_new.series)} series")
-    elif catalog is not None:
-        fresh = set(zip(checked.accepted["store"].astype(int), checked.accepted["item"].astype(int))) - catalog.series
-        catalog_new = catalog.with_ids(series=fresh) if fresh else None
-        if fresh:
-            warnings.append(f"{len(fresh)} new series of known stores and items added to the catalogue, "
-                            f"first store {min(fresh)[0]} item {min(fresh)[1]}")
-    else:
-        catalog_new = None
+    return commit_checked(store, parse_file(path, name, options), name, entry, today, options)
 
-    rejected = _rejected_rows(validated.rejected, checked.rejected, raw, name)
-    if entry.action == "corrected":
-        warnings.insert(0, _correction_note(store, entry, checked.accepted))
+
+def commit_checked(store: SalesTable, parsed: Parsed, name: str, entry: LedgerEntry, today: date,
+                   options: IngestOptions, hold: bool = True) -> FileReport:
+    """Check the rows against one version of the sales table and commit them as the next version.
+
+    When another writer committed in between, everything is checked again against the new version (up to
+    `options.commit_attempts` times); the rows of a key another file committed meanwhile are then duplicates or
+    conflicts, never a second copy. `hold=False` is an approval: the withdrawn-share and new-series limits pass.
+    """
+    rows = parsed.rows
+    warnings: list[str] = []
+    catalog = _ensure_catalog(store, rows, name, warnings)
+    for attempt in range(1, options.commit_attempts + 1):
+        dt = store.table()
+        already = store.committed(dt, entry.source, entry.data_sha16, entry.seq)
+        existing = _existing_rows(store, rows, entry.source, dt)
+        checked = check_history(rows, existing, catalog, today)
+        notes = list(warnings)
+        stores = sorted(rows["store"].unique().tolist())
+        series = store.known_series(stores) if stores else None
+        known_dates = _known_dates(store, checked.accepted, dt)
+        notes += gap_warnings(checked.accepted, known_dates, series)
+        fresh = new_series_of(checked.accepted, series)
+        if len(fresh) > options.max_new_series and hold and not already:
+            first = fresh.iloc[0]
+            raise Held(f"file {name} would add {len(fresh):,} new series to the catalogue (limit "
+                       f"{options.max_new_series:,}), first store {first['store']} item {first['item']}; if they "
+                       f"are real, approve it with `shelfcast ingest approve {name}`, else fix the export")
+        if entry.action == "corrected":
+            note, withdrawn, before = _correction_note(store, entry, checked.accepted, dt)
+            notes.insert(0, note)
+            entry.rows_withdrawn = withdrawn
+            share = withdrawn / before if before else 0.0
+            if share > options.max_withdrawn_share and hold and not already:
+                raise Held(f"file {name}: this correction withdraws {withdrawn:,} of the {before:,} rows of the "
+                           f"version it replaces ({share:.0%}, limit {options.max_withdrawn_share:.0%}); a broken "
+                           f"re-export looks like this: deliver the complete file again, or approve it with "
+                           f"`shelfcast ingest approve {name} --by NAME --reason TEXT`")
+        if len(fresh):
+            entry.series_added = store.add_series(fresh, entry.source)
+            notes.append(f"{len(fresh)} new series added to the catalogue, first store "
+                         f"{fresh.iloc[0]['store']} item {fresh.iloc[0]['item']}")
+        if already:
+            entry.table_version = _version_holding(dt, entry)
+            break
+        try:
+            entry.table_version = store.commit_rows(dt, checked.accepted, entry.source, entry.data_sha16,
+                                                    entry.seq, {"shelfcast.name": name})
+            break
+        except TableMoved:
+            backoff(attempt)
+    else:
+        raise SalesSchemaError(
+            f"file {name}: the sales table changed under {options.commit_attempts} attempts in a row to commit it "
+            "(other ingests were committing at the same time); nothing of it was committed: rerun the ingest"
+        )
+    rejected = _rejected_rows(parsed.rejected, checked.rejected, rows, name)
     if len(rejected):
         key = store.quarantine_prefix(entry.source, entry.sha16) + "rejected.csv"
         store.objects.put(key, rejected.to_csv(index=False).encode(), "text/csv")
         entry.quarantine = [key]
-    entry.parts = store.write_parts(checked.accepted, entry.source, entry.sha16)
-    if catalog_new is not None:
-        try:
-            store.save_catalog(catalog_new, catalog_etag)
-        except WriteConflict:
-            raise SalesSchemaError(f"file {name}: the catalogue changed during this ingest; rerun the ingest") from None
-    entry.rows_read = validated.rows_read
+    entry.rows_read = parsed.rows_read
     entry.rows_accepted = len(checked.accepted)
     entry.rows_duplicate = checked.duplicates
     entry.rows_rejected = len(rejected)
-    entry.dates = sorted({f"{d:%Y-%m-%d}" for d in checked.accepted["date"]})
-    entry.warnings = warnings
+    entry.dates = [str(day) for day in unique_days(checked.accepted)]
+    entry.warnings = notes
     entry.finished_at = clock.stamp()
-    key = store.commit(entry)
-    if latest is not None:
-        store.delete_stale_parts(entry.source, entry.data_sha16)
-    return FileReport(
-        name, entry.action, entry.rows_read, entry.rows_accepted, entry.rows_duplicate, entry.rows_rejected,
-        entry.dates, "", warnings, entry.quarantine, key,
-    )
+    report = FileReport(name, entry.action, entry.rows_read, entry.rows_accepted, entry.rows_duplicate,
+                        entry.rows_rejected, entry.dates, "", notes, entry.quarantine,
+                        table_version=entry.table_version, commit_attempts=attempt)
+    report.ledger_key = _write_ledger(store, entry, report)
+    return report
 
 
-def _rejected_rows(validation: pd.DataFrame, history: pd.DataFrame, raw: pd.DataFrame, name: str) -> pd.DataFrame:
+def _version_holding(dt, entry: LedgerEntry) -> int:
+    """The table version whose commit holds the rows of `entry` (a rerun after the table commit)."""
+    for commit in dt.history(limit=200):
+        if commit.get("shelfcast.sha16") == entry.data_sha16 and commit.get("shelfcast.seq") == str(entry.seq):
+            return int(commit["version"])
+    return dt.version()
+
+
+def _ensure_catalog(store: SalesTable, rows: pd.DataFrame, name: str, warnings: list[str]) -> Catalog | None:
+    """The known ids; the first file with rows creates them (then it has no ids to check against)."""
+    catalog, etag = store.catalog()
+    if catalog is not None or rows.empty:
+        return catalog
+    created = Catalog(frozenset(rows["store"].astype(int).unique().tolist()),
+                      frozenset(rows["item"].astype(int).unique().tolist()))
+    try:
+        store.save_catalog(created, etag)
+    except WriteConflict:  # another first file created it at the same moment: check against theirs
+        return store.catalog()[0]
+    warnings.append(f"catalogue created from {name}: stores {format_ids(created.stores)}, "
+                    f"items {format_ids(created.items)}")
+    return None
+
+
+def _existing_rows(store: SalesTable, rows: pd.DataFrame, source: str, dt) -> pd.DataFrame:
+    """Committed rows of other sources on the file's days and stores (the only keys the file can collide with)."""
+    if rows.empty:
+        return rows.assign(source="")[["date", "store", "item", "sales", "source"]]
+    return store.load(rows["date"].min().date(), rows["date"].max().date(), exclude_source=source,
+                      with_source=True, stores=sorted(rows["store"].unique().tolist()), dt=dt)
+
+
+def _known_dates(store: SalesTable, accepted: pd.DataFrame, dt) -> list[date]:
+    """Days with rows from `GAP_LOOKBACK_DAYS` before the file to its end, or the newest day before that."""
+    if accepted.empty:
+        return []
+    first, last = accepted["date"].min().date(), accepted["date"].max().date()
+    days = store.dates(first - timedelta(days=GAP_LOOKBACK_DAYS), last, dt=dt)
+    if not any(d < first for d in days):
+        newest = store.newest_date(dt)
+        if newest is not None and newest < first:
+            days = [newest] + days
+    return days
+
+
+def new_series_of(accepted: pd.DataFrame, known: pd.DataFrame | None) -> pd.DataFrame:
+    """The (store, item, first_date) of accepted rows whose series the catalogue lacks, sorted."""
+    if accepted.empty:
+        return pd.DataFrame({"store": [], "item": [], "first_date": []})
+    firsts = pd.Series(accepted["date"].to_numpy()).groupby(series_keys(accepted)).min()  # one int64 key
+    keys = firsts.index.to_numpy(np.int64)
+    fresh = ~np.isin(keys, series_keys(known)) if known is not None and len(known) else np.ones(len(keys), bool)
+    return pd.DataFrame({"store": keys[fresh] >> 32, "item": keys[fresh] & 0xFFFFFFFF,
+                         "first_date": firsts.to_numpy()[fresh]})
+
+
+def _rejected_rows(validation: pd.DataFrame, history: pd.DataFrame, rows: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Rows rejected by validation and by the history checks, in line order, with the values of the row."""
     if history.empty:
         return validation
-    raw_rows = raw.iloc[history["line"].to_numpy() - 2].reset_index(drop=True)
-    extra = pd.concat([history[["line", "reason"]].reset_index(drop=True), raw_rows], axis=1)
+    values = rows.loc[rows["line"].isin(history["line"]), ["line", "date", "store", "item", "sales"]]
+    extra = history[["line", "reason"]].merge(values, on="line", how="left")
+    extra["date"] = extra["date"].dt.strftime("%Y-%m-%d")
+    extra = extra.astype({"store": str, "item": str, "sales": str})
     extra.insert(0, "source", name)
     combined = pd.concat([validation, extra], ignore_index=True) if len(validation) else extra
     return combined.sort_values("line").reset_index(drop=True)
 
 
-def _correction_note(store: SalesStore, entry: LedgerEntry, accepted: pd.DataFrame) -> str:
-    """Say exactly what a corrected file changes compared with the version it replaces."""
-    before = store.load(only_source=entry.source)[list(KEY) + ["sales"]]
+def _correction_note(store: SalesTable, entry: LedgerEntry, accepted: pd.DataFrame, dt) -> tuple[str, int, int]:
+    """What a corrected file changes compared with the version it replaces: (note, rows withdrawn, rows before)."""
+    before = store.load(only_source=entry.source, dt=dt)[list(KEY) + ["sales"]]
     after = accepted[list(KEY) + ["sales"]]
     merged = before.merge(after, on=list(KEY), how="outer", suffixes=("_before", "_after"), indicator=True)
     changed = int(((merged["_merge"] == "both") & (merged["sales_before"] != merged["sales_after"])).sum())
     added = int((merged["_merge"] == "right_only").sum())
     removed = int((merged["_merge"] == "left_only").sum())
-    return (f"corrected file: replaces the version with sha256 {entry.previous_sha256[:16]}...; "
+    note = (f"corrected file: replaces the version with sha256 {entry.previous_sha256[:16]}...; "
             f"{changed} value(s) changed, {added} row(s) added, {removed} row(s) withdrawn")
+    return note, removed, len(before)
+
+
+# ---- approval and restore ----------------------------------------------------------------------------------
+def approve(store: SalesTable, name: str, by: str, reason: str, options: IngestOptions) -> FileReport:
+    """Ingest the held version of `name` as it is, recording who approved it and why."""
+    if not by.strip() or not reason.strip():
+        raise ConfigError("an approval needs --by (who) and --reason (why); both go into the ledger")
+    source = source_id(name)
+    latest = store.latest(source)
+    held = store.ledger_entry(latest) if latest is not None else None
+    if held is None or held.action != "held":
+        state = held.action if held else "never ingested"
+        raise ConfigError(f"file {name} is not held (its latest ledger entry is {state!r}); "
+                          "`shelfcast ingest ledger` lists what is held")
+    entry = LedgerEntry(
+        source=source, name=held.name, seq=held.seq + 1, sha256=held.sha256, bytes=held.bytes,
+        landing_etag=held.landing_etag, action="approved", data_sha16=held.sha16, started_at=clock.stamp(),
+        flow_run_id=options.flow_run_id, approved_by=by, approval_reason=reason,
+        previous_sha256=held.previous_sha256,
+    )
+    with tempfile.TemporaryDirectory(prefix="shelfcast-approve-") as tmp:
+        path = Path(tmp) / "delivery"
+        store.objects.download(held.quarantine[0], path)
+        if sha256_file(path) != held.sha256:
+            raise ConfigError(f"the quarantined copy of {name} does not match the held version's sha256; "
+                              "deliver the file again")
+        parsed = parse_file(path, held.name, options)
+    if held.previous_sha256:
+        entry.action = "corrected"  # what the table sees; the ledger still says who let it through
+        entry.approval_reason = reason
+    return commit_checked(store, parsed, held.name, entry, options.today or clock.today(), options, hold=False)
+
+
+def restore(store: SalesTable, name: str, seq: int, by: str, reason: str, options: IngestOptions) -> FileReport:
+    """Bring back the rows of ledger entry `seq` of `name` (a superseded version), read by time travel."""
+    source = source_id(name)
+    history = {e.seq: e for e in store.ledger_history(source)}
+    if seq not in history or history[seq].table_version < 0:
+        committed = [e.seq for e in history.values() if e.table_version >= 0]
+        raise ConfigError(f"file {name} has no committed version {seq}; versions with rows: {committed or 'none'}")
+    target, latest = history[seq], history[max(history)]
+    try:
+        rows = store.load(only_source=source, version=target.table_version)
+    except Exception as exc:
+        raise ConfigError(f"version {target.table_version} of the sales table is no longer readable ({exc}); "
+                          "vacuum removed its files: restore from the quarantined or landing copy instead") from None
+    entry = LedgerEntry(
+        source=source, name=target.name, seq=latest.seq + 1, sha256=target.sha256, bytes=target.bytes,
+        landing_etag=latest.landing_etag, action="restored", data_sha16=target.sha16, started_at=clock.stamp(),
+        flow_run_id=options.flow_run_id, approved_by=by, approval_reason=reason, restored_from_seq=seq,
+        previous_sha256=latest.sha256,
+    )
+    parsed = Parsed(rows.assign(line=np.arange(len(rows)) + 2), pd.DataFrame(), len(rows))
+    return commit_checked(store, parsed, target.name, entry, options.today or clock.today(), options, hold=False)
 
 
 # ---- a run over the landing location -----------------------------------------------------------------------
-def ingest_landing(store: SalesStore, landing: Landing, options: IngestOptions) -> list[FileReport]:
+def ingest_landing(store: SalesTable, landing: Landing, options: IngestOptions) -> list[FileReport]:
     """Ingest every pending landing file in name order (the flow does the same, one task per file)."""
     return [ingest_file(store, landing, info, options) for info in pending(landing, store)]
 

@@ -1,44 +1,68 @@
-"""The sales store: accepted sales as Parquet partitioned by date, and the ingest ledger that commits them.
+"""The sales table: accepted sales rows in a Delta Lake table keyed by (date, store, item), and the ingest ledger.
 
 Everything lives in one object store (the S3 bucket, or a local folder with the same interface):
 
-    sales/date=YYYY-MM-DD/<source>~<sha16>.parquet       rows of one delivered file for one date
-    sales/_catalog.json                                    known stores, items and series
-    ledger/files/<source>/<seq>~<sha16>~<etag>.json        one immutable entry per processed file version
-    quarantine/<source>/<sha16>/...                        rejected rows, or the whole file and its error
+    tables/sales/                                   Delta table: date, store, item, sales, source
+    tables/series/                                  Delta table: store, item, first_date, source (the series catalogue)
+    catalog/ids.json                                known store and item ids (small: thousands at most)
+    ledger/files/<source>/<seq>~<sha16>~<etag>.json one entry per processed file version
+    ledger/seq/<source>/<seq>.json                  the claim of a sequence number (written once)
+    quarantine/<source>/<sha16>/...                 rejected rows, or the whole file and its error
 
 `<source>` is the landing file name made safe for a key; `<sha16>` the first 16 hex digits of its sha256.
 
-The ledger is the commit record. A part counts only when the latest ledger entry of its source names the
-part's sha16, and that entry is written last (`IfNoneMatch='*'`, so two ingests can never both commit the
-same sequence number). A crash or an S3 outage between writing parts and writing the ledger therefore leaves
-parts nobody reads; the rerun writes the same keys again and commits. A corrected file (same name, new
-content) commits a new entry and its old parts stop counting at once; they are deleted afterwards. Reading
-the committed state costs one listing of `ledger/files/` and one of `sales/`, no GETs.
+Exactly once, per key. An ingest reads the table at version v, checks its rows against the keys committed at v
+and commits its rows as version v+1 and nothing else (`max_commit_retries=0`; Delta's commit is a
+`PUT If-None-Match: *` of `_delta_log/<v+1>.json`). When another writer took v+1 first, the commit fails and
+the ingest checks again against the new state: no two commits can both add the same key, whatever their timing.
+Each commit also records the application transactions `src:<source>` and `sha:<source>~<sha16>` at the file's
+ledger sequence number, so a run killed between the table commit and the ledger entry sees on its rerun that its
+rows are in and only writes the entry. A corrected file replaces the rows of its source in one commit
+(overwrite where `source = ...`); any earlier version can be read back by time travel until `vacuum` removes its
+files, which `maintain` keeps for `retention_days`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
+import random
 import re
-from concurrent.futures import ThreadPoolExecutor
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import date
-from typing import Iterable
+from pathlib import Path
+from typing import Iterable, Iterator
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from shelfcast.contract.errors import IntegrityError
-from shelfcast.contract.objects import AlreadyExists, ObjectMissing, Objects
+from shelfcast.contract.objects import AlreadyExists, LocalObjects, ObjectMissing, Objects
 
-SALES_PREFIX = "sales/"
+SALES_TABLE = "tables/sales"
+SERIES_TABLE = "tables/series"
+IDS_KEY = "catalog/ids.json"
 LEDGER_PREFIX = "ledger/files/"
+LEDGER_CLAIMS_PREFIX = "ledger/seq/"
 QUARANTINE_PREFIX = "quarantine/"
-CATALOG_KEY = "sales/_catalog.json"
-PART_RE = re.compile(r"^date=(\d{4}-\d{2}-\d{2})/([A-Za-z0-9._-]+)~([0-9a-f]{16})\.parquet$")
 LEDGER_RE = re.compile(r"^([A-Za-z0-9._-]+)/(\d{6})~([0-9a-f]{16})~([A-Za-z0-9-]*)\.json$")
+SALES_SCHEMA = pa.schema([
+    pa.field("date", pa.date32(), nullable=False),
+    pa.field("store", pa.int64(), nullable=False),
+    pa.field("item", pa.int64(), nullable=False),
+    pa.field("sales", pa.int64(), nullable=False),
+    pa.field("source", pa.string(), nullable=False),
+])
+SERIES_SCHEMA = pa.schema([
+    pa.field("store", pa.int64(), nullable=False),
+    pa.field("item", pa.int64(), nullable=False),
+    pa.field("first_date", pa.date32(), nullable=False),
+    pa.field("source", pa.string(), nullable=False),
+])
+DEFAULT_RETENTION_DAYS = 14
+COMMIT_ATTEMPTS = 25
 
 
 def source_id(name: str) -> str:
@@ -53,37 +77,28 @@ def clean_etag(etag: str) -> str:
     return re.sub(r"[^A-Za-z0-9-]", "", etag or "")
 
 
+def sql_text(value: str) -> str:
+    """A string literal for a Delta predicate (source ids are key-safe already; quotes doubled regardless)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
 @dataclass(frozen=True)
 class Catalog:
-    """The stores, items and series the store of history knows; rows naming other ids are rejected."""
+    """The store and item ids the history knows; rows naming other ids are rejected. Series live in a table."""
 
     stores: frozenset[int]
     items: frozenset[int]
-    series: frozenset[tuple[int, int]]
 
     def to_json(self) -> bytes:
-        return json.dumps(
-            {"stores": sorted(self.stores), "items": sorted(self.items), "series": sorted(map(list, self.series))},
-            indent=1,
-        ).encode()
+        return json.dumps({"stores": sorted(self.stores), "items": sorted(self.items)}).encode()
 
     @classmethod
     def from_json(cls, body: bytes) -> "Catalog":
         data = json.loads(body)
-        return cls(
-            frozenset(int(s) for s in data["stores"]),
-            frozenset(int(i) for i in data["items"]),
-            frozenset((int(s), int(i)) for s, i in data.get("series", [])),
-        )
+        return cls(frozenset(int(s) for s in data["stores"]), frozenset(int(i) for i in data["items"]))
 
-    @classmethod
-    def from_rows(cls, frame: pd.DataFrame) -> "Catalog":
-        series = frozenset(zip(frame["store"].astype(int), frame["item"].astype(int)))
-        return cls(frozenset(s for s, _ in series), frozenset(i for _, i in series), series)
-
-    def with_ids(self, stores: Iterable[int] = (), items: Iterable[int] = (),
-                 series: Iterable[tuple[int, int]] = ()) -> "Catalog":
-        return Catalog(self.stores | set(stores), self.items | set(items), self.series | set(series))
+    def with_ids(self, stores: Iterable[int] = (), items: Iterable[int] = ()) -> "Catalog":
+        return Catalog(self.stores | set(stores), self.items | set(items))
 
 
 @dataclass
@@ -96,21 +111,26 @@ class LedgerEntry:
     sha256: str
     bytes: int
     landing_etag: str
-    action: str  # ingested | corrected | quarantined
+    action: str  # ingested | corrected | redelivered | quarantined | held | approved | restored | migrated
     rows_read: int = 0
     rows_accepted: int = 0
     rows_duplicate: int = 0
     rows_rejected: int = 0
     dates: list[str] = field(default_factory=list)
-    parts: list[str] = field(default_factory=list)
     quarantine: list[str] = field(default_factory=list)
     error: str = ""
     warnings: list[str] = field(default_factory=list)
     previous_sha256: str = ""
-    data_sha16: str = ""  # whose parts count; differs from the file's sha only for a quarantined correction
+    data_sha16: str = ""  # whose rows count; differs from the file's sha for a quarantined or held correction
     started_at: str = ""
     finished_at: str = ""
     flow_run_id: str = ""
+    table_version: int = -1  # the sales table version holding this entry's rows (-1: no table commit)
+    rows_withdrawn: int = 0  # rows of the earlier version this one no longer delivers
+    series_added: int = 0
+    approved_by: str = ""
+    approval_reason: str = ""
+    restored_from_seq: int = 0
 
     @property
     def sha16(self) -> str:
@@ -125,7 +145,9 @@ class LedgerEntry:
 
     @classmethod
     def from_json(cls, body: bytes) -> "LedgerEntry":
-        return cls(**json.loads(body))
+        data = json.loads(body)
+        data.pop("parts", None)  # Parquet parts of the store before the sales table (`shelfcast ingest migrate`)
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
 @dataclass(frozen=True)
@@ -139,33 +161,206 @@ class LedgerRef:
     key: str
 
 
-@dataclass(frozen=True)
-class PartRef:
-    day: date
-    source: str
-    sha16: str
-    key: str
+class TableMoved(Exception):
+    """Another writer committed the version this commit was checked against: check again and retry."""
 
 
-class SalesStore:
-    """Committed sales rows, their ledger and their quarantine, in one object store."""
+def _commit_failed(exc: Exception) -> bool:
+    from deltalake.exceptions import CommitFailedError
 
-    def __init__(self, objects: Objects, workers: int = 8):
+    return isinstance(exc, CommitFailedError)
+
+
+class SalesTable:
+    """Committed sales rows (a Delta table), the series catalogue, the ledger and the quarantine, in one bucket."""
+
+    def __init__(self, objects: Objects, storage_options: dict[str, str] | None = None, workers: int = 8):
         self.objects = objects
         self.workers = workers
+        self.storage_options = storage_options if storage_options is not None else delta_storage_options(objects)
 
-    # ---- ledger -----------------------------------------------------------------------------------------
+    # ---- the Delta tables ---------------------------------------------------------------------------------
+    def uri(self, name: str = SALES_TABLE) -> str:
+        if isinstance(self.objects, LocalObjects):
+            return str(self.objects.root.resolve() / name)
+        return f"s3://{self.objects.bucket}/{name}"
+
+    def describe(self) -> str:
+        return self.uri()
+
+    def table(self, version: int | None = None, name: str = SALES_TABLE):
+        """The Delta table at `version` (latest when None), created empty the first time."""
+        from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError
+
+        uri = self.uri(name)
+        try:
+            return DeltaTable(uri, version=version, storage_options=self.storage_options)
+        except TableNotFoundError:
+            if version is not None:
+                raise
+        schema = SALES_SCHEMA if name == SALES_TABLE else SERIES_SCHEMA
+        if isinstance(self.objects, LocalObjects):
+            Path(uri).mkdir(parents=True, exist_ok=True)
+        try:
+            DeltaTable.create(uri, schema, mode="ignore", storage_options=self.storage_options,
+                              configuration=TABLE_CONFIG)
+        except Exception:  # another process created it at the same moment: its version 0 is as good as ours
+            pass
+        return DeltaTable(uri, storage_options=self.storage_options)
+
+    def version(self) -> int:
+        return self.table().version()
+
+    def dataset(self, version: int | None = None, name: str = SALES_TABLE):
+        return self.table(version, name).to_pyarrow_dataset()
+
+    def read(self, filter=None, columns: list[str] | None = None, version: int | None = None,
+             dt=None, name: str = SALES_TABLE) -> pa.Table:
+        """Rows matching a pyarrow `filter`, reading only the files whose statistics may match."""
+        dataset = (dt or self.table(version, name)).to_pyarrow_dataset()
+        return dataset.to_table(filter=filter, columns=columns)
+
+    @staticmethod
+    def committed(dt, source: str, sha16: str, seq: int) -> bool:
+        """Whether the table at `dt` holds the rows of ledger entry `seq` of `source` (content `sha16`)."""
+        return dt.transaction_version(f"sha:{source}~{sha16}") == seq
+
+    @staticmethod
+    def has_source(dt, source: str) -> bool:
+        """Whether any commit ever wrote rows of `source` (then a new version replaces them)."""
+        return dt.transaction_version(f"src:{source}") is not None
+
+    def commit_rows(self, dt, rows: pd.DataFrame, source: str, sha16: str, seq: int,
+                    metadata: dict[str, str] | None = None) -> int:
+        """Commit `rows` of `source` as the version after `dt`, replacing the rows `source` had; returns it.
+
+        Nothing is rebased: when another writer committed after `dt` was read, this raises `TableMoved`, because
+        the caller's key checks ran against `dt` and must run again.
+        """
+        from deltalake import CommitProperties, Transaction, write_deltalake
+
+        data = sales_batches(rows, source)
+        props = CommitProperties(
+            max_commit_retries=0,
+            custom_metadata={"shelfcast.source": source, "shelfcast.sha16": sha16, "shelfcast.seq": str(seq),
+                             **(metadata or {})},
+            app_transactions=[Transaction(f"src:{source}", seq), Transaction(f"sha:{source}~{sha16}", seq)],
+        )
+        replace = self.has_source(dt, source)
+        try:
+            if replace and len(rows) == 0:
+                dt.delete(f"source = {sql_text(source)}", commit_properties=props)
+            elif replace:
+                write_deltalake(dt, data, mode="overwrite", predicate=f"source = {sql_text(source)}",
+                                commit_properties=props)
+            else:
+                write_deltalake(dt, data, mode="append", commit_properties=props)
+        except Exception as exc:
+            if _commit_failed(exc):
+                raise TableMoved(f"the sales table moved past version {dt.version()}") from None
+            raise
+        dt.update_incremental()
+        return dt.version()
+
+    # ---- reading ------------------------------------------------------------------------------------------
+    def load(self, start: date | None = None, end: date | None = None, exclude_source: str | None = None,
+             with_source: bool = False, only_source: str | None = None, stores: list[int] | None = None,
+             items: list[int] | None = None, version: int | None = None, dt=None) -> pd.DataFrame:
+        """Committed rows within [start, end] of the given stores and items, sorted by store, item, date.
+
+        Every condition goes down to the reader: files whose statistics cannot match are never opened. Rows
+        arrive batch by batch as numbers, so memory peaks near the frame returned, not at Arrow's copy plus it.
+        """
+        columns = ["date", "store", "item", "sales"] + (["source"] if with_source else [])
+        dataset = (dt or self.table(version)).to_pyarrow_dataset()
+        where = row_filter(start, end, stores, items, exclude_source, only_source)
+        return to_frame(dataset.to_batches(filter=where, columns=columns), columns)
+
+    def dates(self, start: date | None = None, end: date | None = None, dt=None) -> list[date]:
+        """Days with committed rows (within [start, end]), reading the date column only."""
+        table = self.read(row_filter(start, end), ["date"], dt=dt)
+        return sorted(pc.unique(table.column("date")).to_pylist())
+
+    def newest_date(self, dt=None) -> date | None:
+        """The newest day with rows, from the file statistics of the table's log (no data file is read)."""
+        actions = pa.table((dt or self.table()).get_add_actions(flatten=True))
+        if actions.num_rows == 0 or "max.date" not in actions.column_names:
+            return None
+        return pc.max(actions.column("max.date")).as_py()
+
+    def verify(self) -> tuple[int, list[str]]:
+        """Rows and the keys that appear more than once (none, unless the table was written around this class)."""
+        table = self.read(columns=["date", "store", "item"])
+        counts = table.group_by(["date", "store", "item"]).aggregate([([], "count_all")])
+        doubled = counts.filter(pc.greater(counts.column("count_all"), 1))
+        keys = [f"{r['date']} store {r['store']} item {r['item']}" for r in doubled.slice(0, 20).to_pylist()]
+        return table.num_rows, keys
+
+    # ---- the series catalogue ------------------------------------------------------------------------------
+    def known_series(self, stores: Iterable[int] | None = None) -> pd.DataFrame:
+        """Series (store, item) of the catalogue, of the given stores only when given."""
+        stores = None if stores is None else sorted({int(s) for s in stores})
+        where = None if stores is None else pc.field("store").isin(pa.array(stores, pa.int64()))
+        table = self.read(where, ["store", "item"], name=SERIES_TABLE)
+        return table.to_pandas().drop_duplicates(ignore_index=True)
+
+    def add_series(self, series: pd.DataFrame, source: str) -> int:
+        """Add the series (store, item, first_date) the catalogue lacks; returns how many were new.
+
+        Checked against the catalogue's version and committed as the next one, so two ingests adding the same
+        series never add it twice."""
+        from deltalake import CommitProperties, write_deltalake
+
+        for attempt in range(COMMIT_ATTEMPTS):
+            dt = self.table(name=SERIES_TABLE)
+            known = self.read(pc.field("store").isin(pa.array(sorted(series["store"].unique()), pa.int64())),
+                              ["store", "item"], dt=dt).to_pandas()
+            fresh = new_series(series, known)
+            if fresh.empty:
+                return 0
+            data = pa.table({"store": fresh["store"].to_numpy(np.int64), "item": fresh["item"].to_numpy(np.int64),
+                             "first_date": pa.array(pd.to_datetime(fresh["first_date"]).dt.date, pa.date32()),
+                             "source": pa.array([source] * len(fresh), pa.string())}, schema=SERIES_SCHEMA)
+            try:
+                write_deltalake(dt, data, mode="append", commit_properties=CommitProperties(max_commit_retries=0))
+                return len(fresh)
+            except Exception as exc:
+                if not _commit_failed(exc):
+                    raise
+                backoff(attempt)
+        raise TableMoved(f"the series catalogue kept changing during {COMMIT_ATTEMPTS} attempts; rerun the ingest")
+
+    def catalog(self) -> tuple[Catalog | None, str | None]:
+        """The known store and item ids and their ETag (None, None before the first ingest)."""
+        try:
+            fetched = self.objects.get(IDS_KEY)
+        except ObjectMissing:
+            return None, None
+        return Catalog.from_json(fetched.body), fetched.etag
+
+    def save_catalog(self, catalog: Catalog, etag: str | None) -> None:
+        """Compare-and-swap the ids; a concurrent change raises `WriteConflict`."""
+        self.objects.put_if_match(IDS_KEY, catalog.to_json(), etag, "application/json")
+
+    # ---- ledger -------------------------------------------------------------------------------------------
+    def _refs(self, prefix: str) -> Iterator[LedgerRef]:
+        for info in self.objects.list(prefix):
+            match = LEDGER_RE.match(info.key[len(LEDGER_PREFIX):])
+            if match:
+                yield LedgerRef(match[1], int(match[2]), match[3], match[4], info.key)
+
     def ledger_index(self) -> dict[str, LedgerRef]:
         """The latest ledger entry of every source, from one listing."""
         latest: dict[str, LedgerRef] = {}
-        for info in self.objects.list(LEDGER_PREFIX):
-            match = LEDGER_RE.match(info.key[len(LEDGER_PREFIX):])
-            if not match:
-                continue
-            ref = LedgerRef(match[1], int(match[2]), match[3], match[4], info.key)
+        for ref in self._refs(LEDGER_PREFIX):
             if ref.source not in latest or ref.seq > latest[ref.source].seq:
                 latest[ref.source] = ref
         return latest
+
+    def latest(self, source: str) -> LedgerRef | None:
+        """The latest ledger entry of one source, listing that source's entries only."""
+        return max(self._refs(f"{LEDGER_PREFIX}{source}/"), key=lambda ref: ref.seq, default=None)
 
     def ledger_entry(self, ref: LedgerRef) -> LedgerEntry:
         return LedgerEntry.from_json(self.objects.get(ref.key).body)
@@ -173,119 +368,166 @@ class SalesStore:
     def ledger_history(self, source: str | None = None) -> list[LedgerEntry]:
         """Every ledger entry (of one source when given), oldest first."""
         prefix = f"{LEDGER_PREFIX}{source}/" if source else LEDGER_PREFIX
-        keys = [info.key for info in self.objects.list(prefix) if info.key.endswith(".json")]
+        keys = [ref.key for ref in self._refs(prefix)]
         entries = self._map(lambda key: LedgerEntry.from_json(self.objects.get(key).body), keys)
         return sorted(entries, key=lambda e: (e.finished_at, e.source, e.seq))
 
     def commit(self, entry: LedgerEntry) -> str:
-        """Write the ledger entry: from here on the entry's parts count. Refuses a sequence number taken."""
+        """Write the ledger entry. Raises `AlreadyExists` when another run took this sequence number.
+
+        The sequence number is claimed first (`ledger/seq/<source>/<seq>`, `IfNoneMatch='*'`, holding the entry):
+        entry keys carry the landing ETag, so two runs that saw different ETags of one file would otherwise both
+        write entry `seq`. The entry under `ledger/files/` follows; a run that finds the claim taken completes an
+        entry its writer left unwritten (killed in between), so the listing always catches up."""
+        body = entry.to_json()
         try:
-            self.objects.put_if_absent(entry.key(), entry.to_json(), "application/json")
+            self.objects.put_if_absent(self._claim_key(entry.source, entry.seq), body, "application/json")
         except AlreadyExists:
-            raise IntegrityError(
-                f"ledger entry {entry.seq} of {entry.name} was written by another ingest run meanwhile; "
-                "rerun the ingest flow, it will see the new state"
-            ) from None
+            winner = LedgerEntry.from_json(self.objects.get(self._claim_key(entry.source, entry.seq)).body)
+            if self.objects.head(winner.key()) is None:
+                self.objects.put(winner.key(), winner.to_json(), "application/json")
+            raise AlreadyExists(f"ledger entry {entry.seq} of {entry.name} was written by another ingest run "
+                                f"({winner.action}, sha256 {winner.sha256[:16]}...)") from None
+        self.objects.put(entry.key(), body, "application/json")
         return entry.key()
 
-    # ---- parts --------------------------------------------------------------------------------------------
-    def part_key(self, day: date, source: str, sha16: str) -> str:
-        return f"{SALES_PREFIX}date={day:%Y-%m-%d}/{source}~{sha16}.parquet"
+    @staticmethod
+    def _claim_key(source: str, seq: int) -> str:
+        return f"{LEDGER_CLAIMS_PREFIX}{source}/{seq:06d}.json"
 
-    def all_parts(self) -> list[PartRef]:
-        parts = []
-        for info in self.objects.list(f"{SALES_PREFIX}date="):
-            match = PART_RE.match(info.key[len(SALES_PREFIX):])
-            if match:
-                parts.append(PartRef(date.fromisoformat(match[1]), match[2], match[3], info.key))
-        return parts
+    # ---- upkeep -------------------------------------------------------------------------------------------
+    def maintain(self, retention_days: int = DEFAULT_RETENTION_DAYS) -> dict:
+        """Compaction, a checkpoint and vacuum of both tables (the nightly routine).
 
-    def committed_parts(self, start: date | None = None, end: date | None = None,
-                        exclude_source: str | None = None, only_source: str | None = None) -> list[PartRef]:
-        """Parts whose source's latest ledger entry names them, optionally within [start, end]."""
-        index = self.ledger_index()
-        return [
-            part
-            for part in self.all_parts()
-            if part.source in index
-            and index[part.source].sha16 == part.sha16
-            and part.source != exclude_source
-            and (only_source is None or part.source == only_source)
-            and (start is None or part.day >= start)
-            and (end is None or part.day <= end)
-        ]
-
-    def uncommitted_parts(self) -> list[PartRef]:
-        """Parts no ledger entry names: left by an interrupted ingest, or superseded by a correction."""
-        index = self.ledger_index()
-        return [p for p in self.all_parts() if p.source not in index or index[p.source].sha16 != p.sha16]
-
-    def dates(self) -> list[date]:
-        return sorted({part.day for part in self.committed_parts()})
-
-    def write_parts(self, frame: pd.DataFrame, source: str, sha16: str) -> list[str]:
-        """Write one Parquet part per date of `frame` (columns date, store, item, sales); returns the keys."""
-        jobs = []
-        for day, rows in frame.groupby(frame["date"].dt.date, sort=True):
-            body = io.BytesIO()
-            rows[["date", "store", "item", "sales"]].sort_values(["store", "item"]).to_parquet(body, index=False)
-            jobs.append((self.part_key(day, source, sha16), body.getvalue()))
-        self._map(lambda job: self.objects.put(job[0], job[1], "application/vnd.apache.parquet"), jobs)
-        return [key for key, _ in jobs]
-
-    def delete_stale_parts(self, source: str, keep_sha16: str) -> list[str]:
-        """Delete the parts of `source` that its latest entry does not name (after a correction or a crash)."""
-        stale = [p.key for p in self.all_parts() if p.source == source and p.sha16 != keep_sha16]
-        self._map(self.objects.delete, stale)
-        return stale
-
-    def load(self, start: date | None = None, end: date | None = None, exclude_source: str | None = None,
-             with_source: bool = False, only_source: str | None = None) -> pd.DataFrame:
-        """Committed rows within [start, end], sorted by store, item, date. Raises if a key appears twice."""
-        parts = self.committed_parts(start, end, exclude_source, only_source)
-        frames = self._map(lambda part: self._read_part(part, with_source), parts)
-        columns = ["date", "store", "item", "sales"] + (["source"] if with_source else [])
-        if not frames:
-            return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(
-                columns, ["datetime64[us]", "int64", "int64", "int64", "object"])})
-        frame = pd.concat(frames, ignore_index=True)
-        doubled = frame.duplicated(subset=["date", "store", "item"], keep=False)
-        if doubled.any():
-            first = frame[doubled].iloc[0]
-            raise IntegrityError(
-                f"sales store: {int(doubled.sum())} rows share a (date, store, item) key, first "
-                f"{first['date']:%Y-%m-%d} store {first['store']} item {first['item']}; "
-                "run `shelfcast ingest verify` to find the parts involved"
-            )
-        return frame.sort_values(["store", "item", "date"]).reset_index(drop=True)
-
-    def _read_part(self, part: PartRef, with_source: bool) -> pd.DataFrame:
-        frame = pd.read_parquet(io.BytesIO(self.objects.get(part.key).body))
-        frame["date"] = pd.to_datetime(frame["date"]).astype("datetime64[us]")
-        if with_source:
-            frame["source"] = part.source
-        return frame
-
-    # ---- catalogue ------------------------------------------------------------------------------------------
-    def catalog(self) -> tuple[Catalog | None, str | None]:
-        """The catalogue and its ETag (None, None before the first ingest)."""
-        try:
-            fetched = self.objects.get(CATALOG_KEY)
-        except ObjectMissing:
-            return None, None
-        return Catalog.from_json(fetched.body), fetched.etag
-
-    def save_catalog(self, catalog: Catalog, etag: str | None) -> None:
-        """Compare-and-swap the catalogue; a concurrent change raises `WriteConflict`."""
-        self.objects.put_if_match(CATALOG_KEY, catalog.to_json(), etag, "application/json")
+        Vacuum removes only files that left the table more than `retention_days` ago, so every version of the
+        last `retention_days` (every night that trained on it) stays readable by time travel."""
+        report = {}
+        for name in (SALES_TABLE, SERIES_TABLE):
+            dt = self.table(name=name)
+            files_before = len(dt.file_uris())
+            compacted = dt.optimize.compact()
+            dt.update_incremental()
+            dt.create_checkpoint()
+            removed = dt.vacuum(retention_hours=retention_days * 24, dry_run=False, enforce_retention_duration=False)
+            dt.cleanup_metadata()
+            report[name] = {"files_before": files_before, "files_after": len(dt.file_uris()),
+                            "files_compacted": compacted.get("numFilesRemoved", 0), "files_vacuumed": len(removed),
+                            "version": dt.version()}
+        return report
 
     # ---- quarantine ---------------------------------------------------------------------------------------
     def quarantine_prefix(self, source: str, sha16: str) -> str:
         return f"{QUARANTINE_PREFIX}{source}/{sha16}/"
 
     def _map(self, fn, items):
+        from concurrent.futures import ThreadPoolExecutor
+
         items = list(items)
         if len(items) <= 1:
             return [fn(item) for item in items]
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             return list(pool.map(fn, items))
+
+
+TABLE_CONFIG = {
+    "delta.logRetentionDuration": "interval 60 days",  # time travel needs the log as long as the files
+    "delta.deletedFileRetentionDuration": f"interval {DEFAULT_RETENTION_DAYS} days",
+}
+
+
+def backoff(attempt: int) -> None:
+    """Jittered, capped wait before checking again against a table another writer just moved."""
+    time.sleep(random.uniform(0, min(1.0, 0.02 * 2**attempt)))
+
+
+def delta_storage_options(objects: Objects) -> dict[str, str]:
+    """What delta-rs needs to reach the bucket of an `ObjectStore`: its endpoint, region and credentials."""
+    if isinstance(objects, LocalObjects) or not hasattr(objects, "client"):
+        return {}
+    client = objects.client
+    # boto3 has no public accessor for a client's credentials; the signer holds the ones it signs with.
+    credentials = client._request_signer._credentials.get_frozen_credentials()
+    options = {"AWS_ACCESS_KEY_ID": credentials.access_key, "AWS_SECRET_ACCESS_KEY": credentials.secret_key,
+               "AWS_REGION": client.meta.region_name or "us-east-1"}
+    if credentials.token:
+        options["AWS_SESSION_TOKEN"] = credentials.token
+    endpoint = client.meta.endpoint_url
+    if endpoint and "amazonaws.com" not in endpoint:
+        options["AWS_ENDPOINT_URL"] = endpoint
+        if endpoint.startswith("http://"):
+            options["AWS_ALLOW_HTTP"] = "true"
+    return options
+
+
+def row_filter(start: date | None = None, end: date | None = None, stores: list[int] | None = None,
+               items: list[int] | None = None, exclude_source: str | None = None, only_source: str | None = None):
+    """A pyarrow filter for the reader (None: every row)."""
+    terms = []
+    if start is not None:
+        terms.append(pc.field("date") >= pa.scalar(start, pa.date32()))
+    if end is not None:
+        terms.append(pc.field("date") <= pa.scalar(end, pa.date32()))
+    if stores is not None:
+        terms.append(pc.field("store").isin(pa.array(sorted(stores), pa.int64())))
+    if items is not None:
+        terms.append(pc.field("item").isin(pa.array(sorted(items), pa.int64())))
+    if exclude_source is not None:
+        terms.append(pc.field("source") != exclude_source)
+    if only_source is not None:
+        terms.append(pc.field("source") == only_source)
+    where = None
+    for term in terms:
+        where = term if where is None else where & term
+    return where
+
+
+def sales_arrow(rows: pa.Table | pd.DataFrame, source: str) -> pa.Table:
+    """Rows (date, store, item, sales) as the table's Arrow schema, tagged with their source."""
+    if isinstance(rows, pd.DataFrame):
+        day = pd.to_datetime(rows["date"]).to_numpy().astype("datetime64[D]")
+        rows = pa.table({"date": pa.array(day, pa.date32()), "store": rows["store"].to_numpy(np.int64),
+                         "item": rows["item"].to_numpy(np.int64), "sales": rows["sales"].to_numpy(np.int64)})
+    rows = rows.select(["date", "store", "item", "sales"])
+    tagged = rows.append_column("source", pa.array([source] * rows.num_rows, pa.string()))
+    return tagged.cast(SALES_SCHEMA)
+
+
+def sales_batches(rows: pd.DataFrame, source: str, batch_rows: int = 1 << 20) -> pa.RecordBatchReader:
+    """`rows` as the table's Arrow schema, a million rows at a time (the source column is built per batch)."""
+    def batches():
+        for start in range(0, len(rows), batch_rows):
+            yield from sales_arrow(rows.iloc[start:start + batch_rows], source).to_batches()
+
+    return pa.RecordBatchReader.from_batches(SALES_SCHEMA, batches())
+
+
+def to_frame(batches: Iterable[pa.RecordBatch], columns: list[str]) -> pd.DataFrame:
+    """Arrow batches as the frame the project reads: date as datetime64[us], ids and sales int64, sorted by store,
+    item, date. Each batch becomes numpy columns at once and is dropped; the sort permutes one column at a time."""
+    chunks: dict[str, list[np.ndarray]] = {name: [] for name in columns}
+    for batch in batches:
+        for name in columns:
+            column = batch.column(name)
+            if name == "date":
+                chunks[name].append(column.cast(pa.int32()).to_numpy().astype("datetime64[D]").astype("datetime64[us]"))
+            elif name == "source":
+                chunks[name].append(column.to_numpy(zero_copy_only=False).astype(object))
+            else:
+                chunks[name].append(column.to_numpy().astype(np.int64, copy=False))
+    empty = {"date": "datetime64[us]", "store": np.int64, "item": np.int64, "sales": np.int64, "source": object}
+    data = {name: np.concatenate(parts) if parts else np.zeros(0, dtype=empty[name]) for name, parts in chunks.items()}
+    del chunks
+    order = np.lexsort((data["date"], data["item"], data["store"]))
+    for name in columns:
+        data[name] = data[name][order]
+    del order
+    return pd.DataFrame(data, copy=False)
+
+
+def new_series(series: pd.DataFrame, known: pd.DataFrame) -> pd.DataFrame:
+    """Rows of `series` (store, item, first_date) whose (store, item) is not in `known`."""
+    firsts = series.groupby(["store", "item"], as_index=False)["first_date"].min()
+    if known.empty:
+        return firsts
+    merged = firsts.merge(known.drop_duplicates(), on=["store", "item"], how="left", indicator=True)
+    return merged.loc[merged["_merge"] == "left_only", ["store", "item", "first_date"]].reset_index(drop=True)

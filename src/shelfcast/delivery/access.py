@@ -3,7 +3,9 @@ configuration used locally (`infra/seaweedfs/s3-identities.json`) and the AWS IA
 (`infra/aws/iam/*.json`, loaded by the Terraform in `infra/aws/`).
 
     trainer   reads and writes the whole bucket (ingest, sales store, MLflow artifacts, models, channels, log);
-              deletes only in sales/ (parts an interrupted ingest left); models/ and the log are never deleted
+              deletes only in tables/ (files the sales table's compaction and vacuum retire) and sales/ (the
+              Parquet parts of the store before the table, after `ingest migrate --delete-old`); models/ and the
+              log are never deleted
     store     reads channels/ and models/ only: no listing, no writing, nothing else
     uploader  writes landing/ only (the stores' daily sales export): it cannot read anything back
 
@@ -33,7 +35,7 @@ class Role:
 
 
 ROLES = (
-    Role("trainer", read=("",), write=("",), delete=("sales/",), list_bucket=True, admin=True,
+    Role("trainer", read=("",), write=("",), delete=("sales/", "tables/"), list_bucket=True, admin=True,
          description="nightly pipeline: ingest, sales store, MLflow artifacts, publish and promote"),
     Role("store", read=("channels/", "models/"), description="store devices: pull the channel pointer and models"),
     Role("uploader", write=("landing/",), description="the stores' sales export: deliver daily files"),

@@ -179,7 +179,7 @@ def store_step(settings: Settings, history: pd.DataFrame, say) -> dict:
     return summary
 
 
-S3_PREFIXES = ("landing/", "sales/", "ledger/", "quarantine/", "mlflow/", "models/", "channels/")
+S3_PREFIXES = ("landing/", "tables/sales/", "ledger/files/", "quarantine/", "mlflow/", "models/", "channels/")
 
 
 def s3_key_counts(settings: Settings) -> dict[str, int]:

@@ -225,10 +225,10 @@ def check_sales_store(
     checks everything. A champion that cannot be loaded (MLflow down) must not hide a stale feed: freshness and
     drift still run, `on_error` hears why, and the run's skipped rules say so.
     """
-    days = sales_store.dates()
-    if not days:
+    newest = sales_store.newest_date()  # from the table's file statistics: no data file is read
+    if newest is None:
         return None
-    sales = sales_store.load(days[-1] - timedelta(days=LIVE_LOOKBACK_DAYS), days[-1])
+    sales = sales_store.load(newest - timedelta(days=LIVE_LOOKBACK_DAYS), newest)
     live = functools.partial(check_live, alert_log, thresholds, sales, links=links)
     if new_dates is not None and len(new_dates) == 0:
         return live(new_dates=[])

@@ -38,6 +38,9 @@ class RetrainConfig(BaseModel):
     task_runner: Literal["thread", "dask"] = "thread"
     workers: int = Field(1, ge=1, description="threads, or local Dask worker processes")
     dask_address: str | None = Field(None, description="an existing Dask scheduler (tcp://HOST:PORT) instead of a local cluster")
+    sales_retention_days: int = Field(
+        14, ge=1, description="days every sales table version stays readable (time travel to a recent night's "
+        "training set); the nightly compaction's vacuum removes files older than that")
 
     @field_validator("variants")
     @classmethod

@@ -116,6 +116,7 @@ class NightSteps:
     windows, results, settings, tracker) -> dict` runs the alert rules; `publish(markdown, night)` shows the
     night's summary (a Prefect artifact in the flow)."""
 
+    maintain_sales: Callable = nightly.maintain_sales
     load_data: Callable = nightly.load_training_data
     make_windows: Callable = nightly.night_windows
     start_night: Callable = start_night
@@ -139,13 +140,14 @@ def run_night(config: RetrainConfig, sales, tracker, settings, steps: NightSteps
     model = config.model_config_obj()
     specs, sizes = list(model.variants), nightly.parent_sizes(model.variants)
 
+    log("sales table upkeep: %s", steps.maintain_sales(sales, config.sales_retention_days))
     data = steps.load_data(sales, config)
     night = night or data.end.isoformat()
     windows = steps.make_windows(data, model.input_spec, config.holdout_days)
     run_id = run_id or str(uuid.uuid4())
     workdir = Path(settings.home).resolve() / "nights" / f"{night}-{run_id[:8]}"
     data_info = {"rows": data.rows, "series": data.series, "start": str(data.start), "end": str(data.end),
-                 "holdout_days": config.holdout_days, "train_windows": windows.n_train, "test_windows": windows.n_test}
+                 "sales_table_version": data.table_version, "holdout_days": config.holdout_days, "train_windows": windows.n_train, "test_windows": windows.n_test}
     input_spec = json.dumps(windows.spec.to_dict())  # JSON, so promotion and warm start can read it back
     params = {"model": model.name, "input_spec": input_spec, **model.train.to_dict(),
               **config.model_dump(exclude={"variants"}), "variants": [s.name for s in specs], **data_info}

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from shelfcast.data.schema import parse_range, select_series
-from shelfcast.data.sales import SalesStore
+from shelfcast.data.schema import parse_range
+from shelfcast.data.sales import SalesTable
 from shelfcast.data.windows import SplitSpec, WindowSet, make_windows
 from shelfcast.contract.errors import ConfigError, SalesSchemaError
 from shelfcast.contract.features import InputSpec, build_inputs
@@ -33,27 +33,34 @@ class TrainingData:
     start: date
     end: date
     series: int
+    table_version: int = -1  # the sales table version read: `SalesTable.load(..., version=...)` reads it again
 
     @property
     def rows(self) -> int:
         return len(self.frame)
 
 
-def load_training_data(store: SalesStore, config: RetrainConfig) -> TrainingData:
-    """The rolling window of committed sales, restricted to the configured stores and items."""
-    days = store.dates()
-    if not days:
+def maintain_sales(store: SalesTable, retention_days: int) -> dict:
+    """Compaction, checkpoint and vacuum of the sales table before the night reads it; every version of the last
+    `retention_days` stays readable, so recent nights' training sets can be read again."""
+    return store.maintain(retention_days)
+
+
+def load_training_data(store: SalesTable, config: RetrainConfig, version: int | None = None) -> TrainingData:
+    """The rolling window of committed sales of the configured stores and items, from one table version (the
+    latest, or `version` to re-read an earlier night's training set). The stores, items and dates go down to the
+    reader, so only the files that can hold them are read."""
+    dt = store.table(version)
+    end = store.newest_date(dt)
+    if end is None:
         raise ConfigError("the sales store is empty; deliver files to landing/ and run `shelfcast ingest` first")
-    end = days[-1]
     start = end - timedelta(days=config.window_days - 1)
-    frame = store.load(start, end)
-    frame = select_series(frame, parse_range(config.stores), parse_range(config.items))
+    frame = store.load(start, end, stores=parse_range(config.stores), items=parse_range(config.items), dt=dt)
     if frame.empty:
         raise ConfigError(f"no sales for stores={config.stores} items={config.items} in {start}..{end}")
-    frame = frame.reset_index(drop=True)
     first = frame["date"].min().date()
     series = int(frame.groupby(["store", "item"]).ngroups)
-    return TrainingData(frame, first, end, series)
+    return TrainingData(frame, first, end, series, dt.version())
 
 
 def night_windows(data: TrainingData, input_spec: InputSpec, holdout_days: int) -> WindowSet:

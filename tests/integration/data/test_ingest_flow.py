@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from shelfcast.contract.objects import ObjectStore
-from shelfcast.data.sales import SalesStore
+from shelfcast.data.sales import SalesTable
 from shelfcast.data.synthetic import generate_sales
 from shelfcast.data.ingest import IngestOptions, deliver_days, frame_to_csv, ingest_landing, open_landing, store_objects
 from shelfcast.pipeline.transient import is_transient
@@ -36,7 +36,7 @@ def test_ingest_flow_on_s3_leaves_a_summary_and_is_idempotent(pipeline_env, pref
     deliver_days(landing, sales, sorted(sales["date"].unique()))
     reports = ingest_flow()
     assert [r["action"] for r in reports] == ["ingested"] * 10
-    store = SalesStore(objects)
+    store = SalesTable(objects)
     pd.testing.assert_frame_equal(rows(store.load()), rows(sales))
     assert ingest_flow() == []  # nothing new
 
@@ -79,19 +79,20 @@ def test_bad_files_are_quarantined_while_the_next_files_are_ingested(pipeline_en
     assert ingest_flow() == []  # a quarantined file is not retried until it changes
 
 
-class StopServerAfterParts(ObjectStore):
-    """Stops the real S3 server after `parts` sales parts were written: the outage happens mid-file."""
+class StopServerBeforeLedger(ObjectStore):
+    """Stops the real S3 server when the ledger entry of file number `entries + 1` is about to be written: the
+    outage hits after that file's rows were committed to the sales table and before the ledger records them."""
 
-    def __init__(self, store: ObjectStore, service, parts: int):
+    def __init__(self, store: ObjectStore, service, entries: int):
         super().__init__(store.client, store.bucket, attempts=2, backoff_s=0.05)
-        self.service, self.remaining = service, parts
+        self.service, self.remaining = service, entries
 
-    def put(self, key, body, content_type="application/octet-stream"):
-        if key.startswith("sales/date=") and self.service.alive():
+    def put_if_absent(self, key, body, content_type="application/octet-stream"):
+        if key.startswith("ledger/") and self.service.alive():
             if self.remaining == 0:
                 self.service.stop()
             self.remaining -= 1
-        return super().put(key, body, content_type)
+        return super().put_if_absent(key, body, content_type)
 
 
 @pytest.fixture
@@ -131,27 +132,23 @@ def test_s3_down_during_ingest_then_rerun_completes_exactly_once(own_s3, sales):
     landing.deliver("z-backfill.csv", backfill.assign(date=backfill["date"].dt.strftime("%Y-%m-%d"))
                     .to_csv(index=False).encode())
 
-    # The server dies once the four daily files are in, while the backfill writes its 6 parts.
-    flaky = StopServerAfterParts(objects, service, parts=4 + 1)
+    # The server dies once the four daily files are in, after the backfill's rows reached the table.
+    flaky = StopServerBeforeLedger(objects, service, entries=4)
     with pytest.raises(Exception) as failure:
-        ingest_landing(SalesStore(flaky), landing, IngestOptions())
-    # Parts are written in parallel: a request in flight when the server stops gets a 500 (InternalError), the
-    # later ones find the port closed. Either is an outage, and the flows retry both.
+        ingest_landing(SalesTable(flaky), landing, IngestOptions())
     assert is_transient(failure.value), repr(failure.value)
 
     restart()
-    store = SalesStore(store_objects(settings))
+    store = SalesTable(store_objects(settings))
     committed = {e.name for e in store.ledger_history()}
     assert committed == {f"sales-{pd.Timestamp(d):%Y-%m-%d}.csv" for d in days[:4]}
-    # The store shows exactly what the ledger committed: parts the backfill wrote before the outage (parts are
-    # written in parallel, so 0 or 1 of them made it) stay invisible.
-    assert {p.source for p in store.uncommitted_parts()} <= {"z-backfill.csv"}
-    pd.testing.assert_frame_equal(rows(store.load()), rows(sales[sales["date"].isin(days[:4])]))
+    version = store.version()
 
     reports = ingest_landing(store, landing, IngestOptions())
     assert [(r.name, r.action, r.rows_accepted) for r in reports] == [("z-backfill.csv", "ingested", 36)]
+    assert reports[0].table_version == version  # its rows were in: the rerun wrote only the ledger entry
     pd.testing.assert_frame_equal(rows(store.load()), rows(sales))  # nothing lost, nothing twice
-    assert len(store.ledger_history()) == 5 and store.uncommitted_parts() == []
+    assert len(store.ledger_history()) == 5 and store.verify() == (len(sales), [])
     assert ingest_landing(store, landing, IngestOptions()) == []
 
 
@@ -168,22 +165,22 @@ def test_ingest_flow_fails_loudly_while_s3_is_down_and_a_rerun_completes(own_s3,
     restart()
     reports = ingest_flow()
     assert [r["action"] for r in reports] == ["ingested"] * 3
-    assert len(SalesStore(store_objects(settings)).load()) == 18
+    assert len(SalesTable(store_objects(settings)).load()) == 18
 
 
 def test_rejected_rows_land_in_the_quarantine_with_reasons(pipeline_env, sales):
     objects = store_objects(pipeline_env)
     landing = open_landing("landing/", objects)
     deliver_days(landing, sales, [sales["date"].min()])
-    ingest_landing(SalesStore(objects), landing, IngestOptions())
+    ingest_landing(SalesTable(objects), landing, IngestOptions())
     landing.deliver("late.csv", b"date,store,item,sales\n2017-03-01,1,1,999\n2017-03-02,9,1,3\n2017-03-02,1,1,abc\n")
-    (report,) = ingest_landing(SalesStore(objects), landing, IngestOptions())
+    (report,) = ingest_landing(SalesTable(objects), landing, IngestOptions())
     assert (report.rows_read, report.rows_accepted, report.rows_rejected) == (3, 0, 3)
     quarantined = pd.read_csv(io.BytesIO(objects.get(report.quarantine[0]).body))
     reasons = dict(zip(quarantined["line"], quarantined["reason"]))
     assert "differs from" in reasons[2] and "sales-2017-03-01.csv" in reasons[2]
     assert "store 9 is not in the catalogue" in reasons[3]
-    assert "not an integer count" in reasons[4]
+    assert "not a whole number" in reasons[4]
 
 
 def test_cli_backfill_is_idempotent_and_the_ledger_commands_report_it(pipeline_env, prefect_api, monkeypatch, tmp_path):
@@ -204,13 +201,14 @@ def test_cli_backfill_is_idempotent_and_the_ledger_commands_report_it(pipeline_e
     assert runner.invoke(app, backfill).exit_code == 0  # the same range again: nothing new
     wider = runner.invoke(app, backfill[:-4] + ["--from", "2017-01-01", "--to", "2017-02-05"])
     assert wider.exit_code == 0, wider.output
-    store = SalesStore(store_objects(pipeline_env))
+    store = SalesTable(store_objects(pipeline_env))
     expected = history[history["date"] <= "2017-02-05"]
     pd.testing.assert_frame_equal(rows(store.load()), rows(expected))
 
     ledger = runner.invoke(app, ["ingest", "ledger"])
     assert ledger.exit_code == 0 and ledger.output.count("backfill-2017-01") == 2, ledger.output
     verify = runner.invoke(app, ["ingest", "verify"])
-    assert f"{len(expected):,} committed rows on 36 days; 0 uncommitted part(s)" in verify.output
+    assert verify.exit_code == 0 and f"{len(expected):,} committed rows in version" in verify.output, verify.output
+    assert "0 doubled key(s)" in verify.output
     catalog = runner.invoke(app, ["ingest", "catalog", "--add-stores", "9"])
     assert "stores 1-2,9; items 1-2; 4 series" in catalog.output

@@ -124,6 +124,9 @@ def _policy(role: str) -> dict:
     ("trainer", "s3:GetObject", "landing/sales.csv", True),
     ("trainer", "s3:PutObject", "models/demand/7/model.tflite", True),
     ("trainer", "s3:DeleteObject", "sales/date=2026-01-01/part.parquet", True),
+    ("trainer", "s3:DeleteObject", "tables/sales/part-00001.parquet", True),  # vacuum of the sales table
+    ("trainer", "s3:DeleteObject", "ledger/files/a.csv/000001~0~e.json", False),
+    ("store", "s3:GetObject", "tables/sales/part-00001.parquet", False),
     ("trainer", "s3:DeleteObject", "models/demand/7/model.tflite", False),
 ])
 def test_iam_policies_grant_the_same_least_privilege(role, action, key, allowed):

@@ -117,7 +117,7 @@ def test_shelfcast_serve_runs_a_flow_run_of_its_deployment_then_stops_on_sigterm
 
     from prefect.client.orchestration import get_client
 
-    from shelfcast.data.sales import SalesStore
+    from shelfcast.data.sales import SalesTable
     from shelfcast.data.synthetic import generate_sales
     from shelfcast.data.ingest import deliver_days, open_landing, store_objects
 
@@ -165,7 +165,7 @@ def test_shelfcast_serve_runs_a_flow_run_of_its_deployment_then_stops_on_sigterm
 
             state = wait_for(finished, "the flow run did not finish", 240)
         assert state.is_completed(), f"{state.type}: {state.message}\n" + "".join(seen)[-3000:]
-        assert len(SalesStore(objects).load()) == len(sales) == 6
+        assert len(SalesTable(objects).load()) == len(sales) == 6
 
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=60)  # raises TimeoutExpired when SIGTERM did not stop it

@@ -15,7 +15,7 @@ from tests.integration.monitor.test_webhook import Receiver
 
 from shelfcast.config import Settings
 from shelfcast.contract.objects import LocalObjects
-from shelfcast.data.sales import SalesStore
+from shelfcast.data.sales import SalesTable
 from shelfcast.data.synthetic import generate_sales
 from shelfcast.data.ingest import IngestOptions, ingest_landing, open_landing
 from shelfcast.monitor.alert_log import AlertLog
@@ -67,7 +67,7 @@ def sales_store(tmp_path):
     sales = generate_sales(stores=2, items=3, start="2016-01-01", end="2016-06-30", seed=5)
     landing = open_landing(str(tmp_path / "landing"), None)
     landing.deliver("history.csv", sales.assign(date=sales["date"].dt.strftime("%Y-%m-%d")).to_csv(index=False).encode())
-    store = SalesStore(LocalObjects(tmp_path / "sales"))
+    store = SalesTable(LocalObjects(tmp_path / "sales"))
     [report] = ingest_landing(store, landing, IngestOptions(today=date(2016, 7, 1)))
     assert report.rows_accepted == len(sales)
     return store

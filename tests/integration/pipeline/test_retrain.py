@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from shelfcast.config import Settings
-from shelfcast.data.sales import SalesStore
+from shelfcast.data.sales import SalesTable
 from shelfcast.data.synthetic import generate_sales
 from shelfcast.data.ingest import IngestOptions, deliver_range, ingest_landing, open_landing, store_objects
 from shelfcast.pipeline.config import RetrainConfig
@@ -41,7 +41,7 @@ def night_env(make_pipeline_env, mlflow_server, prefect_api, tmp_path_factory):
         sales = generate_sales(stores=2, items=2, start="2016-01-01", end="2016-10-26", seed=3)
         objects = store_objects(settings)
         deliver_range(open_landing("landing/", objects), sales, "2016-01-01", "2016-10-26", kind="history")
-        ingest_landing(SalesStore(objects), open_landing("landing/", objects), IngestOptions())
+        ingest_landing(SalesTable(objects), open_landing("landing/", objects), IngestOptions())
         yield settings, env
 
 

@@ -80,3 +80,21 @@ def test_generalisation_summary(doc):
     assert row["int8_mape_mean"] == 13.15 and row["float_mape_mean"] == 13.1
     assert row["gap_to_floor_pct_points"] == pytest.approx(0.45)
     assert row["two_week_rule_mape"] == 16.74 and row["profile_mape"] == 14.2
+
+
+def test_fault_and_ingest_scale_tables_render_every_case_and_pair_the_arms():
+    from shelfcast.bench.readme import render
+
+    faults = render("faults", [
+        {"name": "a | b", "expected": "x", "observed": "y", "passed": True},
+        {"name": "c", "expected": "x", "observed": "z", "passed": False},
+    ])
+    assert "| a \\| b | x | y | yes |" in faults and "| c | x | z | **no** |" in faults
+    assert "1 of 2 cases passed." in faults
+    scale = render("ingest_scale", {
+        "one_more_file": [{"impl": "sales table", "files_before": 10, "seconds": 0.1},
+                          {"impl": "reference", "files_before": 10, "seconds": 0.2}],
+        "targets": [{"target": "t", "measured": "m", "met": False}],
+    })
+    assert "| files_before | seconds (sales table) | seconds (reference) |" in scale
+    assert "| 10 | 0.100 | 0.200 |" in scale and "| t | m | no |" in scale

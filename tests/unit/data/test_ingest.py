@@ -9,9 +9,8 @@ import pandas as pd
 import pytest
 
 from shelfcast.contract.objects import LocalObjects
-from shelfcast.data.sales import Catalog, SalesStore, source_id
+from shelfcast.data.sales import Catalog, SalesTable, source_id
 from shelfcast.data.synthetic import generate_sales
-from shelfcast.contract.errors import IntegrityError
 from shelfcast.data.ingest import (
     IngestOptions,
     Landing,
@@ -38,7 +37,7 @@ def sales():
 @pytest.fixture
 def env(tmp_path):
     landing = Landing(LocalObjects(tmp_path / "landing"))
-    store = SalesStore(LocalObjects(tmp_path / "bucket"), workers=2)
+    store = SalesTable(LocalObjects(tmp_path / "bucket"), workers=2)
     return landing, store
 
 
@@ -67,7 +66,7 @@ def test_check_history_known_answers():
         "date": pd.to_datetime(["2017-01-02", "2017-01-02"]),
         "store": [1, 1], "item": [1, 2], "sales": [10, 21], "source": ["a.csv", "a.csv"],
     })
-    catalog = Catalog(frozenset({1, 2}), frozenset({1, 2, 3}), frozenset())
+    catalog = Catalog(frozenset({1, 2}), frozenset({1, 2, 3}))
     result = check_history(rows_in, existing, catalog, TODAY)
     assert result.duplicates == 1  # line 2 equals what a.csv delivered
     assert result.accepted["line"].tolist() == [5]
@@ -84,12 +83,12 @@ def test_gap_warnings_name_the_missing_days_and_series():
         "date": pd.to_datetime(["2017-01-10", "2017-01-12", "2017-01-12"]),
         "store": [1, 1, 1], "item": [1, 1, 2], "sales": [1, 2, 3],
     })
-    catalog = Catalog(frozenset({1}), frozenset({1, 2}), frozenset({(1, 1), (1, 2)}))
-    warnings = gap_warnings(accepted, [date(2017, 1, 5), date(2017, 1, 6)], catalog)
+    series = pd.DataFrame({"store": [1, 1], "item": [1, 2]})
+    warnings = gap_warnings(accepted, [date(2017, 1, 5), date(2017, 1, 6)], series)
     assert any("2017-01-07..2017-01-09 (3 day(s))" in w for w in warnings)
     assert any("skips 1 day(s) in its range, first 2017-01-11" in w for w in warnings)
     assert any("first 2017-01-10 store 1 item 2" in w for w in warnings)
-    assert gap_warnings(accepted.iloc[:0], [], catalog) == []
+    assert gap_warnings(accepted.iloc[:0], [], series) == []
 
 
 def test_daily_files_are_ingested_once(env, sales):
@@ -101,7 +100,7 @@ def test_daily_files_are_ingested_once(env, sales):
     pd.testing.assert_frame_equal(rows(store.load()), rows(sales))
     assert len(store.ledger_history()) == 20
     catalog, _ = store.catalog()
-    assert catalog.stores == {1, 2} and len(catalog.series) == 4
+    assert catalog.stores == {1, 2} and len(store.known_series()) == 4
 
     # Nothing pending; a second run changes nothing; re-delivered identical bytes are a no-op.
     assert pending(landing, store) == [] and run(landing, store) == []
@@ -126,11 +125,10 @@ def test_corrected_file_replaces_its_rows_and_says_what_changed(env, sales):
     fixed.loc[fixed.index[0], "sales"] += 5
     fixed = fixed.iloc[:-1]  # one row withdrawn
     landing.deliver(f"sales-{day:%Y-%m-%d}.csv", frame_to_csv(fixed))
-    (report,) = run(landing, store)
+    (report,) = run(landing, store, max_withdrawn_share=0.5)  # 1 of 4 rows withdrawn: 25%
     assert report.action == "corrected"
     assert "1 value(s) changed, 0 row(s) added, 1 row(s) withdrawn" in report.warnings[0]
     pd.testing.assert_frame_equal(rows(store.load()), rows(fixed))
-    assert store.uncommitted_parts() == []  # the old version's parts are gone
     history = store.ledger_history(source_id(f"sales-{day:%Y-%m-%d}.csv"))
     assert [e.action for e in history] == ["ingested", "corrected"]
     assert history[1].previous_sha256 == history[0].sha256
@@ -212,40 +210,67 @@ def test_bad_rows_are_quarantined_with_line_and_reason(env, sales):
     assert "future" in rejected["reason"][2] and "YYYY-MM-DD" in rejected["reason"][3]
 
 
-class FailingLedger(LocalObjects):
-    """A folder store whose ledger writes fail `failures` times, like S3 going away after the parts."""
+class FailOnce(LocalObjects):
+    """A folder store whose first `method` call on a key under `prefix` fails, like S3 going away at exactly that
+    write (an in-process fault: a real server cannot be told to fail at one chosen request)."""
 
-    failures = 1
+    def __init__(self, root, method: str, prefix: str):
+        super().__init__(root)
+        self.method, self.prefix, self.failures = method, prefix, 1
 
-    def put_if_absent(self, key, body, content_type=""):
-        if key.startswith("ledger/") and self.failures:
+    def _fail(self, method: str, key: str) -> None:
+        if method == self.method and key.startswith(self.prefix) and self.failures:
             self.failures -= 1
             raise ConnectionError("S3 endpoint unreachable")
+
+    def put(self, key, body, content_type=""):
+        self._fail("put", key)
+        return super().put(key, body, content_type)
+
+    def put_if_absent(self, key, body, content_type=""):
+        self._fail("put_if_absent", key)
         return super().put_if_absent(key, body, content_type)
 
 
-def test_interrupted_commit_leaves_nothing_visible_and_rerun_completes(tmp_path, sales):
+def test_interrupted_commit_is_completed_by_the_rerun_without_doubling(tmp_path, sales):
     landing = Landing(LocalObjects(tmp_path / "landing"))
-    store = SalesStore(FailingLedger(tmp_path / "bucket"), workers=2)
+    store = SalesTable(FailOnce(tmp_path / "bucket", "put_if_absent", "ledger/"), workers=2)
     deliver_days(landing, sales, sorted(sales["date"].unique())[:3])
     with pytest.raises(ConnectionError):
         run(landing, store)
-    assert store.load().empty and len(store.uncommitted_parts()) == 1
+    version = store.version()
+    assert len(store.load()) == 4 and store.ledger_history() == []  # rows in, the ledger entry missing
     reports = run(landing, store)
     assert [r.action for r in reports] == ["ingested"] * 3
-    assert len(store.load()) == 12 and store.uncommitted_parts() == []
+    assert reports[0].table_version == version  # the rerun found its rows and wrote only the entry
+    assert len(store.load()) == 12 and store.verify() == (12, [])
 
 
-def test_load_refuses_doubled_keys(env, sales):
+def test_verify_finds_keys_written_around_the_table(env, sales):
+    from deltalake import write_deltalake
+
+    from shelfcast.data.sales import sales_arrow
+
     landing, store = env
     deliver_days(landing, sales, [sales["date"].min()])
     run(landing, store)
-    (part,) = store.committed_parts()
-    # Forge a second committed source holding the same rows: the loader must refuse, not double.
-    body = store.objects.get(part.key).body
-    store.objects.put(part.key.replace(part.source, "forged"), body)
-    entry = store.ledger_history()[0]
-    entry.source, entry.name = "forged", "forged"
-    store.commit(entry)
-    with pytest.raises(IntegrityError, match="share a \\(date, store, item\\) key"):
-        store.load()
+    assert store.verify() == (4, [])
+    # Append the same rows under another source directly, bypassing the checks: verify must say so.
+    write_deltalake(store.table(), sales_arrow(store.load(), "forged"), mode="append")
+    rows_total, doubled = store.verify()
+    assert rows_total == 8 and len(doubled) == 4 and doubled[0].startswith("2017-01-01 store 1 item 1")
+
+
+def test_a_claimed_sequence_number_without_its_entry_is_completed_by_the_next_run(tmp_path, sales):
+    landing = Landing(LocalObjects(tmp_path / "landing"))
+    # Killed between claiming the sequence number and writing the listed entry.
+    store = SalesTable(FailOnce(tmp_path / "bucket", "put", "ledger/files/"), workers=2)
+    deliver_days(landing, sales, [sales["date"].min()])
+    with pytest.raises(ConnectionError):
+        run(landing, store)
+    assert store.ledger_history() == []  # claimed, not listed: the file is still pending
+    (report,) = run(landing, store)
+    assert report.action == "unchanged"  # the claim held the outcome; this run wrote the missing entry
+    (entry,) = store.ledger_history()
+    assert entry.action == "ingested" and entry.rows_accepted == 4
+    assert run(landing, store) == [] and store.verify() == (4, [])

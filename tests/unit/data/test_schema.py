@@ -44,7 +44,7 @@ def test_each_bad_row_is_rejected_with_its_line_and_reason(tmp_path):
     assert set(reasons) == {3, 4, 5, 6, 7, 8}
     assert "not a date" in reasons[3]
     assert "negative" in reasons[4]
-    assert "not an integer" in reasons[5]
+    assert "not a whole number" in reasons[5]
     assert "store='x'" in reasons[6]
     assert "duplicate of line 2" in reasons[7]
     assert "sales=''" in reasons[8]
