@@ -80,7 +80,7 @@ def sized_file(path: Path, mb: int) -> int:
 def child_ingest(arm: str, landing: str, bucket: str) -> dict:
     from datetime import date
 
-    from shelfcast.data.sales import LocalObjects
+    from shelfcast.contract.objects import LocalObjects
 
     import deltalake  # noqa: F401 - imported before the clock starts in both arms, like pandas and boto3
     import pyarrow.csv  # noqa: F401
@@ -101,7 +101,7 @@ def child_ingest(arm: str, landing: str, bucket: str) -> dict:
 def child_load(arm: str, bucket: str, start: str, end: str) -> dict:
     from datetime import date
 
-    from shelfcast.data.sales import LocalObjects
+    from shelfcast.contract.objects import LocalObjects
 
     import deltalake  # noqa: F401 - loaded before the baseline is taken, in both arms
     import pyarrow.dataset  # noqa: F401
@@ -147,7 +147,8 @@ def build_history(arm: str, files: list[tuple[str, bytes]], landing: Path, bucke
     import hashlib
     import io
 
-    from shelfcast.data.sales import LocalObjects, clean_etag, source_id
+    from shelfcast.contract.objects import LocalObjects
+    from shelfcast.data.sales import source_id
 
     ingest, Store = modules(arm)
     objects, landing_objects = LocalObjects(bucket), LocalObjects(landing)
@@ -191,12 +192,11 @@ def build_history(arm: str, files: list[tuple[str, bytes]], landing: Path, bucke
     series = rows.groupby(["store", "item"], as_index=False)["date"].min().rename(columns={"date": "first_date"})
     store.add_series(series, "history")
     assert not ingest.pending(ingest.Landing(landing_objects), store), "the built history leaves files pending"
-    del clean_etag
 
 
 def build_load_history(arm: str, series: int, bucket: Path) -> tuple[str, str]:
     """365 days of `series` series (100 items a store), as daily deliveries would leave them; returns the range."""
-    from shelfcast.data.sales import LocalObjects
+    from shelfcast.contract.objects import LocalObjects
 
     ingest, Store = modules(arm)
     store = Store(LocalObjects(bucket))

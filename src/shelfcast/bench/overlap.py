@@ -14,7 +14,7 @@ def ingest_after_barrier(env: dict, landing_dir: str, today: date, barrier, resu
     from shelfcast.config import Settings
     from shelfcast.data.ingest import IngestOptions, Landing, ingest_landing, store_objects
     from shelfcast.contract.objects import LocalObjects
-from shelfcast.data.sales import SalesTable
+    from shelfcast.data.sales import SalesTable
 
     store = SalesTable(store_objects(Settings()))
     landing = Landing(LocalObjects(landing_dir))

@@ -21,6 +21,7 @@ from datetime import date
 import pandas as pd
 import pyarrow as pa
 
+from shelfcast.contract import clock
 from shelfcast.contract.objects import AlreadyExists, ObjectMissing
 from shelfcast.data.sales import (
     SALES_SCHEMA,
@@ -111,7 +112,7 @@ def _move_catalog(store: SalesTable, firsts: dict[tuple[int, int], date]) -> int
         (int(s) for s in old["stores"]), (int(i) for i in old["items"]))
     if catalog is None or merged != catalog:
         store.save_catalog(merged, etag)
-    series = {(int(s), int(i)): firsts.get((int(s), int(i)), date.today()) for s, i in old.get("series", [])}
+    series = {(int(s), int(i)): firsts.get((int(s), int(i)), clock.today()) for s, i in old.get("series", [])}
     series.update(firsts)
     if not series:
         return 0
