@@ -155,7 +155,7 @@ def killed_mid_file(stack: Stack, workdir: Path) -> dict:
     landing = landing_of(settings)
     deliver_range(landing, sales, "2016-01-01", "2016-12-29", kind="history")
     deliver_days(landing, sales, sorted(sales["date"].unique())[-2:])
-    delays, kills = [0.5, 1.5, 3.0, 5.0, 8.0], 0
+    delays, kills = [0.4, 0.7, 1.0, 1.3, 1.6, 2.0, 2.5], 0  # the ingest takes about 2 s after a 1 s start
     for delay in delays:
         child = subprocess.Popen([sys.executable, "-c", KILLED_INGEST], env=os.environ.copy(),
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
