@@ -15,6 +15,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from shelfcast.config import Settings
@@ -201,3 +202,21 @@ def test_a_retrain_killed_half_way_leaves_no_candidate(night_env, prefect_api, t
     assert len(versions) == 1  # one variant made it into the registry...
     assert "candidate" not in versions[0].tags  # ...but it is not a candidate
     assert tracker.candidates("killed") == []
+
+
+def test_the_night_records_the_sales_table_version_it_trained_on(night_env, first_night):
+    from shelfcast.pipeline.nightly import load_training_data
+
+    settings, _ = night_env
+    parent = tracker_for(settings).client.get_run(first_night["parent_run_id"])
+    version = int(parent.data.params["sales_table_version"])
+    store = SalesTable(store_objects(settings))
+    config = RetrainConfig.load("quick", **TINY)
+    night = load_training_data(store, config, version=version)
+    assert night.table_version == version and night.rows == first_night["data"]["rows"]
+    # A later delivery moves the table on; that night's training set still reads back exactly.
+    later = generate_sales(stores=2, items=2, start="2016-10-27", end="2016-10-27", seed=4)
+    deliver_range(open_landing("landing/", store.objects), later, "2016-10-27", "2016-10-27", kind="late")
+    ingest_landing(store, open_landing("landing/", store.objects), IngestOptions())
+    assert store.version() > version
+    pd.testing.assert_frame_equal(load_training_data(store, config, version=version).frame, night.frame)
