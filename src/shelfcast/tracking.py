@@ -366,6 +366,7 @@ class Tracker:
         """The `champion` alias's model version with its run, night, input spec, training window and `.tflite`
         (downloaded into `workdir`; `tflite_path` None when the run has none); None before the first promotion.
         MLflow failures raise: a caller must not read a dead server as "no champion"."""
+        self.check()  # the alias lookup alone reads an unreachable server as "no alias"
         version = self.champion()
         if version is None:
             return None

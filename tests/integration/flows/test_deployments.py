@@ -131,8 +131,9 @@ def test_shelfcast_serve_runs_a_flow_run_of_its_deployment_then_stops_on_sigterm
     prefect_deploy(prefect_api)
     refused = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2, refused.stdout[-3000:] + refused.stderr[-3000:]
-    assert "ingest/ingest-hourly (work pool shelfcast-process)" in refused.stdout
-    assert "pass --replace" in refused.stdout
+    assert "ingest/ingest-hourly (work pool shelfcast-process)" in refused.stderr
+    assert "pass --replace" in refused.stderr
+    assert "Traceback" not in refused.stderr and len(refused.stderr.strip().splitlines()) == 1  # one line, the fix in it
 
     command.append("--replace")
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
