@@ -27,6 +27,14 @@ class Settings(BaseSettings):
     store_access_key: str = "shelfcast-store"
     store_secret_key: str = "shelfcast-store-secret"
 
+    # Signed delivery metadata (shelfcast.delivery.signing)
+    keys_dir: Path | None = Field(None, description="online signing keys (targets, snapshot, timestamp); default "
+                                  "<home>/keys")
+    root_key_file: Path | None = Field(None, description="the offline root key, only for `keys init|rotate`; "
+                                       "default <keys_dir>/root.key")
+    timestamp_lifetime_s: int = Field(86400, gt=0, description="how long a signed timestamp stays valid: a store "
+                                      "calls the channel frozen when nothing re-signed it for this long")
+
     # MLflow and Prefect
     mlflow_tracking_uri: str = "http://127.0.0.1:5000"
     prefect_api_url: str = "http://127.0.0.1:4200/api"
@@ -45,6 +53,10 @@ class Settings(BaseSettings):
     @property
     def stack_dir(self) -> Path:
         return self.home / "stack"
+
+    @property
+    def signing_keys_dir(self) -> Path:
+        return self.keys_dir or self.home / "keys"
 
     @property
     def alerts_db(self) -> Path:

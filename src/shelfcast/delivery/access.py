@@ -4,7 +4,7 @@ configuration used locally (`infra/seaweedfs/s3-identities.json`) and the AWS IA
 
     trainer   reads and writes the whole bucket (ingest, sales store, MLflow artifacts, models, channels, log);
               deletes only in sales/ (parts an interrupted ingest left); models/ and the log are never deleted
-    store     reads channels/ and models/ only: no listing, no writing, nothing else
+    store     reads metadata/ (the signed delivery metadata), channels/ and models/ only: no listing, no writing
     uploader  writes landing/ only (the stores' daily sales export): it cannot read anything back
 
 Nobody but the trainer reads landing/ or the sales store. `python -m shelfcast.delivery.access --write` regenerates
@@ -35,7 +35,8 @@ class Role:
 ROLES = (
     Role("trainer", read=("",), write=("",), delete=("sales/",), list_bucket=True, admin=True,
          description="nightly pipeline: ingest, sales store, MLflow artifacts, publish and promote"),
-    Role("store", read=("channels/", "models/"), description="store devices: pull the channel pointer and models"),
+    Role("store", read=("channels/", "models/", "metadata/"),
+         description="store devices: pull the signed metadata, the channel pointer and models"),
     Role("uploader", write=("landing/",), description="the stores' sales export: deliver daily files"),
 )
 ROLE_BY_NAME = {role.name: role for role in ROLES}

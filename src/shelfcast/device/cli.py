@@ -70,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     sync.add_argument("--endpoint-url", help="S3 endpoint (default SHELFCAST_S3_ENDPOINT_URL)")
     sync.add_argument("--bucket", help="bucket (default SHELFCAST_BUCKET)")
     sync.add_argument("--json", action="store_true", help="one JSON object per poll instead of a text line")
+    sync.add_argument("--trusted-root", type=Path, default=None,
+                      help="the bucket's root metadata this store trusts at first (`shelfcast keys show --root-out`); "
+                           "needed once, then kept in DIR/metadata (default SHELFCAST_TRUSTED_ROOT)")
     sync.add_argument("--max-model-bytes", type=int, default=None,
                       help="refuse a model larger than this device can hold, before downloading it (default 64 MiB)")
 
@@ -100,8 +103,14 @@ def _sync(args) -> int:
         if args.max_model_bytes is not None and args.max_model_bytes <= 0:
             raise ValueError(f"--max-model-bytes must be positive, got {args.max_model_bytes}")
         limit = {"max_model_bytes": args.max_model_bytes} if args.max_model_bytes else {}
+        root_file = args.trusted_root or (Path(os.environ["SHELFCAST_TRUSTED_ROOT"])
+                                          if os.environ.get("SHELFCAST_TRUSTED_ROOT") else None)
+        trusted_root = root_file.read_bytes()[:64 * 1024 + 1] if root_file else None
         client = StoreClient(StoreSettings.from_env().object_store(args.endpoint_url, args.bucket), channel,
-                             args.dir, store_id=args.store_id, **limit)
+                             args.dir, store_id=args.store_id, trusted_root=trusted_root, **limit)
+    except OSError as exc:
+        print(f"error: --trusted-root {root_file}: {exc.strerror}", file=sys.stderr)
+        return 2
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

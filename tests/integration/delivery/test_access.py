@@ -12,6 +12,7 @@ from shelfcast.delivery import access
 from shelfcast.delivery.channels import move_pointer
 from shelfcast.device.sync import StoreClient
 from shelfcast.delivery.publish import make_manifest, publish_model
+from shelfcast.delivery.signing import KeyRing, SignedRepository
 from shelfcast.stack.seaweedfs import Identity, start_seaweedfs
 from shelfcast.contract.objects import ObjectStore, make_s3_client
 
@@ -50,12 +51,15 @@ def test_store_key_reads_channels_and_models_and_nothing_else(local_s3, tiny_tfl
     data = tiny_tflite["v1"]
     manifest = publish_model(trainer, data, make_manifest(data, name="demand", version="1",
                                                           input_spec=tiny_tflite["spec"].to_dict()))
-    move_pointer(trainer, "stable", manifest, action="promote", actor="test")
+    signer = SignedRepository(trainer, KeyRing(tmp_path / "keys"))
+    signer.init()
+    move_pointer(trainer, "stable", manifest, action="promote", actor="test", signer=signer)
     trainer.put("landing/sales-2026-01-01.csv", b"date,store,item,sales\n")
     trainer.put("sales/date=2026-01-01/part-0.parquet", b"PAR1")
 
     # What a store needs works with its key alone: a full sync.
-    assert StoreClient(store, "stable", tmp_path / "store").sync().serving == "1"
+    root = signer.root_bytes()
+    assert StoreClient(store, "stable", tmp_path / "store", trusted_root=root).sync().serving == "1"
 
     assert _denied(lambda: store.get("landing/sales-2026-01-01.csv")) == "AccessDenied"
     assert _denied(lambda: store.get("sales/date=2026-01-01/part-0.parquet")) == "AccessDenied"
@@ -63,6 +67,7 @@ def test_store_key_reads_channels_and_models_and_nothing_else(local_s3, tiny_tfl
     assert _denied(lambda: store.put("channels/stable/latest.json", b"{}")) == "AccessDenied"
     assert _denied(lambda: store.put("models/demand/666/model.tflite", b"evil")) == "AccessDenied"
     assert _denied(lambda: store.put("landing/x.csv", b"evil")) == "AccessDenied"
+    assert _denied(lambda: store.put("metadata/timestamp.json", b"evil")) == "AccessDenied"
     assert _denied(lambda: store.delete("models/demand/1/model.tflite")) == "AccessDenied"
     assert _denied(lambda: list(store.list("models/"))) == "AccessDenied"
     assert trainer.get("models/demand/1/model.tflite").body == data  # nothing was damaged

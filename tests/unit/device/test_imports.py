@@ -31,7 +31,7 @@ def _check():
 atexit.register(_check)
 """
 
-STORE_MODULES = ("shelfcast.device.cli", "shelfcast.device.sync", "shelfcast.device.forecast",
+STORE_MODULES = ("shelfcast.device.cli", "shelfcast.device.sync", "shelfcast.device.trust", "shelfcast.device.forecast",
                  "shelfcast.contract.verify", "shelfcast.contract.manifest", "shelfcast.contract.runtime", "shelfcast.contract.objects",
                  "shelfcast.contract.features", "shelfcast.contract.errors")
 
