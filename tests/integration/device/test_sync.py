@@ -440,7 +440,7 @@ def test_store_settings_default_like_the_trainer_settings():
     settings = Settings(_env_file=None)
     assert DEFAULTS == {"SHELFCAST_S3_ENDPOINT_URL": settings.s3_endpoint_url, "SHELFCAST_S3_REGION": settings.s3_region,
                         "SHELFCAST_BUCKET": settings.bucket, "SHELFCAST_STORE_ACCESS_KEY": settings.store_access_key,
-                        "SHELFCAST_STORE_SECRET_KEY": settings.store_secret_key}
+                        "SHELFCAST_HOME": str(settings.home)}
 
 
 def test_channel_assignment_and_poll_interval_parsing():
