@@ -130,6 +130,26 @@ def test_an_expired_timestamp_is_a_frozen_channel_on_the_store_and_in_channels(
     assert store.sync().status == "unchanged" and signature_status(trainer_store, channel).ok
 
 
+def test_a_timestamp_nobody_replaces_expires_on_the_cheap_poll_too(trainer_store, store_identity_store, signing,
+                                                                   signed_channel, tmp_path):
+    """The bucket keeps answering 304 for the timestamp the store verified (nobody re-signs it): the cheap poll
+    stops trusting it when it expires."""
+    import time
+
+    _, channel = signed_channel
+    short = SignedRepository(trainer_store, signing.keys, Lifetimes(timestamp_s=3))
+    short.refresh_timestamp()
+    store = _store(store_identity_store, channel, tmp_path / "store", signing)
+    assert store.sync().serving == "1"
+    cheap = store.sync()
+    assert (cheap.status, cheap.bytes_received) == ("unchanged", 0) and "timestamp unchanged" in cheap.message
+    time.sleep(4)
+    frozen = store.sync()
+    assert (frozen.status, frozen.serving) == ("frozen", "1"), frozen.message
+    signing.refresh_timestamp()
+    assert store.sync().status == "unchanged"
+
+
 def test_a_mix_of_two_releases_is_refused(trainer_store, store_identity_store, signing, signed_channel, tiny_tflite,
                                           tmp_path):
     """The timestamp of an older release served next to the newer snapshot and targets (a stale cache or a

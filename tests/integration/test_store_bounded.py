@@ -2,9 +2,6 @@
 4,680 bytes, or a 100 MB timestamp are cut off at their cap and refused, with the store's peak resident memory
 (VmHWM of a fresh process running one sync) under 100 MB and no more than cap + 1 bytes read from S3."""
 
-import json
-import subprocess
-import sys
 import uuid
 
 import pytest
@@ -13,6 +10,7 @@ from shelfcast.contract.manifest import Pointer, model_key, pointer_key
 from shelfcast.delivery.channels import move_pointer
 from shelfcast.delivery.publish import make_manifest, publish_model
 from shelfcast.delivery.signing import metadata_key, target_file
+from shelfcast.device.probe import sync_in_child
 from tests.conftest import BUCKET, STORE
 
 pytestmark = pytest.mark.integration
@@ -20,27 +18,9 @@ pytestmark = pytest.mark.integration
 PEAK_RSS_LIMIT_MB = 100
 MB = 1024 * 1024
 
-# One sync in a fresh interpreter; prints the outcome and the process's peak resident memory.
-CHILD = """
-import json, sys
-from pathlib import Path
-from shelfcast.contract.objects import ObjectStore, make_s3_client
-from shelfcast.device.sync import StoreClient
-url, bucket, access, secret, channel, folder, root = sys.argv[1:8]
-objects = ObjectStore(make_s3_client(url, access, secret), bucket)
-result = StoreClient(objects, channel, folder, trusted_root=Path(root).read_bytes()).sync()
-status = Path("/proc/self/status").read_text()
-peak_kb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
-print(json.dumps({"status": result.status, "serving": result.serving, "message": result.message,
-                  "bytes_received": result.bytes_received, "peak_rss_mb": peak_kb / 1024}))
-"""
-
 
 def _sync_in_child(seaweedfs, channel, folder, root_file) -> dict:
-    done = subprocess.run([sys.executable, "-c", CHILD, seaweedfs.urls["s3"], BUCKET, *STORE, channel, str(folder),
-                           str(root_file)], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return sync_in_child(seaweedfs.urls["s3"], BUCKET, STORE, channel, folder, root_file)
 
 
 @pytest.fixture

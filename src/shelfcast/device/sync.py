@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
-from tuf.api.exceptions import DownloadError, DownloadHTTPError
 
 from shelfcast.contract import clock
 from shelfcast.contract.manifest import Manifest, Pointer, pointer_key
@@ -197,7 +196,7 @@ class StoreClient:
         def result(status: str, message: str) -> SyncResult:
             outcome = SyncResult(status, self.channel, self.current().version if self.current() else None, offered,
                                  message, downloaded, time.perf_counter() - started,
-                                 trust.fetcher.bytes_received)
+                                 trust.bytes_received)
             try:
                 self._save_state(last_poll_at=clock.stamp(), last_status=status, last_message=message[:1000])
             except OSError:
@@ -208,16 +207,20 @@ class StoreClient:
         incoming = self.directory / INCOMING / uuid.uuid4().hex[:8]
         try:
             self.on_stage("metadata")
+            state = self._state()
+            followed = bool(current and state.get("channel") == self.channel
+                            and state.get("pointer_version") == serving)
+            if followed and trust.still_current(state.get("timestamp_etag"), state.get("metadata_expires")):
+                return result("unchanged", f"{self.channel} still points at {serving} (signed timestamp unchanged)")
             trust.open()
             self.on_stage("pointer")
-            state = self._state()
             key = pointer_key(self.channel)
             signed_pointer = trust.target(key)
             if signed_pointer is None:
                 return result("empty", f"channel {self.channel} has no signed version yet "
                                        f"(s3://{self.objects.bucket}/{key})" + keep)
-            if (current and state.get("channel") == self.channel and state.get("pointer_version") == serving
-                    and state.get("pointer_sha256") == sha256_of(signed_pointer)):
+            if followed and state.get("pointer_sha256") == sha256_of(signed_pointer):
+                self._remember_metadata(trust)
                 return result("unchanged", f"{self.channel} still points at {serving}")
             body = trust.read(signed_pointer, "channel pointer", incoming)
             pointer = Pointer.from_json(body, f"s3://{self.objects.bucket}/{key}")
@@ -226,11 +229,11 @@ class StoreClient:
                 raise IntegrityError(f"{key} names channel {pointer.channel!r}, not {self.channel!r}")
             self._check_not_behind(pointer, state, key)
             if current and pointer.version == serving and current.manifest.sha256 == pointer.sha256:
-                self._remember(signed_pointer, pointer)
+                self._remember(signed_pointer, pointer, trust)
                 return result("unchanged", f"{self.channel} still points at {serving} (pointer rewritten)")
 
             if self._reuse_local(pointer, serving, trust):
-                self._remember(signed_pointer, pointer)
+                self._remember(signed_pointer, pointer, trust)
                 return result("updated", f"now serving {pointer.version} (already on disk, verified), "
                                          f"previous {serving}")
 
@@ -241,7 +244,7 @@ class StoreClient:
             Installed(manifest.version, staging, manifest).check()
             self.on_stage("swap")
             self._install(staging, manifest.version, serving)
-            self._remember(signed_pointer, pointer)
+            self._remember(signed_pointer, pointer, trust)
             return result("updated", f"now serving {manifest.version} ({manifest.bytes} bytes, signed, sha256 "
                                      f"{manifest.sha256[:12]}... verified, loads), previous {serving}")
         except FrozenChannel as exc:
@@ -250,21 +253,29 @@ class StoreClient:
             return result("refused", f"{exc}" + keep)
         except ObjectMissing as exc:
             return result("refused", f"the pointer names a version that is not there ({exc})" + keep)
-        except DownloadHTTPError as exc:
-            hint = " (check this store's S3 credentials and policy)" if exc.status_code == 403 else ""
-            return result("error", f"S3 refused the request while reading the {self.stage}: {exc}{hint}" + keep)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             hint = " (check this store's S3 credentials and policy)" if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch") else ""
             return result("error", f"S3 refused the request: {code}{hint}: {exc}" + keep)
-        except (BotoCoreError, DownloadError) as exc:
-            cause = exc.__cause__ or exc
-            return result("error", f"S3 unreachable or the transfer broke while reading the {self.stage} "
-                                   f"({type(cause).__name__}: {cause})" + keep)
+        except BotoCoreError as exc:
+            return result("error", self._unreachable(exc) + keep)
         except OSError as exc:
             return result("error", f"local disk problem in {self.directory} ({exc})" + keep)
+        except Exception as exc:  # tuf's download errors (tuf is imported only once a sync runs)
+            from tuf.api.exceptions import DownloadError, DownloadHTTPError
+
+            if isinstance(exc, DownloadHTTPError):
+                hint = " (check this store's S3 credentials and policy)" if exc.status_code == 403 else ""
+                return result("error", f"S3 refused the request while reading the {self.stage}: {exc}{hint}" + keep)
+            if isinstance(exc, DownloadError):
+                return result("error", self._unreachable(exc.__cause__ or exc) + keep)
+            raise
         finally:
             shutil.rmtree(self.directory / INCOMING, ignore_errors=True)
+
+    def _unreachable(self, exc: BaseException) -> str:
+        return (f"S3 unreachable or the transfer broke while reading the {self.stage} "
+                f"({type(exc).__name__}: {exc})")
 
     def _check_not_behind(self, pointer: Pointer, state: dict, key: str) -> None:
         """Moves are numbered and a rollback is a new move, so a pointer never goes back: one older than the
@@ -350,9 +361,16 @@ class StoreClient:
             if folder.name not in keep:
                 shutil.rmtree(folder, ignore_errors=True)
 
-    def _remember(self, signed_pointer, pointer: Pointer) -> None:
+    def _remember(self, signed_pointer, pointer: Pointer, trust: TrustedBucket) -> None:
         self._save_state(channel=self.channel, pointer_sha256=sha256_of(signed_pointer),
                          pointer_version=pointer.version, pointer_seq=pointer.seq)
+        self._remember_metadata(trust)
+
+    def _remember_metadata(self, trust: TrustedBucket) -> None:
+        """The timestamp just verified and followed through: the next poll is a conditional GET of it."""
+        etag = trust.timestamp_etag()
+        if etag:
+            self._save_state(timestamp_etag=etag, metadata_expires=trust.expires())
 
     # ---- the loop --------------------------------------------------------------------------------------------
     def run(self, every_s: float, stop: threading.Event | None = None, max_polls: int | None = None,

@@ -12,18 +12,20 @@ The store's trusted metadata lives in `<store dir>/metadata/`. Its first root is
 (`shelfcast store sync --trusted-root root.json`, from `shelfcast keys show --root-out`): a store never trusts
 the first root the bucket hands it.
 
-Downloads are bounded: `S3Fetcher` asks S3 for at most one byte more than it may accept (a `Range` request) and
+Downloads are bounded: the fetcher (`s3_fetcher`) asks S3 for at most one byte more than it may accept (a `Range` request) and
 streams it in chunks, so a huge object costs neither memory nor bandwidth past the cap.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Iterator
 
 from botocore.exceptions import ClientError
 
 from shelfcast.contract.errors import IntegrityError
+from shelfcast.contract.manifest import utc_now
 from shelfcast.contract.objects import ObjectStore
 
 METADATA_DIR = "metadata"
@@ -45,59 +47,61 @@ class FrozenChannel(TrustError):
     """The signed metadata expired: nobody re-signed it in time, or the store is shown an old copy on purpose."""
 
 
-def _fetcher_base():
+def s3_fetcher(objects: ObjectStore):
+    """python-tuf's network layer over an `ObjectStore` (built on first use: `predict` never imports tuf)."""
     from tuf.ngclient import FetcherInterface
 
-    return FetcherInterface
+    class S3Fetcher(FetcherInterface):
+        """`s3://<bucket>/<key>` URLs, read with the store's credentials, at most `max_length + 1` bytes asked for
+        and streamed in 64 KiB chunks."""
 
+        def __init__(self):
+            self.objects = objects
+            self._cap: int | None = None
+            self.bytes_received = 0
+            self.etags: dict[str, str] = {}
 
-class S3Fetcher(_fetcher_base()):
-    """python-tuf's network layer over an `ObjectStore`: `s3://<bucket>/<key>` URLs, read with the store's
-    credentials, at most `max_length + 1` bytes asked for and streamed in 64 KiB chunks."""
+        def _key(self, url: str) -> str:
+            prefix = f"s3://{objects.bucket}/"
+            if not url.startswith(prefix):
+                raise ValueError(f"{url} is outside s3://{objects.bucket}/")
+            return url[len(prefix):]
 
-    def __init__(self, objects: ObjectStore):
-        self.objects = objects
-        self._cap: int | None = None
-        self.bytes_received = 0
+        def download_file(self, url: str, max_length: int):
+            self._cap = max_length
+            return super().download_file(url, max_length)
 
-    def _key(self, url: str) -> str:
-        prefix = f"s3://{self.objects.bucket}/"
-        if not url.startswith(prefix):
-            raise ValueError(f"{url} is outside s3://{self.objects.bucket}/")
-        return url[len(prefix):]
+        def _fetch(self, url: str) -> Iterator[bytes]:
+            from tuf.api.exceptions import DownloadHTTPError
 
-    def download_file(self, url: str, max_length: int):
-        self._cap = max_length
-        return super().download_file(url, max_length)
+            key, cap = self._key(url), self._cap
+            request = {"Key": key}
+            if cap is not None:
+                request["Range"] = f"bytes=0-{cap}"  # one byte past the cap, so "too long" is still seen
+            try:
+                response = objects._call(objects.client.get_object, **request)
+            except ClientError as exc:
+                code = str(exc.response.get("Error", {}).get("Code", ""))
+                status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+                if code == "InvalidRange":  # an empty object has no byte 0
+                    return iter(())
+                if code in ("NoSuchKey", "404", "NotFound"):
+                    status = 404
+                elif code in ("AccessDenied", "403"):
+                    status = 403
+                raise DownloadHTTPError(f"s3://{objects.bucket}/{key}: {code}", status or 500) from None
+            self.etags[key] = response.get("ETag", "")
+            return self._chunks(response["Body"])
 
-    def _fetch(self, url: str) -> Iterator[bytes]:
-        from tuf.api.exceptions import DownloadHTTPError
+        def _chunks(self, body) -> Iterator[bytes]:
+            try:
+                for chunk in body.iter_chunks(CHUNK_BYTES):
+                    self.bytes_received += len(chunk)
+                    yield chunk
+            finally:
+                body.close()
 
-        key, cap = self._key(url), self._cap
-        request = {"Key": key}
-        if cap is not None:
-            request["Range"] = f"bytes=0-{cap}"  # one byte past the cap, so "too long" is still seen
-        try:
-            response = self.objects._call(self.objects.client.get_object, **request)
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-            if code == "InvalidRange":  # an empty object has no byte 0
-                return iter(())
-            if code in ("NoSuchKey", "404", "NotFound"):
-                status = 404
-            elif code in ("AccessDenied", "403"):
-                status = 403
-            raise DownloadHTTPError(f"s3://{self.objects.bucket}/{key}: {code}", status or 500) from None
-        return self._chunks(response["Body"])
-
-    def _chunks(self, body) -> Iterator[bytes]:
-        try:
-            for chunk in body.iter_chunks(CHUNK_BYTES):
-                self.bytes_received += len(chunk)
-                yield chunk
-        finally:
-            body.close()
+    return S3Fetcher()
 
 
 class TrustedBucket:
@@ -107,8 +111,18 @@ class TrustedBucket:
         self.objects = objects
         self.metadata_dir = Path(directory) / METADATA_DIR
         self.trusted_root = trusted_root
-        self.fetcher = S3Fetcher(objects)
+        self._fetcher = None
         self.updater = None
+
+    @property
+    def fetcher(self):
+        if self._fetcher is None:
+            self._fetcher = s3_fetcher(self.objects)
+        return self._fetcher
+
+    @property
+    def bytes_received(self) -> int:
+        return self._fetcher.bytes_received if self._fetcher is not None else 0
 
     @property
     def provisioned(self) -> bool:
@@ -153,6 +167,34 @@ class TrustedBucket:
                                  "`shelfcast keys init` and promote again") from None
             raise
         return self
+
+    def timestamp_etag(self) -> str | None:
+        """The ETag of the timestamp this refresh verified (None when the local copy was current)."""
+        return self.fetcher.etags.get(f"{METADATA_DIR}/timestamp.json")
+
+    def expires(self) -> str | None:
+        """The earliest expiry of the metadata this store now trusts (ISO 8601), from its local copies."""
+        times = []
+        for role in ("root", "timestamp", "snapshot", "targets"):
+            try:
+                times.append(json.loads((self.metadata_dir / f"{role}.json").read_bytes())["signed"]["expires"])
+            except (OSError, ValueError, KeyError, TypeError):
+                return None
+        return min(times)
+
+    def still_current(self, etag: str | None, expires: str | None) -> bool:
+        """The cheap poll: True when the bucket's timestamp is still the one this store verified (HTTP 304 on
+        its ETag, no body) and nothing it trusts has expired. A root rotation or any new release comes with a
+        new timestamp, so it always takes the full path; a server answering 304 forever is caught by the expiry."""
+        if not etag or not expires or expires <= utc_now():
+            return False
+        try:  # HEAD, never GET: a changed timestamp may be of any size, the full path reads it with its cap
+            self.objects._call(self.objects.client.head_object, Key=f"{METADATA_DIR}/timestamp.json",
+                               IfNoneMatch=etag)
+        except ClientError as exc:
+            # 304: unchanged; anything else (gone, refused) is for the full path to report
+            return str(exc.response.get("Error", {}).get("Code", "")) in ("304", "NotModified")
+        return False
 
     def target(self, path: str):
         """The signed length and hashes of `path`, or None when it is not a signed target."""
