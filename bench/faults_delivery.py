@@ -47,18 +47,18 @@ def run(workdir: Path) -> list[dict]:
 
     from shelfcast.contract.manifest import Pointer, model_key, pointer_key
     from shelfcast.contract.objects import ObjectStore, make_s3_client
-    from shelfcast.delivery.access import LOCAL_BUCKET, LOCAL_KEYS, apply_local_policy, seaweedfs_identities
+    from shelfcast.delivery.access import LOCAL_BUCKET, LOCAL_KEYS, apply_local_policy
     from shelfcast.delivery.channels import move_pointer
     from shelfcast.delivery.publish import make_manifest, publish_model
     from shelfcast.delivery.signing import (KeyRing, Lifetimes, SignedRepository, metadata_key, move_targets,
                                             signature_status)
     from shelfcast.device.probe import sync_in_child
     from shelfcast.device.sync import StoreClient
-    from shelfcast.stack.seaweedfs import start_seaweedfs
+    from shelfcast.stack.seaweedfs import access_identities, start_seaweedfs
 
     workdir = Path(workdir)
     spec, v1, v2 = _models(workdir)
-    server = start_seaweedfs(workdir / "s3", seaweedfs_identities(LOCAL_BUCKET, LOCAL_KEYS))
+    server = start_seaweedfs(workdir / "s3", access_identities(LOCAL_BUCKET, LOCAL_KEYS))
     cases = []
     try:
         url = server.urls["s3"]

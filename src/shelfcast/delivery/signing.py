@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable
 
-from shelfcast.contract.errors import ConfigError, PromotionConflict, ShelfcastError
+from shelfcast.contract.errors import ConfigError, WriteConflict, ShelfcastError
 from shelfcast.contract.objects import AlreadyExists, ObjectMissing, ObjectStore
 
 METADATA_PREFIX = "metadata/"
@@ -48,7 +48,11 @@ def metadata_key(role: str, version: int | None = None) -> str:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(microsecond=0)
+    """The system clock, never a replay's simulated one: stores check expiry against their own system clock
+    (python-tuf does), so what is signed must expire in real time."""
+    from shelfcast.contract.clock import SystemClock
+
+    return SystemClock().now().replace(microsecond=0)
 
 
 def _serializer():
@@ -235,7 +239,7 @@ class SignedRepository:
         except AlreadyExists:
             for role, backup in backups.items():
                 os.replace(backup, self.keys.path(role))
-            raise PromotionConflict(f"root version {signed.version} was written by someone else meanwhile; "
+            raise WriteConflict(f"root version {signed.version} was written by someone else meanwhile; "
                                     "re-run `shelfcast keys rotate`") from None
         # Online roles re-signed under the new root (versions go up, so stores take them).
         self.sign_targets({}, force=True)
@@ -268,7 +272,7 @@ class SignedRepository:
             version = signed.version
             break
         else:
-            raise PromotionConflict("the targets metadata kept changing while it was signed; retry")
+            raise WriteConflict("the targets metadata kept changing while it was signed; retry")
         self.publish_snapshot(force=force)
         return version
 
@@ -295,7 +299,7 @@ class SignedRepository:
             version = newest_snapshot + 1
             break
         else:
-            raise PromotionConflict("the snapshot metadata kept changing while it was signed; retry")
+            raise WriteConflict("the snapshot metadata kept changing while it was signed; retry")
         self.refresh_timestamp()
         return version
 
@@ -314,10 +318,10 @@ class SignedRepository:
             document.sign(signer)
             try:
                 self.objects.put_if_match(metadata_key("timestamp"), document.to_bytes(_serializer()), etag)
-            except PromotionConflict:
+            except WriteConflict:
                 continue
             return current.signed.version + 1
-        raise PromotionConflict("the timestamp kept changing while it was signed; retry")
+        raise WriteConflict("the timestamp kept changing while it was signed; retry")
 
     def refresh(self) -> dict:
         """The nightly re-signing: targets and snapshot when less than half their lifetime is left, the timestamp

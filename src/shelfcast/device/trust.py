@@ -25,7 +25,7 @@ from typing import Iterator
 from botocore.exceptions import ClientError
 
 from shelfcast.contract.errors import IntegrityError
-from shelfcast.contract.manifest import utc_now
+from shelfcast.contract.clock import STAMP_FORMAT, SystemClock
 from shelfcast.contract.objects import ObjectStore
 
 METADATA_DIR = "metadata"
@@ -186,7 +186,8 @@ class TrustedBucket:
         """The cheap poll: True when the bucket's timestamp is still the one this store verified (HTTP 304 on
         its ETag, no body) and nothing it trusts has expired. A root rotation or any new release comes with a
         new timestamp, so it always takes the full path; a server answering 304 forever is caught by the expiry."""
-        if not etag or not expires or expires <= utc_now():
+        # python-tuf checks expiry against the system clock; so does this shortcut (not a replay's clock)
+        if not etag or not expires or expires <= SystemClock().now().strftime(STAMP_FORMAT):
             return False
         try:  # HEAD, never GET: a changed timestamp may be of any size, the full path reads it with its cap
             self.objects._call(self.objects.client.head_object, Key=f"{METADATA_DIR}/timestamp.json",
