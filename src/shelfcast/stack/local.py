@@ -154,6 +154,7 @@ class LocalStack:
                 state.services["seaweedfs"] = self._record(service, "seaweedfs")
                 state.save(self.pid_file)
             self.ensure_bucket()
+            self.ensure_signing(on_step)
             pending = [n for n in ("prefect", "mlflow") if n not in state.services]
             for name in pending:
                 on_step(f"starting {name} on 127.0.0.1:{self.ports[name]}")
@@ -199,6 +200,19 @@ class LocalStack:
 
     def ensure_bucket(self) -> None:
         ensure_bucket(self.settings)
+
+    def ensure_signing(self, on_step=lambda message: None) -> None:
+        """A local bucket without delivery keys gets them (`shelfcast keys init`), so that what the main job
+        promotes is something stores follow. Its root key stays in the keys folder: fine for a laptop; a real
+        bucket is initialised by an operator who moves the root key offline."""
+        from shelfcast.delivery.signing import repository_from_settings
+
+        repository = repository_from_settings(self.settings, wiring.bucket(self.settings))
+        if repository.initialized() or any(repository.keys.path(role).exists() for role in ("root", "targets")):
+            return
+        repository.init()
+        on_step(f"signed delivery metadata created (keys in {self.settings.signing_keys_dir}; "
+                "stores need `shelfcast keys show --root-out root.json`)")
 
     # ---- down -----------------------------------------------------------------------------------------------
     def down(self, on_step=lambda message: None) -> list[str]:
