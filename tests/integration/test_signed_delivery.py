@@ -226,3 +226,34 @@ def test_root_and_timestamp_rotation_keep_stores_serving_and_following(trainer_s
     repository.refresh_timestamp()
     refused = stores[0].sync()
     assert (refused.status, refused.serving) == ("refused", "3"), refused.message
+
+
+def test_concurrent_signed_moves_on_different_channels_are_all_signed(trainer_store, store_identity_store, signing,
+                                                                    tiny_tflite, tmp_path):
+    """Six promoters move six channels at the same instant (a barrier), three rounds: every move's targets end
+    up in the published metadata, so every channel's store follows its last move."""
+    import threading
+
+    name = f"demand-{_uid()}"
+    channels = [f"race-{_uid()}-{i}" for i in range(6)]
+    manifests = [_publish(trainer_store, tiny_tflite, name, str(v), tiny_tflite["v1" if v % 2 else "v2"])
+                 for v in range(1, 4)]
+    stores = [_store(store_identity_store, channel, tmp_path / channel, signing) for channel in channels]
+    for round_index, manifest in enumerate(manifests):
+        barrier, errors = threading.Barrier(len(channels)), []
+
+        def promote(channel):
+            barrier.wait()
+            try:
+                move_pointer(trainer_store, channel, manifest, action="promote", actor="racer", signer=signing)
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=promote, args=(channel,)) for channel in channels]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors, errors
+        assert all(signature_status(trainer_store, channel).ok for channel in channels), round_index
+        assert [store.sync().serving for store in stores] == [manifest.version] * len(channels)

@@ -320,6 +320,10 @@ class SignedRepository:
                 self.objects.put_if_match(metadata_key("timestamp"), document.to_bytes(_serializer()), etag)
             except WriteConflict:
                 continue
+            # SeaweedFS can let two `IfMatch` writes on one ETag both succeed (see shelfcast.delivery.channels):
+            # read back, and sign again if a concurrent signer's older snapshot landed last.
+            if self.timestamp()[0].signed.snapshot_meta.version < snapshot_version:
+                continue
             return current.signed.version + 1
         raise WriteConflict("the timestamp kept changing while it was signed; retry")
 
