@@ -257,3 +257,21 @@ def test_concurrent_signed_moves_on_different_channels_are_all_signed(trainer_st
         assert not errors, errors
         assert all(signature_status(trainer_store, channel).ok for channel in channels), round_index
         assert [store.sync().serving for store in stores] == [manifest.version] * len(channels)
+
+
+def test_a_damaged_local_root_falls_back_to_the_provisioned_one(store_identity_store, signing, signed_channel,
+                                                               tmp_path):
+    _, channel = signed_channel
+    store = _store(store_identity_store, channel, tmp_path / "store", signing)
+    assert store.sync().serving == "1"
+    trusted = (tmp_path / "store" / "metadata" / "root.json").resolve()
+    trusted.write_bytes(b"{ damaged")
+    (tmp_path / "store" / "state.json").unlink()  # no shortcut: the full check runs
+    result = store.sync()
+    assert (result.status, result.serving) == ("unchanged", "1"), result.message
+    bare = StoreClient(store_identity_store, channel, tmp_path / "store")  # nothing provisioned to fall back to
+    trusted.write_bytes(b"{ damaged")
+    (tmp_path / "store" / "state.json").unlink()
+    refused = bare.sync()
+    assert (refused.status, refused.serving) == ("refused", "1"), refused.message
+    assert "does not verify" in refused.message

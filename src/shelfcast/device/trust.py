@@ -147,9 +147,19 @@ class TrustedBucket:
                                snapshot_max_length=SNAPSHOT_MAX_BYTES, targets_max_length=TARGETS_MAX_BYTES,
                                prefix_targets_with_hash=False)
         where = f"s3://{self.objects.bucket}/{METADATA_DIR}/"
+        def updater(initial: bytes | None):
+            return Updater(str(self.metadata_dir), where, target_base_url=f"s3://{self.objects.bucket}/",
+                           fetcher=self.fetcher, config=config, bootstrap=initial)
+
         try:
-            self.updater = Updater(str(self.metadata_dir), where, target_base_url=f"s3://{self.objects.bucket}/",
-                                   fetcher=self.fetcher, config=config, bootstrap=bootstrap)
+            try:
+                self.updater = updater(bootstrap)
+            except (OSError, exceptions.RepositoryError):
+                if bootstrap is not None or self.trusted_root is None:
+                    raise
+                # The local root is damaged: start again from the provisioned one; the root history on disk
+                # and in the bucket leads back to the newest root, each step checked by the one before.
+                self.updater = updater(self.trusted_root)
             self.updater.refresh()
         except exceptions.ExpiredMetadataError as exc:
             raise FrozenChannel(
