@@ -275,3 +275,10 @@ def test_a_damaged_local_root_falls_back_to_the_provisioned_one(store_identity_s
     refused = bare.sync()
     assert (refused.status, refused.serving) == ("refused", "1"), refused.message
     assert "does not verify" in refused.message
+
+
+def test_the_timestamp_is_re_signed_when_half_its_lifetime_is_gone(trainer_store, signing):
+    version = signing.timestamp()[0].signed.version
+    assert not signing.refresh_if_due() and signing.timestamp()[0].signed.version == version  # fresh: untouched
+    later = SignedRepository(trainer_store, signing.keys, clock=lambda: signing.clock() + timedelta(hours=13))
+    assert later.refresh_if_due() and signing.timestamp()[0].signed.version > version

@@ -343,6 +343,16 @@ class SignedRepository:
                 self.refresh_timestamp()
         return self.expiries()
 
+    def refresh_if_due(self, fraction_left: float = 0.5) -> bool:
+        """`refresh()` when the timestamp has less than `fraction_left` of its lifetime left; True when it
+        signed. The hourly ingest calls this, so the timestamp never runs out between two nightly runs that
+        start a little later each (a one-day lifetime re-signed once a day would lapse for minutes)."""
+        timestamp, _ = self.timestamp()
+        if timestamp.signed.expires - self.clock() >= timedelta(seconds=self.lifetimes.timestamp_s * fraction_left):
+            return False
+        self.refresh()
+        return True
+
     def expiries(self) -> dict:
         timestamp, _ = self.timestamp()
         snapshot = self._read(metadata_key("snapshot", timestamp.signed.snapshot_meta.version))[0]
