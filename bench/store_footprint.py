@@ -44,6 +44,7 @@ from shelfcast.compress.export import ExportJob, export_many  # noqa: E402
 from shelfcast.device import TRAINER_ONLY_PACKAGES  # noqa: E402
 from shelfcast.delivery.access import LOCAL_BUCKET, LOCAL_KEYS  # noqa: E402
 from shelfcast.delivery.channels import move_pointer  # noqa: E402
+from shelfcast.delivery.signing import KeyRing, SignedRepository  # noqa: E402
 from shelfcast.delivery.publish import make_manifest, publish_model  # noqa: E402
 from shelfcast.contract.features import InputSpec, build_inputs  # noqa: E402
 from shelfcast.stack.seaweedfs import access_identities, start_seaweedfs  # noqa: E402
@@ -175,7 +176,10 @@ def main(argv: list[str] | None = None) -> int:
             trainer.ensure_bucket(wait_s=15)
             manifest = publish_model(trainer, model, make_manifest(model, name=MODEL, version="1",
                                                                    input_spec=spec.to_dict()))
-            move_pointer(trainer, CHANNEL, manifest, action="promote", actor="bench")
+            signer = SignedRepository(trainer, KeyRing(tmp / "keys"))
+            signer.init()
+            (tmp / "root.json").write_bytes(signer.root_bytes())
+            move_pointer(trainer, CHANNEL, manifest, action="promote", actor="bench", signer=signer)
             env = {"SHELFCAST_S3_ENDPOINT_URL": url, "SHELFCAST_BUCKET": LOCAL_BUCKET,
                    "SHELFCAST_STORE_ACCESS_KEY": LOCAL_KEYS["store"][0],
                    "SHELFCAST_STORE_SECRET_KEY": LOCAL_KEYS["store"][1], "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -184,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"model {len(model):,} B; {args.items} items; server {url}", flush=True)
             bare = child("import numpy\n")
             sync = child(store_command(["store", "sync", "--store-id", str(STORE_ID), "--channel", CHANNEL,
-                                        "--dir", folder]), env)
+                                        "--dir", folder, "--trusted-root", str(tmp / "root.json")]), env)
             if "status=updated" not in sync["stdout"]:
                 raise SystemExit(f"the store did not install the model: {sync['stdout']}")
             predict = child(store_command(["store", "predict", "--dir", folder, "--sales", str(tmp / "recent.csv"),

@@ -1,15 +1,16 @@
 """Store sync at fleet scale: N simulated stores (threads, each with its own S3 client, folder and state) poll one
 channel of a local SeaweedFS server concurrently, first with nothing new, then while a new version is promoted.
 
-Each store runs the real `StoreClient.sync()`: conditional GET of the pointer with the ETag it last saw (HTTP 304
-when nothing changed), and on a change the manifest and model download, sha256 and size checks, a LiteRT load and
-one forecast, and the atomic swap on disk. The models are real fused-LSTM INT8 files (LSTM-16 on the `edge` input
+Each store runs the real `StoreClient.sync()`: the signed metadata refreshed and verified (TUF: the next root looked
+for, the timestamp downloaded and its signature checked; snapshot and targets only when they changed), and on a
+change the signed pointer, manifest and model downloaded and checked against their signed lengths and sha256, a
+LiteRT load and one forecast, and the atomic swap on disk. Every byte read from S3 is counted (`bytes_received`). The models are real fused-LSTM INT8 files (LSTM-16 on the `edge` input
 specification, random weights: their content does not matter here, their size and loading do).
 
 Phases:
 1. install: every store syncs once (downloads version 1);
 2. unchanged: every store polls `--polls` times back to back (all stores at once): polls per second, latency
-   percentiles, and model bytes transferred (must be 0: a 304 carries no body);
+   percentiles, model bytes transferred (must be 0) and all bytes read per poll (the signed timestamp);
 3. update: every store polls every `--interval` seconds (+-10 % jitter); version 2 is promoted; the time until
    the last store serves it is measured from the pointer move. With the production `--every 15m` this time is
    bounded by the poll interval; the benchmark compresses the interval to measure the protocol, not the wait.
@@ -39,6 +40,7 @@ from shelfcast.delivery.access import LOCAL_BUCKET, LOCAL_KEYS  # noqa: E402
 from shelfcast.delivery.channels import move_pointer  # noqa: E402
 from shelfcast.device.sync import StoreClient  # noqa: E402
 from shelfcast.delivery.publish import make_manifest, publish_model  # noqa: E402
+from shelfcast.delivery.signing import KeyRing, SignedRepository  # noqa: E402
 from shelfcast.contract.features import InputSpec  # noqa: E402
 from shelfcast.stack.seaweedfs import access_identities, start_seaweedfs  # noqa: E402
 from shelfcast.contract.objects import ObjectStore, make_s3_client  # noqa: E402
@@ -108,11 +110,14 @@ def main(argv: list[str] | None = None) -> int:
             manifests = {version: publish_model(trainer, data, make_manifest(
                 data, name=MODEL, version=version, input_spec=spec.to_dict(), metrics={"mape_pct": 13.0}))
                 for version, data in (("1", v1), ("2", v2))}
-            move_pointer(trainer, CHANNEL, manifests["1"], action="promote", actor="bench")
+            signer = SignedRepository(trainer, KeyRing(tmp / "keys"))
+            signer.init()
+            trusted_root = signer.root_bytes()
+            move_pointer(trainer, CHANNEL, manifests["1"], action="promote", actor="bench", signer=signer)
 
             clients = [StoreClient(ObjectStore(make_s3_client(url, *LOCAL_KEYS["store"], connect_timeout=10,
                                                               read_timeout=60), LOCAL_BUCKET, attempts=3),
-                                   CHANNEL, tmp / "stores" / f"store-{i:03d}", store_id=i)
+                                   CHANNEL, tmp / "stores" / f"store-{i:03d}", store_id=i, trusted_root=trusted_root)
                        for i in range(args.stores)]
             print(f"{args.stores} stores, model v1 {len(v1):,} B, v2 {len(v2):,} B; server {url}", flush=True)
 
@@ -132,13 +137,16 @@ def main(argv: list[str] | None = None) -> int:
             latencies = [r.seconds for r in polls]
             statuses = {s: sum(r.status == s for r in polls) for s in sorted({r.status for r in polls})}
             unchanged_bytes = sum(r.model_bytes for r in polls)
+            unchanged_received = sum(r.bytes_received for r in polls) / len(polls)
             print(f"unchanged: {len(polls)} polls in {unchanged_s:.2f}s = {len(polls) / unchanged_s:.0f}/s, "
                   f"p50 {percentile_ms(latencies, 50)} ms, p99 {percentile_ms(latencies, 99)} ms, "
-                  f"model bytes {unchanged_bytes}, {statuses}", flush=True)
+                  f"model bytes {unchanged_bytes}, {unchanged_received:.0f} bytes read per poll, {statuses}",
+                  flush=True)
 
             moved_at = {"t": None}
             updated_at: dict[int, float] = {}
             update_bytes, update_polls = [0] * len(clients), [0] * len(clients)
+            update_received = [0] * len(clients)  # all bytes read by the poll that took version 2
             stop = threading.Event()
 
             def follow(i, client):
@@ -149,13 +157,14 @@ def main(argv: list[str] | None = None) -> int:
                     update_bytes[i] += result.model_bytes
                     if result.serving == "2" and i not in updated_at:
                         updated_at[i] = time.perf_counter()
+                        update_received[i] = result.bytes_received
                     stop.wait(args.interval * (1 + rng.uniform(-0.1, 0.1)))
 
             runner = threading.Thread(target=run_all, args=(clients, follow), daemon=True)
             runner.start()
             time.sleep(2 * args.interval)  # every store is polling at its pace
             moved_at["t"] = time.perf_counter()
-            move_pointer(trainer, CHANNEL, manifests["2"], action="promote", actor="bench")
+            move_pointer(trainer, CHANNEL, manifests["2"], action="promote", actor="bench", signer=signer)
             deadline = time.perf_counter() + 60 * args.interval + 120
             while len(updated_at) < len(clients) and time.perf_counter() < deadline:
                 time.sleep(0.05)
@@ -176,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         "p50_ms": percentile_ms(latencies, 50),
         "p99_ms": percentile_ms(latencies, 99),
         "model_bytes_when_unchanged": unchanged_bytes,
+        "bytes_read_per_unchanged_poll": round(unchanged_received, 1),
+        "bytes_read_per_update": round(float(np.mean(update_received)), 1),
         "seconds_until_all_updated": round(until_all, 2),
         "single_store_p50_ms": percentile_ms(alone, 50),
         "unchanged_polls": len(polls),

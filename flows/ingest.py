@@ -82,6 +82,9 @@ def ingest_flow(
     create_markdown_artifact(render_markdown(reports, location.describe(), objects.describe()),
                              key="ingest-summary", description="files ingested, corrected and quarantined")
     check_actuals(store, settings, sorted({day for r in reports if r.rows_accepted for day in r.dates}))
+    from shelfcast.flows.promote import keep_signatures_fresh
+
+    get_run_logger().info("delivery signatures: %s", keep_signatures_fresh(settings))
     return [report.to_dict() for report in reports]
 
 

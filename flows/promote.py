@@ -59,9 +59,23 @@ def _step(step, *args, **kwargs):
     return step(*args, **kwargs) if FlowRunContext.get() else step.fn(*args, **kwargs)
 
 
+@task(name="keep-delivery-signatures-fresh", cache_policy=NO_CACHE)
+def keep_signatures_fresh(settings: Settings) -> str:
+    """Re-sign the delivery timestamp when half its lifetime is gone (`SignedRepository.refresh_if_due`); the
+    hourly ingest runs it. Never fails its caller: a problem is returned for the log (stores raise the frozen
+    alert if it persists)."""
+    try:
+        signer = wiring.signer(settings)
+        if signer is None:
+            return "delivery metadata not signed yet (`shelfcast keys init`)"
+        return "timestamp re-signed" if signer.refresh_if_due() else "timestamp still fresh"
+    except Exception as exc:  # noqa: BLE001 - reported; the next hourly run tries again
+        return f"delivery timestamp not re-signed ({type(exc).__name__}: {str(exc)[:200]})"
+
+
 def promote_candidates(candidates: list, night: str | None = None, settings: Settings | None = None, *,
                        objects: ObjectStore | None = None, registry=None, client=None, gates: list | None = None,
-                       policy=None, actor: str = ACTOR) -> dict:
+                       policy=None, actor: str = ACTOR, signer=None) -> dict:
     """Promote the night's candidates (see the module docstring); returns `NightOutcome.to_dict()`."""
     settings = settings or load_settings()
     objects = objects or wiring.bucket(settings)
@@ -70,10 +84,11 @@ def promote_candidates(candidates: list, night: str | None = None, settings: Set
     registry = registry or MlflowRegistry(client, settings.registered_model)
     gates = default_gates(settings) if gates is None else gates
     policy = policy or load_policy(settings.promotion_policy_file)
+    signer = wiring.signer(settings, objects) if signer is None else signer
     with tempfile.TemporaryDirectory(prefix="shelfcast-promote-") as folder:
         measured = _step(fetch_candidates, list(candidates), client, Path(folder))
         outcome = _step(select_publish_move, objects, measured, night, actor=actor, policy=policy, gates=gates,
-                        registry=registry)
+                        registry=registry, signer=signer)
     if FlowRunContext.get():
         create_markdown_artifact(outcome_markdown(outcome), key="promotion",
                                  description=f"promotion of night {night}: {outcome.status}")

@@ -28,7 +28,7 @@ def seaweedfs(tmp_path_factory):
         Identity(
             "store",
             *STORE,
-            (f"Read:{BUCKET}/channels/*", f"Read:{BUCKET}/models/*"),
+            (f"Read:{BUCKET}/channels/*", f"Read:{BUCKET}/models/*", f"Read:{BUCKET}/metadata/*"),
         ),
     ]
     service = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"), identities)
@@ -58,6 +58,18 @@ def store_identity_store(seaweedfs, trainer_store):
     from shelfcast.contract.objects import ObjectStore
 
     return ObjectStore(_client(seaweedfs, STORE), BUCKET)
+
+
+@pytest.fixture(scope="session")
+def signing(trainer_store, tmp_path_factory):
+    """The test bucket's signed delivery metadata (`shelfcast keys init` done once): the `SignedRepository` that
+    promotions sign with. `signing.trusted_root` is the root a store is provisioned with."""
+    from shelfcast.delivery.signing import KeyRing, SignedRepository
+
+    repository = SignedRepository(trainer_store, KeyRing(tmp_path_factory.mktemp("keys")))
+    repository.init()
+    repository.trusted_root = repository.root_bytes()
+    return repository
 
 
 @pytest.fixture(scope="session")

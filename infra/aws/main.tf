@@ -123,7 +123,7 @@ data "aws_iam_policy_document" "bucket" {
       type        = "*"
       identifiers = ["*"]
     }
-    resources = ["${local.bucket.arn}/channels/*"]
+    resources = ["${local.bucket.arn}/channels/*", "${local.bucket.arn}/metadata/*"]
     condition {
       test     = "Null"
       variable = "s3:if-none-match"
@@ -144,7 +144,8 @@ data "aws_iam_policy_document" "bucket" {
       type        = "*"
       identifiers = ["*"]
     }
-    resources = ["${local.bucket.arn}/models/*", "${local.bucket.arn}/promotions/*", "${local.bucket.arn}/channels/*"]
+    resources = ["${local.bucket.arn}/models/*", "${local.bucket.arn}/promotions/*", "${local.bucket.arn}/channels/*",
+    "${local.bucket.arn}/metadata/*"]
   }
 }
 

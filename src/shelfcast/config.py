@@ -22,10 +22,22 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = "http://127.0.0.1:8333"
     s3_region: str = "us-east-1"
     bucket: str = "shelfcast"
+    # Secret keys left unset are generated once per installation into <home>/secrets.json (0600; see
+    # `local_secret`): the local stack's identities get them, and so does every client built from these settings.
     trainer_access_key: str = "shelfcast-trainer"
-    trainer_secret_key: str = "shelfcast-trainer-secret"
+    trainer_secret_key: str | None = None
     store_access_key: str = "shelfcast-store"
-    store_secret_key: str = "shelfcast-store-secret"
+    store_secret_key: str | None = None
+    uploader_access_key: str = "shelfcast-uploader"
+    uploader_secret_key: str | None = None
+
+    # Signed delivery metadata (shelfcast.delivery.signing)
+    keys_dir: Path | None = Field(None, description="online signing keys (targets, snapshot, timestamp); default "
+                                  "<home>/keys")
+    root_key_file: Path | None = Field(None, description="the offline root key, only for `keys init|rotate`; "
+                                       "default <keys_dir>/root.key")
+    timestamp_lifetime_s: int = Field(86400, gt=0, description="how long a signed timestamp stays valid: a store "
+                                      "calls the channel frozen when nothing re-signed it for this long")
 
     # MLflow and Prefect
     mlflow_tracking_uri: str = "http://127.0.0.1:5000"
@@ -46,9 +58,49 @@ class Settings(BaseSettings):
     def stack_dir(self) -> Path:
         return self.home / "stack"
 
+    def credentials(self, role: str) -> tuple[str, str]:
+        """(access key, secret key) of `trainer`, `store` or `uploader`: the settings when given, else this
+        installation's generated secret."""
+        if role not in ("trainer", "store", "uploader"):
+            raise ValueError(f"no S3 identity {role!r}; choose trainer, store or uploader")
+        secret = getattr(self, f"{role}_secret_key") or local_secret(self.home, role)
+        return getattr(self, f"{role}_access_key"), secret
+
+    @property
+    def signing_keys_dir(self) -> Path:
+        return self.keys_dir or self.home / "keys"
+
     @property
     def alerts_db(self) -> Path:
         return self.home / "alerts.db"
+
+
+SECRETS_FILE = "secrets.json"
+
+
+def local_secret(home: Path, role: str) -> str:
+    """The secret key of `role` for this installation: read from `<home>/secrets.json`, which is created on
+    first use with a fresh random secret per identity, readable by its owner only. Concurrent first uses agree
+    (the file is created exclusively, the loser reads the winner's)."""
+    import json
+    import os
+    import secrets
+
+    path = Path(home) / SECRETS_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        document = {name: secrets.token_urlsafe(32) for name in ("trainer", "store", "uploader")}
+        tmp = path.with_name(f".{SECRETS_FILE}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(document, handle)
+        try:
+            os.link(tmp, path)  # fails when another process created it first
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+    return json.loads(path.read_text())[role]
 
 
 def load_settings(**overrides) -> Settings:

@@ -7,6 +7,8 @@ Flows, the CLI and the main job ask here for what they need, so a deployment cha
   a store device holds).
 - `sales(settings)`: the sales table, in that bucket.
 - `alert_log(settings)`: the on-call alert log.
+- `signer(settings, objects)`: what signs channel moves (`shelfcast.delivery.signing`), None when the bucket
+  has no signing keys yet.
 - `tracker(settings)`: MLflow runs and registry for the nightly pipeline; `mlflow_client(settings)` the bare client.
 """
 
@@ -19,6 +21,12 @@ def bucket(settings: Settings, role: str = "trainer"):
     from shelfcast.contract.objects import ObjectStore
 
     return ObjectStore.from_settings(settings, role)
+
+
+def signer(settings: Settings, objects=None):
+    from shelfcast.delivery.signing import signer_for
+
+    return signer_for(settings, objects if objects is not None else bucket(settings))
 
 
 def sales(settings: Settings):

@@ -25,7 +25,7 @@ HISTORY_DAYS = 730
 
 
 def _trainer_keys(settings) -> tuple[str, str]:
-    return settings.trainer_access_key, settings.trainer_secret_key
+    return settings.credentials("trainer")
 
 
 def test_shelfcast_run_goes_from_landing_files_to_registered_versions(installed_shelfcast, tmp_path):

@@ -18,6 +18,7 @@ AREAS = [
     "shelfcast.cli.pipeline",
     "shelfcast.cli.alerts",
     "shelfcast.cli.delivery",
+    "shelfcast.cli.keys",
 ]
 
 

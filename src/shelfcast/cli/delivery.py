@@ -51,18 +51,19 @@ def promote(
     from shelfcast.delivery.channels import PromotionRefused
     from shelfcast.delivery.publish import actor_name, promote_version
     from shelfcast.delivery.selection import load_policy
-    from shelfcast.contract.errors import ConfigError, PromotionConflict
+    from shelfcast.contract.errors import ConfigError, PromotionConflict, ShelfcastError
 
     settings = load_settings()
     who = actor or actor_name()
     try:
         gates = _gates(settings, force, reason, who)
+        objects = _objects(settings)
         result = promote_version(
-            _objects(settings), channel, name or settings.registered_model, version, actor=who, reason=reason,
+            objects, channel, name or settings.registered_model, version, actor=who, reason=reason,
             force=force, policy=load_policy(policy_file or settings.promotion_policy_file), gates=gates,
-            registry=_mlflow_registry(settings, mlflow, name),
+            registry=_mlflow_registry(settings, mlflow, name), signer=_signer(settings, objects),
         )
-    except (PromotionRefused, PromotionConflict, ConfigError, ValueError) as exc:
+    except (PromotionRefused, PromotionConflict, ConfigError, ValueError, ShelfcastError) as exc:
         fail(exc)
     _report(result)
 
@@ -78,13 +79,14 @@ def rollback(
     """Move a channel back to an earlier version after checking it exists, matches its checksum and loads."""
     from shelfcast.delivery.channels import PromotionRefused
     from shelfcast.delivery.rollback import rollback as roll_back
-    from shelfcast.contract.errors import PromotionConflict
+    from shelfcast.contract.errors import PromotionConflict, ShelfcastError
 
     settings = load_settings()
     try:
-        result = roll_back(_objects(settings), channel, to, actor=actor, reason=reason,
-                           registry=_mlflow_registry(settings, mlflow, name))
-    except (PromotionRefused, PromotionConflict) as exc:
+        objects = _objects(settings)
+        result = roll_back(objects, channel, to, actor=actor, reason=reason,
+                           registry=_mlflow_registry(settings, mlflow, name), signer=_signer(settings, objects))
+    except (PromotionRefused, PromotionConflict, ShelfcastError) as exc:
         fail(exc)
     _report(result)
 
@@ -94,24 +96,42 @@ def channels(
     history: int = typer.Option(5, help="log entries to show per channel"),
     reconcile: bool = typer.Option(False, "--reconcile", help="set every MLflow alias to its channel's pointer"),
 ) -> None:
-    """What each channel serves, its latest moves (who, why), and whether the MLflow aliases agree."""
+    """What each channel serves, its latest moves (who, why), whether stores can follow it (its pointer signed,
+    the signed metadata still fresh: an expired timestamp is a frozen channel), and whether the MLflow aliases
+    agree. Exits 1 when a channel is frozen or unsigned."""
     from rich.table import Table
 
     from shelfcast.delivery.publish import channel_status, reconcile_aliases
+    from shelfcast.delivery.signing import signature_status
 
     settings = load_settings()
     objects, console = _objects(settings), get_console()
     if reconcile:
         for line in reconcile_aliases(objects, _mlflow_registry(settings, True)) or ["aliases already agree"]:
             console.print(line)
+    alarms = 0
     for name in channel:
         status = channel_status(objects, name, history)
+        signed = signature_status(objects, name)
+        colour = "green" if signed.ok else "red"
+        console.print(f"[{colour}]{signed.line()}[/{colour}]")
+        alarms += 0 if signed.ok else 1
         table = Table(title=f"channel {name}: {status.version or 'no version yet'}")
         for column in ("#", "version", "action", "at (UTC)", "by", "reason"):
             table.add_column(column)
         for entry in reversed(status.history):
             table.add_row(str(entry.seq), entry.version, entry.action, entry.moved_at, entry.actor, entry.reason)
         console.print(table)
+    if alarms:
+        raise typer.Exit(1)
+
+
+def _signer(settings, objects):
+    signer = wiring.signer(settings, objects)
+    if signer is None:
+        get_console().print(f"[yellow]warning:[/yellow] s3://{settings.bucket}/metadata/ has no signing keys: stores "
+                         "follow no move until `shelfcast keys init`")
+    return signer
 
 
 def _mlflow_registry(settings, use_mlflow: bool, name: str | None = None):

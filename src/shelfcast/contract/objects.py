@@ -78,11 +78,7 @@ class ObjectStore:
 
     @classmethod
     def from_settings(cls, settings, role: str = "trainer", **kwargs) -> "ObjectStore":
-        key, secret = (
-            (settings.trainer_access_key, settings.trainer_secret_key)
-            if role == "trainer"
-            else (settings.store_access_key, settings.store_secret_key)
-        )
+        key, secret = settings.credentials(role)
         client = make_s3_client(settings.s3_endpoint_url, key, secret, settings.s3_region)
         return cls(client, settings.bucket, **kwargs)
 

@@ -33,6 +33,31 @@ def check_bytes(data: bytes, manifest: Manifest, source: str) -> None:
         )
 
 
+def check_file(path: Path, manifest: Manifest, source: str, chunk_bytes: int = 1024 * 1024) -> None:
+    """`check_bytes` on a file, read in chunks (a model on disk is never held whole just to be hashed)."""
+    import hashlib
+
+    digest, size = hashlib.sha256(), 0
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(chunk_bytes):
+                digest.update(chunk)
+                size += len(chunk)
+                if size > manifest.bytes:
+                    break
+    except OSError as exc:
+        raise IntegrityError(f"{source} cannot be read ({exc})") from None
+    if size != manifest.bytes:
+        kind = "truncated" if size < manifest.bytes else "too long"
+        raise IntegrityError(f"{source}: {kind} ({size}{'+' if size > manifest.bytes else ''} bytes, manifest says "
+                             f"{manifest.bytes}) for {manifest.name} version {manifest.version}; refused")
+    if digest.hexdigest() != manifest.sha256:
+        raise IntegrityError(
+            f"{source}: sha256 {digest.hexdigest()[:16]}... does not match the manifest's {manifest.sha256[:16]}... "
+            f"for {manifest.name} version {manifest.version} (corrupted); refused"
+        )
+
+
 def probe_inputs(spec: InputSpec) -> np.ndarray:
     """One plausible model input: a fortnight-like level of sales ending today (dates only matter for calendar)."""
     raw = np.full((1, spec.lookback), 50.0)

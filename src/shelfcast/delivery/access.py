@@ -6,10 +6,13 @@ configuration used locally (`infra/seaweedfs/s3-identities.json`) and the AWS IA
               deletes only in tables/ (files the sales table's compaction and vacuum retire) and sales/ (the
               Parquet parts of the store before the table, after `ingest migrate --delete-old`); models/ and the
               log are never deleted
-    store     reads channels/ and models/ only: no listing, no writing, nothing else
+    store     reads metadata/ (the signed delivery metadata), channels/ and models/ only: no listing, no writing
     uploader  writes landing/ only (the stores' daily sales export): it cannot read anything back
 
-Nobody but the trainer reads landing/ or the sales store. `python -m shelfcast.delivery.access --write` regenerates
+Nobody but the trainer reads landing/ or the sales store. SeaweedFS identities fold deletes into Write, so locally
+a bucket policy (`local_bucket_policy`) denies every delete outside the prefixes where some role may delete; since
+each role's writes meet those prefixes exactly where its IAM policy allows deletes (`check_deletes_exact`), every
+identity can delete exactly what its IAM role can. `python -m shelfcast.delivery.access --write` regenerates
 the committed files; a test fails when they drift from this module.
 """
 
@@ -37,11 +40,13 @@ class Role:
 ROLES = (
     Role("trainer", read=("",), write=("",), delete=("sales/", "tables/"), list_bucket=True, admin=True,
          description="nightly pipeline: ingest, sales store, MLflow artifacts, publish and promote"),
-    Role("store", read=("channels/", "models/"), description="store devices: pull the channel pointer and models"),
+    Role("store", read=("channels/", "models/", "metadata/"),
+         description="store devices: pull the signed metadata, the channel pointer and models"),
     Role("uploader", write=("landing/",), description="the stores' sales export: deliver daily files"),
 )
 ROLE_BY_NAME = {role.name: role for role in ROLES}
-# Local development keys, the same defaults as shelfcast.config.Settings (the uploader has no setting there).
+# Keys of throwaway servers that benchmarks and tests start, and of the committed example configuration. The local
+# stack never uses them: it generates every secret per installation (`shelfcast.config.local_secret`).
 LOCAL_KEYS = {
     "trainer": ("shelfcast-trainer", "shelfcast-trainer-secret"),
     "store": ("shelfcast-store", "shelfcast-store-secret"),
@@ -71,6 +76,39 @@ def seaweedfs_config(bucket: str = LOCAL_BUCKET, keys: dict[str, tuple[str, str]
         for role in ROLES if role.name in keys
     ]}
 
+
+
+def _covers(prefixes: tuple[str, ...], prefix: str) -> bool:
+    return any(prefix.startswith(p) for p in prefixes)
+
+
+def check_deletes_exact(roles: tuple[Role, ...] = ROLES) -> None:
+    """The local rule (a role deletes where it writes, except outside the union of delete prefixes) equals the
+    IAM rule (a role deletes in its own delete prefixes) only when, for each role, its writes cover its deletes
+    and its writes meet the other roles' delete prefixes nowhere it may not delete. Raises `ValueError`."""
+    union = tuple(p for role in roles for p in role.delete)
+    for role in roles:
+        for prefix in role.delete:
+            if not _covers(role.write, prefix):
+                raise ValueError(f"role {role.name} deletes in {prefix!r} but cannot write there")
+        for prefix in union:
+            if _covers(role.write, prefix) and not _covers(role.delete, prefix):
+                raise ValueError(f"role {role.name} writes in {prefix!r}, where another role deletes: locally it "
+                                 "could delete there too; give it its own delete rule")
+
+
+def local_bucket_policy(bucket: str = LOCAL_BUCKET, roles: tuple[Role, ...] = ROLES) -> dict:
+    """The SeaweedFS bucket policy: no delete outside the delete prefixes (see the module docstring)."""
+    check_deletes_exact(roles)
+    allowed = [f"arn:aws:s3:::{bucket}/{p}*" for role in roles for p in role.delete]
+    return {"Version": "2012-10-17", "Statement": [{
+        "Sid": "DeleteOnlyWhereIamAllows", "Effect": "Deny", "Principal": "*",
+        "Action": ["s3:DeleteObject", "s3:DeleteObjectVersion"], "NotResource": allowed}]}
+
+
+def apply_local_policy(objects) -> None:
+    """Put `local_bucket_policy` on the bucket of `objects` (a trainer `ObjectStore`, which holds Admin)."""
+    objects.client.put_bucket_policy(Bucket=objects.bucket, Policy=json.dumps(local_bucket_policy(objects.bucket)))
 
 
 def _objects(bucket_arn: str, prefixes: tuple[str, ...]) -> list[str]:

@@ -116,11 +116,14 @@ def move_pointer(
     decision: str | None = None,
     expect=ANY,
     now: str | None = None,
+    signer=None,
 ) -> tuple[Pointer, Pointer | None]:
     """Move `channel` to `manifest`'s version; returns (new entry, previous pointer).
 
     `expect` (a version or None) refuses the move when the head is not what the caller decided against.
     Raises `PromotionConflict` when another promotion claimed the move first; nothing changed then.
+    `signer` (a `shelfcast.delivery.signing.SignedRepository`) signs the new pointer, manifest and model: stores
+    follow only signed moves, so a move without it is seen by no store until a signed one.
     """
     head = read_head(objects, channel)
     if expect is not ANY and head.version != expect:
@@ -150,7 +153,24 @@ def move_pointer(
         objects.put_if_match(pointer_key(channel), body, head.etag)
     except WriteConflict:
         read_head(objects, channel)  # someone wrote it through already, or will be healed now
+    if signer is not None:
+        sign_move(objects, signer, channel, body, manifest)
     return entry, head.pointer
+
+
+def sign_move(objects: ObjectStore, signer, channel: str, body: bytes, manifest: Manifest) -> None:
+    """Sign a committed move. The pointer signed is the channel's pointer as it is now in the bucket when it is
+    this move (a later move signs itself), so a store never gets a signature for bytes it cannot download."""
+    from shelfcast.delivery.signing import move_targets
+
+    key = pointer_key(channel)
+    try:
+        now = objects.get(key).body
+    except ObjectMissing:
+        now = body
+    if now != body:
+        return  # a newer move is already in the pointer; its promoter signs it
+    signer.sign_targets(move_targets(objects, key, body, manifest))
 
 
 def write_decision(objects: ObjectStore, channel: str, record: dict, at: str | None = None) -> str:

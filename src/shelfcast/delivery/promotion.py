@@ -182,6 +182,7 @@ def promote_night(
     night: str | None = None,
     canary: str = CANARY,
     stable: str = STABLE,
+    signer=None,
 ) -> NightOutcome:
     """Run the nightly promotion (see the module docstring). Never raises for a refused or lost move: the
     outcome says what happened; I/O failures of S3 propagate (nothing half-done is left behind: versions are
@@ -212,7 +213,7 @@ def promote_night(
                 outcome.canary = move_channel(
                     objects, canary, _published_manifest(objects, chosen), action=decision.action, actor=actor,
                     reason=decision.reason, registry=registry, aliases=aliases, decision=outcome.decision_key,
-                    expect=canary_head.version,
+                    expect=canary_head.version, signer=signer,
                 )
             except (PromotionConflict, PromotionRefused) as exc:
                 outcome.errors.append(f"canary not moved: {exc}")
@@ -223,10 +224,17 @@ def promote_night(
             outcome.stable = promote_version(
                 objects, stable, canary_head.pointer.name, previous_canary, actor=actor, action="advance",
                 reason=f"served on {canary} since {canary_head.pointer.moved_at}", policy=policy, gates=stable_gates,
-                registry=registry, aliases=aliases, canary=canary, stable=stable,
+                registry=registry, aliases=aliases, canary=canary, stable=stable, signer=signer,
             )
         except (PromotionRefused, PromotionConflict) as exc:
             outcome.notes.append(f"{stable} stays at {stable_head.version}: {exc}")
+    if signer is None:
+        outcome.notes.append("delivery metadata is not signed (no keys: `shelfcast keys init`); stores follow no move")
+    else:
+        try:
+            signer.refresh()  # the nightly re-signing: without it every store calls the bucket frozen
+        except ShelfcastError as exc:
+            outcome.errors.append(f"delivery metadata not re-signed: {exc}")
     return outcome
 
 

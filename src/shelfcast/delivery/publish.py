@@ -142,11 +142,11 @@ class MoveResult:
 
 def move_channel(objects: ObjectStore, channel: str, manifest: Manifest, *, action: str, actor: str, reason: str,
                  registry: Registry | None = None, aliases: Mapping[str, str] = DEFAULT_ALIASES,
-                 decision: str | None = None, expect=ANY, now: str | None = None) -> MoveResult:
-    """Move the pointer (when `expect` is given, only from head version `expect`; None means an empty channel),
-    then the alias; the alias never blocks the move."""
+                 decision: str | None = None, expect=ANY, now: str | None = None, signer=None) -> MoveResult:
+    """Move the pointer (when `expect` is given, only from head version `expect`; None means an empty channel)
+    and sign it with `signer`, then the alias; the alias never blocks the move."""
     entry, previous = move_pointer(objects, channel, manifest, action=action, actor=actor, reason=reason,
-                                   decision=decision, expect=expect, now=now)
+                                   decision=decision, expect=expect, now=now, signer=signer)
     alias, alias_error = move_alias(registry, aliases, channel, manifest.version)
     return MoveResult(channel, manifest.version, True, action,
                       f"{channel} moved from {previous.version if previous else 'nothing'} to {manifest.version} "
@@ -172,6 +172,7 @@ def promote_version(
     canary: str = CANARY,
     stable: str = STABLE,
     now: datetime | None = None,
+    signer=None,
 ) -> MoveResult:
     """Move `channel` to a published `version` after checking it; see the module docstring for the rules."""
     policy = policy or SelectionPolicy()
@@ -196,7 +197,8 @@ def promote_version(
     if failures:  # forced: the log says which rules were overridden, beside who and why
         reason = f"{reason} [forced past: {broken}]"
     result = move_channel(objects, channel, manifest, action="force" if force else action, actor=actor,
-                          reason=reason, registry=registry, aliases=aliases, decision=decision, expect=head.version)
+                          reason=reason, registry=registry, aliases=aliases, decision=decision, expect=head.version,
+                          signer=signer)
     result.notes = notes + result.notes
     return result
 

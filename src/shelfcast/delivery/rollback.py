@@ -35,6 +35,7 @@ def rollback(
     reason: str = "",
     registry: Registry | None = None,
     aliases: Mapping[str, str] = DEFAULT_ALIASES,
+    signer=None,
 ) -> MoveResult:
     """Move `channel` back to `to` (or the previous good version) after checking the target; see module doc."""
     actor = actor or actor_name()
@@ -55,6 +56,6 @@ def rollback(
         ) from exc
     result = move_channel(objects, channel, manifest, action="rollback", actor=actor,
                           reason=reason or f"rollback from {head.version}", registry=registry, aliases=aliases,
-                          expect=head.version)
+                          expect=head.version, signer=signer)
     result.notes = notes + result.notes
     return result

@@ -3,7 +3,8 @@
 Settings come from the same environment variables as the trainer's `Settings`, with the same defaults, so the
 store works against the local stack as it is and against AWS once they are set:
 `SHELFCAST_S3_ENDPOINT_URL` (empty for AWS S3), `SHELFCAST_S3_REGION`, `SHELFCAST_BUCKET`,
-`SHELFCAST_STORE_ACCESS_KEY`, `SHELFCAST_STORE_SECRET_KEY`.
+`SHELFCAST_STORE_ACCESS_KEY`, `SHELFCAST_STORE_SECRET_KEY` (when unset: the store secret the local stack generated
+in `$SHELFCAST_HOME/secrets.json`).
 Exit status: 0 when the store serves a checked model (or the channel is still empty), 1 when a sync was refused
 or failed (the store keeps its model), 2 for a usage or data error.
 """
@@ -25,7 +26,7 @@ DEFAULTS = {
     "SHELFCAST_S3_REGION": "us-east-1",
     "SHELFCAST_BUCKET": "shelfcast",
     "SHELFCAST_STORE_ACCESS_KEY": "shelfcast-store",
-    "SHELFCAST_STORE_SECRET_KEY": "shelfcast-store-secret",
+    "SHELFCAST_HOME": ".shelfcast",
 }
 
 
@@ -41,8 +42,9 @@ class StoreSettings:
     def from_env(cls, env=None) -> "StoreSettings":
         env = os.environ if env is None else env
         get = lambda name: env.get(name, DEFAULTS[name])  # noqa: E731
+        secret = env.get("SHELFCAST_STORE_SECRET_KEY") or _installation_secret(Path(get("SHELFCAST_HOME")))
         return cls(get("SHELFCAST_S3_ENDPOINT_URL") or None, get("SHELFCAST_S3_REGION"), get("SHELFCAST_BUCKET"),
-                   get("SHELFCAST_STORE_ACCESS_KEY"), get("SHELFCAST_STORE_SECRET_KEY"))
+                   get("SHELFCAST_STORE_ACCESS_KEY"), secret)
 
     def object_store(self, endpoint_url: str | None = None, bucket: str | None = None):
         from shelfcast.contract.objects import ObjectStore, make_s3_client
@@ -50,6 +52,16 @@ class StoreSettings:
         client = make_s3_client(endpoint_url or self.endpoint_url, self.access_key, self.secret_key, self.region,
                                 connect_timeout=5.0, read_timeout=60.0)
         return ObjectStore(client, bucket or self.bucket)
+
+
+def _installation_secret(home: Path) -> str:
+    """The store secret the local stack generated (`shelfcast.config.local_secret`); read only, never created here."""
+    path = home / "secrets.json"
+    try:
+        return str(json.loads(path.read_text())["store"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ValueError(f"no store secret key: set SHELFCAST_STORE_SECRET_KEY (or SHELFCAST_HOME to the folder "
+                         f"whose secrets.json `shelfcast stack up` wrote; {path} is missing or damaged)") from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     sync.add_argument("--endpoint-url", help="S3 endpoint (default SHELFCAST_S3_ENDPOINT_URL)")
     sync.add_argument("--bucket", help="bucket (default SHELFCAST_BUCKET)")
     sync.add_argument("--json", action="store_true", help="one JSON object per poll instead of a text line")
+    sync.add_argument("--trusted-root", type=Path, default=None,
+                      help="the bucket's root metadata this store trusts at first (`shelfcast keys show --root-out`); "
+                           "needed once, then kept in DIR/metadata (default SHELFCAST_TRUSTED_ROOT)")
     sync.add_argument("--max-model-bytes", type=int, default=None,
                       help="refuse a model larger than this device can hold, before downloading it (default 64 MiB)")
 
@@ -100,8 +115,14 @@ def _sync(args) -> int:
         if args.max_model_bytes is not None and args.max_model_bytes <= 0:
             raise ValueError(f"--max-model-bytes must be positive, got {args.max_model_bytes}")
         limit = {"max_model_bytes": args.max_model_bytes} if args.max_model_bytes else {}
+        root_file = args.trusted_root or (Path(os.environ["SHELFCAST_TRUSTED_ROOT"])
+                                          if os.environ.get("SHELFCAST_TRUSTED_ROOT") else None)
+        trusted_root = root_file.read_bytes()[:64 * 1024 + 1] if root_file else None
         client = StoreClient(StoreSettings.from_env().object_store(args.endpoint_url, args.bucket), channel,
-                             args.dir, store_id=args.store_id, **limit)
+                             args.dir, store_id=args.store_id, trusted_root=trusted_root, **limit)
+    except OSError as exc:
+        print(f"error: --trusted-root {root_file}: {exc.strerror}", file=sys.stderr)
+        return 2
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,23 +1,25 @@
 """Store sync: keep a working model on the store device, pulled from its channel (numpy, boto3, ai-edge-litert).
 
 One sync:
-1. conditional GET of `channels/<channel>/latest.json` with the ETag last seen (304: nothing to do, no model
-   bytes move);
-2. the pointer names a version: reuse it when it is already on disk (a rollback to the previous model), else
-   download its manifest and model;
-3. check size and sha256 against the manifest (and the manifest against the pointer), load the file in LiteRT
-   and run one forecast;
+1. refresh the bucket's signed metadata (`shelfcast.device.trust`: TUF's root, timestamp, snapshot and targets,
+   a few hundred bytes when nothing changed); when the signed pointer of the channel has the sha256 already
+   followed, nothing else is read;
+2. the signed pointer names a version: reuse it when it is already on disk (a rollback to the previous model),
+   else download its manifest and model, each a signed target, each cut off at its signed length;
+3. check the manifest against the pointer and the signed model, load the file in LiteRT and run one forecast;
 4. swap atomically on disk: the version's folder is renamed into `versions/`, then `active.json` (current and
    previous version) is replaced in one `os.replace`. The previous model stays on disk.
 
-A corrupt, truncated or unloadable download, or S3 failing half way, is refused with a message and changes
-nothing: the store keeps serving its current model. The ETag is remembered only after a successful sync, so the
-next poll tries again.
+A corrupt, truncated, unsigned or unloadable download, expired or mixed metadata, or S3 failing half way, is
+refused with a message and changes nothing: the store keeps serving its current model. The signed pointer is
+remembered only after a successful sync, so the next poll tries again. Expired metadata is reported as
+`frozen`: the channel may be held back on purpose.
 
 Layout of the store's folder:
 
     active.json                    {"current": V, "previous": U, ...}: what `predict` serves
-    state.json                     pointer ETag and the last sync's outcome
+    state.json                     the signed pointer followed and the last sync's outcome
+    metadata/                      the signed metadata this store trusts (root history, timestamp, ...)
     versions/<V>/model.tflite, manifest.json
     .incoming/                     downloads being checked (never served)
 """
@@ -40,9 +42,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from shelfcast.contract import clock
 from shelfcast.contract.manifest import Manifest, Pointer, pointer_key
 from shelfcast.contract.runtime import TFLiteForecaster
-from shelfcast.contract.verify import check_bytes, load_checked
+from shelfcast.contract.verify import check_file, load_checked
 from shelfcast.contract.errors import IntegrityError, ModelLoadError
 from shelfcast.contract.objects import ObjectMissing, ObjectStore
+from shelfcast.device.trust import FrozenChannel, TrustedBucket, sha256_of
 
 ACTIVE, STATE, VERSIONS, INCOMING = "active.json", "state.json", "versions", ".incoming"
 MODEL_FILE, MANIFEST_FILE = "model.tflite", "manifest.json"
@@ -99,12 +102,12 @@ class Installed:
     def check(self) -> TFLiteForecaster:
         """Re-check the file on disk against its manifest and load it."""
         source = str(self.model_path)
-        try:
-            data = self.model_path.read_bytes()
-        except OSError as exc:
-            raise IntegrityError(f"{source} cannot be read ({exc})") from None
-        check_bytes(data, self.manifest, source)
+        check_file(self.model_path, self.manifest, source)
         return load_checked(self.model_path, self.manifest, source)
+
+
+def read_installed_folder(folder: Path) -> Manifest:
+    return Manifest.from_json((folder / MANIFEST_FILE).read_bytes(), str(folder / MANIFEST_FILE))
 
 
 def read_installed(directory: Path, version: str | None) -> Installed | None:
@@ -130,6 +133,7 @@ class SyncResult:
     message: str
     model_bytes: int = 0
     seconds: float = 0.0
+    bytes_received: int = 0  # everything read from S3 in this poll: signed metadata, pointer, manifest, model
 
     @property
     def ok(self) -> bool:
@@ -146,8 +150,10 @@ class StoreClient:
     `manifest`, `model`, `verify`, `swap`), for progress reporting and for tests that fail a step on purpose."""
 
     def __init__(self, objects: ObjectStore, channel: str, directory: str | Path, *, store_id: int | None = None,
-                 on_stage: Callable[[str], None] | None = None, max_model_bytes: int = MAX_MODEL_BYTES):
+                 on_stage: Callable[[str], None] | None = None, max_model_bytes: int = MAX_MODEL_BYTES,
+                 trusted_root: bytes | None = None):
         self.objects = objects
+        self.trusted_root = trusted_root
         self.channel = channel
         self.directory = Path(directory)
         self.store_id = store_id
@@ -185,10 +191,12 @@ class StoreClient:
         serving = current.version if current else None
         offered: str | None = None
         downloaded = 0
+        trust = TrustedBucket(self.objects, self.directory, self.trusted_root)
 
         def result(status: str, message: str) -> SyncResult:
             outcome = SyncResult(status, self.channel, self.current().version if self.current() else None, offered,
-                                 message, downloaded, time.perf_counter() - started)
+                                 message, downloaded, time.perf_counter() - started,
+                                 trust.bytes_received)
             try:
                 self._save_state(last_poll_at=clock.stamp(), last_status=status, last_message=message[:1000])
             except OSError:
@@ -196,41 +204,51 @@ class StoreClient:
             return outcome
 
         keep = f"; keeps serving {serving}" if serving else "; no model installed yet"
+        incoming = self.directory / INCOMING / uuid.uuid4().hex[:8]
         try:
-            self.on_stage("pointer")
+            self.on_stage("metadata")
             state = self._state()
-            etag = state.get("pointer_etag") if (current and state.get("channel") == self.channel
-                                                 and state.get("pointer_version") == serving) else None
+            followed = bool(current and state.get("channel") == self.channel
+                            and state.get("pointer_version") == serving)
+            if followed and trust.still_current(state.get("timestamp_etag"), state.get("metadata_expires")):
+                return result("unchanged", f"{self.channel} still points at {serving} (signed timestamp unchanged)")
+            trust.open()
+            self.on_stage("pointer")
             key = pointer_key(self.channel)
-            try:
-                fetched = self.objects.get_if_changed(key, etag)
-            except ObjectMissing:
-                return result("empty", f"channel {self.channel} has no version yet (s3://{self.objects.bucket}/{key})" + keep)
-            if fetched is None:
+            signed_pointer = trust.target(key)
+            if signed_pointer is None:
+                return result("empty", f"channel {self.channel} has no signed version yet "
+                                       f"(s3://{self.objects.bucket}/{key})" + keep)
+            if followed and state.get("pointer_sha256") == sha256_of(signed_pointer):
+                self._remember_metadata(trust)
                 return result("unchanged", f"{self.channel} still points at {serving}")
-            pointer = Pointer.from_json(fetched.body, f"s3://{self.objects.bucket}/{key}")
+            body = trust.read(signed_pointer, "channel pointer", incoming)
+            pointer = Pointer.from_json(body, f"s3://{self.objects.bucket}/{key}")
             offered = pointer.version
             if pointer.channel != self.channel:
                 raise IntegrityError(f"{key} names channel {pointer.channel!r}, not {self.channel!r}")
             self._check_not_behind(pointer, state, key)
             if current and pointer.version == serving and current.manifest.sha256 == pointer.sha256:
-                self._remember(fetched.etag, pointer)
+                self._remember(signed_pointer, pointer, trust)
                 return result("unchanged", f"{self.channel} still points at {serving} (pointer rewritten)")
 
-            if self._reuse_local(pointer, serving):
-                self._remember(fetched.etag, pointer)
+            if self._reuse_local(pointer, serving, trust):
+                self._remember(signed_pointer, pointer, trust)
                 return result("updated", f"now serving {pointer.version} (already on disk, verified), "
                                          f"previous {serving}")
 
-            manifest, data = self._download(pointer)
-            downloaded = len(data)
+            staging = self._download(pointer, trust, incoming)
+            manifest = read_installed_folder(staging)
+            downloaded = manifest.bytes
             self.on_stage("verify")
-            staging = self._stage(manifest, data)
+            Installed(manifest.version, staging, manifest).check()
             self.on_stage("swap")
             self._install(staging, manifest.version, serving)
-            self._remember(fetched.etag, pointer)
-            return result("updated", f"now serving {manifest.version} ({manifest.bytes} bytes, sha256 "
+            self._remember(signed_pointer, pointer, trust)
+            return result("updated", f"now serving {manifest.version} ({manifest.bytes} bytes, signed, sha256 "
                                      f"{manifest.sha256[:12]}... verified, loads), previous {serving}")
+        except FrozenChannel as exc:
+            return result("frozen", f"{exc}" + keep)
         except (IntegrityError, ModelLoadError) as exc:
             return result("refused", f"{exc}" + keep)
         except ObjectMissing as exc:
@@ -240,12 +258,24 @@ class StoreClient:
             hint = " (check this store's S3 credentials and policy)" if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch") else ""
             return result("error", f"S3 refused the request: {code}{hint}: {exc}" + keep)
         except BotoCoreError as exc:
-            return result("error", f"S3 unreachable or the transfer broke while reading the {self.stage} "
-                                   f"({type(exc).__name__}: {exc})" + keep)
+            return result("error", self._unreachable(exc) + keep)
         except OSError as exc:
             return result("error", f"local disk problem in {self.directory} ({exc})" + keep)
+        except Exception as exc:  # tuf's download errors (tuf is imported only once a sync runs)
+            from tuf.api.exceptions import DownloadError, DownloadHTTPError
+
+            if isinstance(exc, DownloadHTTPError):
+                hint = " (check this store's S3 credentials and policy)" if exc.status_code == 403 else ""
+                return result("error", f"S3 refused the request while reading the {self.stage}: {exc}{hint}" + keep)
+            if isinstance(exc, DownloadError):
+                return result("error", self._unreachable(exc.__cause__ or exc) + keep)
+            raise
         finally:
             shutil.rmtree(self.directory / INCOMING, ignore_errors=True)
+
+    def _unreachable(self, exc: BaseException) -> str:
+        return (f"S3 unreachable or the transfer broke while reading the {self.stage} "
+                f"({type(exc).__name__}: {exc})")
 
     def _check_not_behind(self, pointer: Pointer, state: dict, key: str) -> None:
         """Moves are numbered and a rollback is a new move, so a pointer never goes back: one older than the
@@ -260,10 +290,14 @@ class StoreClient:
                 f"If the channel was deliberately recreated, delete {self.directory / STATE} to follow it again"
             )
 
-    def _reuse_local(self, pointer: Pointer, serving: str | None) -> bool:
-        """Swap to a version already on disk (the previous one, after a rollback) when it still checks out."""
+    def _reuse_local(self, pointer: Pointer, serving: str | None, trust: TrustedBucket) -> bool:
+        """Swap to a version already on disk (the previous one, after a rollback) when it still checks out and
+        its model is still the signed one."""
         local = read_installed(self.directory, pointer.version)
         if local is None or not pointer.matches(local.manifest):
+            return False
+        signed_model = trust.require(pointer.model_key, "model")
+        if (signed_model.length, sha256_of(signed_model)) != (local.manifest.bytes, local.manifest.sha256):
             return False
         self.on_stage("verify")
         try:
@@ -274,34 +308,37 @@ class StoreClient:
         self._activate(pointer.version, serving)
         return True
 
-    def _download(self, pointer: Pointer) -> tuple[Manifest, bytes]:
+    def _download(self, pointer: Pointer, trust: TrustedBucket, incoming: Path) -> Path:
+        """Download the version's manifest and model into a staging folder, each cut off at its signed length and
+        checked against its signed sha256; returns the folder."""
         self.on_stage("manifest")
         source = f"s3://{self.objects.bucket}/{pointer.manifest_key}"
-        manifest = Manifest.from_json(self.objects.get(pointer.manifest_key).body, source)
+        signed_manifest = trust.require(pointer.manifest_key, "manifest")
+        signed_model = trust.require(pointer.model_key, "model")
+        manifest = Manifest.from_json(trust.read(signed_manifest, "manifest", incoming / "manifest"), source)
         if not pointer.matches(manifest):
             raise IntegrityError(
                 f"{source} (version {manifest.version}, sha256 {manifest.sha256[:12]}..., {manifest.bytes} bytes) "
                 f"does not match the pointer (version {pointer.version}, sha256 {pointer.sha256[:12]}..., "
                 f"{pointer.bytes} bytes); refused"
             )
+        if (signed_model.length, sha256_of(signed_model)) != (manifest.bytes, manifest.sha256):
+            raise IntegrityError(f"{source} describes {manifest.bytes} bytes with sha256 {manifest.sha256[:12]}..., "
+                                 f"the signed model is {signed_model.length} bytes with sha256 "
+                                 f"{sha256_of(signed_model)[:12]}...; refused")
         if manifest.bytes > self.max_model_bytes:
             raise IntegrityError(f"{source}: {manifest.bytes:,} bytes is over this store's limit of "
                                  f"{self.max_model_bytes:,} (--max-model-bytes); not downloaded")
         self.on_stage("model")
-        data = self.objects.get(pointer.model_key).body
-        check_bytes(data, manifest, f"s3://{self.objects.bucket}/{pointer.model_key}")
-        return manifest, data
-
-    def _stage(self, manifest: Manifest, data: bytes) -> Path:
-        """Write the download beside the live models and check it loads from disk, as it will be served."""
-        staging = self.directory / INCOMING / f"{manifest.version}-{uuid.uuid4().hex[:8]}"
+        staging = incoming / f"{manifest.version}-{uuid.uuid4().hex[:8]}"
         staging.mkdir(parents=True)
-        for name, payload in ((MODEL_FILE, data), (MANIFEST_FILE, manifest.to_json())):
-            with open(staging / name, "wb") as handle:
-                handle.write(payload)
-                handle.flush()
-                os.fsync(handle.fileno())
-        Installed(manifest.version, staging, manifest).check()
+        trust.download(signed_model, staging / MODEL_FILE, "model")
+        with open(staging / MANIFEST_FILE, "wb") as handle:
+            handle.write(manifest.to_json())
+            handle.flush()
+            os.fsync(handle.fileno())
+        with open(staging / MODEL_FILE, "rb+") as handle:
+            os.fsync(handle.fileno())
         return staging
 
     def _install(self, staging: Path, version: str, previous: str | None) -> None:
@@ -324,9 +361,16 @@ class StoreClient:
             if folder.name not in keep:
                 shutil.rmtree(folder, ignore_errors=True)
 
-    def _remember(self, etag: str, pointer: Pointer) -> None:
-        self._save_state(channel=self.channel, pointer_etag=etag, pointer_version=pointer.version,
-                         pointer_seq=pointer.seq)
+    def _remember(self, signed_pointer, pointer: Pointer, trust: TrustedBucket) -> None:
+        self._save_state(channel=self.channel, pointer_sha256=sha256_of(signed_pointer),
+                         pointer_version=pointer.version, pointer_seq=pointer.seq)
+        self._remember_metadata(trust)
+
+    def _remember_metadata(self, trust: TrustedBucket) -> None:
+        """The timestamp just verified and followed through: the next poll is a conditional GET of it."""
+        etag = trust.timestamp_etag()
+        if etag:
+            self._save_state(timestamp_etag=etag, metadata_expires=trust.expires())
 
     # ---- the loop --------------------------------------------------------------------------------------------
     def run(self, every_s: float, stop: threading.Event | None = None, max_polls: int | None = None,

@@ -152,13 +152,15 @@ STORE_ID, STORE_CHANNEL = 1, "canary"  # canary stores get a new model first
 
 
 def store_step(settings: Settings, history: pd.DataFrame, say) -> dict:
-    """What a shop device does next: sync the channel with the store identity (pull, verify, atomic swap), then
-    forecast tomorrow for every item from the store's recent sales."""
+    """What a shop device does next: sync the channel with the store identity (verify the signed metadata, pull,
+    verify, atomic swap), then forecast tomorrow for every item from the store's recent sales."""
     from shelfcast.device.forecast import predict_store
     from shelfcast.device.sync import StoreClient
 
     folder = Path(settings.home) / "stores" / f"store-{STORE_ID}"
-    result = StoreClient(wiring.bucket(settings, "store"), STORE_CHANNEL, folder, store_id=STORE_ID).sync()
+    signer = wiring.signer(settings)  # the device is provisioned with the bucket's root, as `keys show --root-out`
+    result = StoreClient(wiring.bucket(settings, "store"), STORE_CHANNEL, folder, store_id=STORE_ID,
+                         trusted_root=signer.root_bytes() if signer else None).sync()
     summary = {"store": STORE_ID, "channel": STORE_CHANNEL, "folder": str(folder), "status": result.status,
                "serving": result.serving, "model_bytes": result.model_bytes, "message": result.message}
     say(f"store {STORE_ID} sync ({STORE_CHANNEL}): {result.status}, serving "

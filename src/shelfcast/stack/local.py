@@ -6,7 +6,7 @@ checking that each pid still runs the command it started (a recycled pid is left
 by something this stack did not start is an error that says which setting moves it.
 
 Addresses and keys come from `Settings`: `s3_endpoint_url`, `prefect_api_url`, `mlflow_tracking_uri`, the
-bucket and the trainer and store identities.
+bucket and the trainer, store and uploader identities (secrets generated per installation unless set).
 """
 
 from __future__ import annotations
@@ -34,11 +34,7 @@ MLFLOW_ARTIFACT_PREFIX = "mlflow"
 def identities(settings: Settings) -> list[Identity]:
     """The bucket's S3 identities from the access roles (`shelfcast.delivery.access`): the trainer reads and writes
     the bucket, a store reads only `channels/` and `models/`, the uploader only writes `landing/`."""
-    from shelfcast.delivery.access import LOCAL_KEYS
-
-    keys = {"trainer": (settings.trainer_access_key, settings.trainer_secret_key),
-            "store": (settings.store_access_key, settings.store_secret_key),
-            "uploader": LOCAL_KEYS["uploader"]}
+    keys = {role: settings.credentials(role) for role in ("trainer", "store", "uploader")}
     return access_identities(settings.bucket, keys)
 
 
@@ -158,6 +154,7 @@ class LocalStack:
                 state.services["seaweedfs"] = self._record(service, "seaweedfs")
                 state.save(self.pid_file)
             self.ensure_bucket()
+            self.ensure_signing(on_step)
             pending = [n for n in ("prefect", "mlflow") if n not in state.services]
             for name in pending:
                 on_step(f"starting {name} on 127.0.0.1:{self.ports[name]}")
@@ -191,7 +188,7 @@ class LocalStack:
         s = self.settings
         return start_mlflow_server(
             self.dirs["mlflow"], self.ports["mlflow"], f"s3://{s.bucket}/{MLFLOW_ARTIFACT_PREFIX}",
-            s.s3_endpoint_url, s.trainer_access_key, s.trainer_secret_key,
+            s.s3_endpoint_url, *s.credentials("trainer"),
         )
 
     def _record(self, service: Service, name: str) -> ServiceRecord:
@@ -203,6 +200,19 @@ class LocalStack:
 
     def ensure_bucket(self) -> None:
         ensure_bucket(self.settings)
+
+    def ensure_signing(self, on_step=lambda message: None) -> None:
+        """A local bucket without delivery keys gets them (`shelfcast keys init`), so that what the main job
+        promotes is something stores follow. Its root key stays in the keys folder: fine for a laptop; a real
+        bucket is initialised by an operator who moves the root key offline."""
+        from shelfcast.delivery.signing import repository_from_settings
+
+        repository = repository_from_settings(self.settings, wiring.bucket(self.settings))
+        if repository.initialized() or any(repository.keys.path(role).exists() for role in ("root", "targets")):
+            return
+        repository.init()
+        on_step(f"signed delivery metadata created (keys in {self.settings.signing_keys_dir}; "
+                "stores need `shelfcast keys show --root-out root.json`)")
 
     # ---- down -----------------------------------------------------------------------------------------------
     def down(self, on_step=lambda message: None) -> list[str]:
@@ -231,9 +241,14 @@ class LocalStack:
 
 
 def ensure_bucket(settings: Settings, timeout: float = 30.0) -> None:
-    """Create the bucket (versioning on) with the trainer identity; the S3 gateway may need a moment."""
+    """Create the bucket (versioning on, deletes limited by the bucket policy) with the trainer identity; the S3
+    gateway may need a moment."""
+    from shelfcast.delivery.access import apply_local_policy
+
     try:
-        wiring.bucket(settings).ensure_bucket(wait_s=timeout)
+        objects = wiring.bucket(settings)
+        objects.ensure_bucket(wait_s=timeout)
+        apply_local_policy(objects)  # deletes only where the IAM policies allow them
     except Exception as exc:  # noqa: BLE001 - the gateway answered errors for the whole timeout
         raise ServiceError(f"could not create bucket {settings.bucket!r}: {exc}") from exc
 

@@ -115,8 +115,9 @@ def start_service(
     env: dict[str, str] | None = None,
     timeout: float = 60.0,
     urls: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> Service:
-    """Start `argv` in its own process group, logging to `log_path`, and wait until `healthy()`."""
+    """Start `argv` in its own process group (in `cwd`), logging to `log_path`, and wait until `healthy()`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "ab")
     process = subprocess.Popen(
@@ -126,6 +127,7 @@ def start_service(
         stdin=subprocess.DEVNULL,
         env={**os.environ, **(env or {})},
         start_new_session=True,
+        cwd=cwd,
     )
     log.close()
     deadline = time.monotonic() + timeout

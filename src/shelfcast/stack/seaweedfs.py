@@ -3,11 +3,18 @@
 `weed mini` runs master, volume, filer and S3 gateway in one process. Every port is chosen by the caller so
 several instances (tests, the stack) never collide; telemetry, WebDAV and the admin UI are off.
 Identities and their allowed actions come from an S3 config file (see `identities_config`).
+
+Only the S3 port takes requests without a signed token. The filer's and the volume server's HTTP ports accept
+plain POSTs by default, and a file written to the filer shows up in the bucket: `security.toml` (written into the
+data folder, 0600, with keys generated for this server, read by `weed` from its working directory) makes both
+demand a JWT signed with those keys, which only the S3 gateway inside the same process holds.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import shutil
 import sys
 from dataclasses import dataclass
@@ -48,6 +55,20 @@ def identities_config(identities: list[Identity]) -> dict:
     }
 
 
+def write_security_config(data_dir: Path) -> Path:
+    """`security.toml` with fresh keys for writes and reads on the filer and volume HTTP ports (see the module
+    docstring); kept when it exists, so a restarted server keeps its keys."""
+    path = Path(data_dir) / "security.toml"
+    if path.exists():
+        return path
+    sections = ("jwt.signing", "jwt.signing.read", "jwt.filer_signing", "jwt.filer_signing.read")
+    text = "".join(f'[{name}]\nkey = "{secrets.token_hex(32)}"\nexpires_after_seconds = 60\n\n' for name in sections)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    return path
+
+
 def weed_binary() -> str:
     candidate = Path(sys.executable).parent / "weed"
     if candidate.exists():
@@ -68,7 +89,9 @@ def start_seaweedfs(
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     config_path = data_dir / "s3-identities.json"
-    config_path.write_text(json.dumps(identities_config(identities), indent=2))
+    config_path.touch(mode=0o600)
+    config_path.write_text(json.dumps(identities_config(identities), indent=2))  # secret keys: 0600
+    write_security_config(data_dir)
     # Every port is chosen here, in one go so they are distinct: left alone, each gRPC port is its HTTP port +
     # 10000, which can fall outside the port range or on a port just chosen for another service.
     names = ("s3", "master", "volume", "filer", "admin", "debug", "metrics", "master_grpc", "volume_grpc",
@@ -110,5 +133,7 @@ def start_seaweedfs(
         healthy=lambda: http_ok(url),
         env=env,
         timeout=timeout,
-        urls={"s3": url},
+        urls={"s3": url, "filer": f"http://127.0.0.1:{ports['filer']}", "volume": f"http://127.0.0.1:{ports['volume']}",
+              "master": f"http://127.0.0.1:{ports['master']}"},
+        cwd=data_dir,
     )

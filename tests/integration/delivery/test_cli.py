@@ -31,6 +31,8 @@ def test_promote_force_rollback_and_channels_commands(pipeline_env, tiny_tflite,
     def shelfcast(*args):
         return runner.invoke(app, list(args), catch_exceptions=False, terminal_width=200)
 
+    assert shelfcast("keys", "init").exit_code == 0  # the moves below are signed
+
     unmeasured = publish_model(objects, tiny_tflite["v1"], make_manifest(
         tiny_tflite["v1"], name=name, version="3", input_spec=tiny_tflite["spec"].to_dict()))
     refused = shelfcast("promote", "--version", unmeasured.version)
@@ -59,6 +61,7 @@ def test_promote_force_rollback_and_channels_commands(pipeline_env, tiny_tflite,
     assert read_head(objects, "stable").version == "1" and registry.get_alias("champion") == "1"
 
     shown = shelfcast("channels", "--history", "3")
-    assert shown.exit_code == 0
+    assert shown.exit_code == 0, shown.output
+    assert "channel stable: pointer signed" in shown.output and "channel canary: pointer signed" in shown.output
     assert "channel stable: 1" in shown.output and "channel canary: 1" in shown.output
     assert "rollback" in shown.output and "store 9 worse" in shown.output and "ana@hq" in shown.output

@@ -16,14 +16,14 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def served(trainer_store, tiny_tflite):
+def served(trainer_store, tiny_tflite, signing):
     """A channel that served versions 1, 2, then 3 of a fresh model: (name, channel)."""
     name, channel = f"demand-{uuid.uuid4().hex[:8]}", f"stable-{uuid.uuid4().hex[:8]}"
     for version, key in (("1", "v1"), ("2", "v2"), ("3", "v1")):
         data = tiny_tflite[key]
         manifest = publish_model(trainer_store, data, make_manifest(data, name=name, version=version,
                                                                     input_spec=tiny_tflite["spec"].to_dict()))
-        move_channel(trainer_store, channel, manifest, action="promote", actor="nightly", reason="")
+        move_channel(trainer_store, channel, manifest, action="promote", actor="nightly", reason="", signer=signing)
     return name, channel
 
 
@@ -36,18 +36,19 @@ def _forge_version(trainer_store, name, version, stored, described, spec):
 
 
 def test_rollback_returns_to_the_previous_version_and_stores_follow(trainer_store, store_identity_store, served,
-                                                                   tmp_path):
+                                                                   tmp_path, signing):
     name, channel = served
-    store = StoreClient(store_identity_store, channel, tmp_path / "store")
+    store = StoreClient(store_identity_store, channel, tmp_path / "store", trusted_root=signing.trusted_root)
     assert store.sync().serving == "3"
-    result = rollback(trainer_store, channel, actor="oncall@hq", reason="MAPE doubled in store 4")
+    result = rollback(trainer_store, channel, actor="oncall@hq", reason="MAPE doubled in store 4", signer=signing)
     assert (result.moved, result.version, result.previous_version, result.action) == (True, "2", "3", "rollback")
     last = read_log(trainer_store, channel)[-1]
     assert (last.seq, last.version, last.actor, last.reason) == (4, "2", "oncall@hq", "MAPE doubled in store 4")
     assert store.sync().serving == "2"
 
-    again = rollback(trainer_store, channel, actor="oncall@hq")  # further back, never forward to 3
+    again = rollback(trainer_store, channel, actor="oncall@hq", signer=signing)  # further back, never forward to 3
     assert again.version == "1" and read_head(trainer_store, channel).version == "1"
+    assert store.sync().serving == "1"
 
 
 def test_rollback_to_a_named_version(trainer_store, served):

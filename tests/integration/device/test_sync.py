@@ -29,7 +29,7 @@ def _uid() -> str:
 
 
 @pytest.fixture
-def channel(trainer_store, tiny_tflite):
+def channel(trainer_store, tiny_tflite, signing):
     """A fresh channel serving version 1 of a fresh model; returns (name, channel, publish(version, data))."""
     name, channel = f"demand-{_uid()}", f"stable-{_uid()}"
 
@@ -38,16 +38,17 @@ def channel(trainer_store, tiny_tflite):
         manifest = publish_model(trainer_store, data, make_manifest(
             data, name=name, version=version, input_spec=tiny_tflite["spec"].to_dict(), metrics={"mape_pct": 14.0}))
         if move:
-            move_pointer(trainer_store, channel, manifest, action="promote", actor="test")
+            move_pointer(trainer_store, channel, manifest, action="promote", actor="test", signer=signing)
         return manifest
 
     publish("1")
     return name, channel, publish
 
 
-def _forge(trainer_store, name, channel, version, stored_bytes, manifest_of):
-    """A damaged bucket: the model object holds `stored_bytes`, the manifest and pointer describe `manifest_of`.
-    Written around the publisher on purpose (it refuses such versions), as bit rot or a buggy tool would."""
+def _forge(trainer_store, name, channel, version, stored_bytes, manifest_of, signing):
+    """A damaged bucket: the model object holds `stored_bytes`, the manifest, the pointer and the signatures
+    describe `manifest_of`. Written around the publisher on purpose (it refuses such versions), as bit rot after
+    signing or a buggy tool would."""
     manifest = make_manifest(manifest_of, name=name, version=version, input_spec={
         "lookback": 14, "scaling": "window_mean", "calendar": True, "sales_min": 0.0, "sales_max": 1.0})
     trainer_store.put(model_key(name, version), stored_bytes)
@@ -55,12 +56,15 @@ def _forge(trainer_store, name, channel, version, stored_bytes, manifest_of):
     pointer = Pointer(channel, name, version, manifest.sha256, manifest.bytes, 99, "forged", "2026-01-01T00:00:00Z",
                       "promote", "test")
     trainer_store.put(pointer_key(channel), pointer.to_json())
+    from shelfcast.delivery.signing import move_targets
+
+    signing.sign_targets(move_targets(trainer_store, pointer_key(channel), pointer.to_json(), manifest))
 
 
 def test_sync_installs_then_polls_for_free_then_swaps_keeping_the_previous(store_identity_store, channel, tmp_path,
-                                                                          tiny_tflite):
+                                                                          tiny_tflite, signing):
     name, ch, publish = channel
-    client = StoreClient(store_identity_store, ch, tmp_path / "store")
+    client = StoreClient(store_identity_store, ch, tmp_path / "store", trusted_root=signing.trusted_root)
     first = client.sync()
     assert (first.status, first.serving, first.model_bytes) == ("updated", "1", len(tiny_tflite["v1"]))
     again = client.sync()
@@ -78,14 +82,14 @@ def test_sync_installs_then_polls_for_free_then_swaps_keeping_the_previous(store
 
 
 @pytest.mark.parametrize("damage, message", [
-    ("corrupt", "does not match the manifest's .* \\(corrupted\\); refused"),
-    ("truncated", "truncated \\(1000 bytes, manifest says"),
+    ("corrupt", "model.tflite \\(model\\) is not the signed file \\(Observed hash"),
+    ("truncated", "model.tflite \\(model\\) is not the signed file \\(.*[Ll]ength"),
     ("unloadable", "does not load"),
 ])
 def test_a_damaged_version_is_refused_and_the_store_keeps_serving(trainer_store, store_identity_store, channel,
-                                                                 tmp_path, tiny_tflite, damage, message):
+                                                                 tmp_path, tiny_tflite, damage, message, signing):
     name, ch, publish = channel
-    client = StoreClient(store_identity_store, ch, tmp_path / "store")
+    client = StoreClient(store_identity_store, ch, tmp_path / "store", trusted_root=signing.trusted_root)
     assert client.sync().serving == "1"
     good = tiny_tflite["v2"]
     flipped = bytearray(good)
@@ -93,7 +97,7 @@ def test_a_damaged_version_is_refused_and_the_store_keeps_serving(trainer_store,
     garbage = b"TFL3" + bytes(range(256)) * 8
     stored, described = {"corrupt": (bytes(flipped), good), "truncated": (good[:1000], good),
                          "unloadable": (garbage, garbage)}[damage]
-    _forge(trainer_store, name, ch, "2", stored, described)
+    _forge(trainer_store, name, ch, "2", stored, described, signing)
 
     result = client.sync()
     assert (result.status, result.serving, result.offered) == ("refused", "1", "2")
@@ -168,26 +172,26 @@ class TruncatingProxy:
         self.server.close()
 
 
-def test_a_download_cut_short_on_the_wire_is_refused(seaweedfs, store_identity_store, channel, tmp_path, tiny_tflite):
+def test_a_download_cut_short_on_the_wire_is_refused(seaweedfs, store_identity_store, channel, tmp_path, tiny_tflite, signing):
     from shelfcast.contract.objects import ObjectStore, make_s3_client
     from tests.conftest import BUCKET, STORE
 
     name, ch, publish = channel
-    assert StoreClient(store_identity_store, ch, tmp_path / "store").sync().serving == "1"
+    assert StoreClient(store_identity_store, ch, tmp_path / "store", trusted_root=signing.trusted_root).sync().serving == "1"
     publish("2", tiny_tflite["v2"])
     proxy = TruncatingProxy(seaweedfs.urls["s3"])
     try:
         objects = ObjectStore(make_s3_client(proxy.url, *STORE, max_attempts=1), BUCKET, attempts=1)
-        result = StoreClient(objects, ch, tmp_path / "store").sync()
+        result = StoreClient(objects, ch, tmp_path / "store", trusted_root=signing.trusted_root).sync()
     finally:
         proxy.close()
     assert (result.status, result.serving, result.offered, proxy.cut) == ("error", "1", "2", 1)
     full = len(tiny_tflite["v2"])
     half = full // 2
     assert "transfer broke while reading the model" in result.message
-    assert f"IncompleteRead({half} bytes read, {full - half} more expected)" in result.message
+    assert f"IncompleteReadError: {half} read, but total bytes expected is {full}" in result.message
     assert "keeps serving 1" in result.message and serving_model(tmp_path / "store")[1].version == "1"
-    assert StoreClient(store_identity_store, ch, tmp_path / "store").sync().serving == "2"  # a clean network
+    assert StoreClient(store_identity_store, ch, tmp_path / "store", trusted_root=signing.trusted_root).sync().serving == "2"  # a clean network
 
 
 def test_s3_stopping_in_the_middle_of_a_sync(tmp_path, tiny_tflite):
@@ -205,31 +209,43 @@ def test_s3_stopping_in_the_middle_of_a_sync(tmp_path, tiny_tflite):
         url = server.urls["s3"]
         trainer = ObjectStore(make_s3_client(url, *LOCAL_KEYS["trainer"]), "shelfcast")
         _retry(trainer.ensure_bucket)
+        from shelfcast.delivery.signing import KeyRing, SignedRepository
+
+        signer = SignedRepository(trainer, KeyRing(tmp_path / "keys"))
+        signer.init()
+        root = signer.root_bytes()
         for version, data in (("1", tiny_tflite["v1"]), ("2", tiny_tflite["v2"])):
             manifest = publish_model(trainer, data, make_manifest(data, name="demand", version=version,
                                                                   input_spec=tiny_tflite["spec"].to_dict()))
             if version == "1":
-                move_pointer(trainer, "stable", manifest, action="promote", actor="test")
+                move_pointer(trainer, "stable", manifest, action="promote", actor="test", signer=signer)
         store = ObjectStore(make_s3_client(url, *LOCAL_KEYS["store"], connect_timeout=1, max_attempts=1),
                             "shelfcast", attempts=2, backoff_s=0.1)
-        assert StoreClient(store, "stable", tmp_path / "store").sync().serving == "1"
-        move_pointer(trainer, "stable", manifest, action="promote", actor="test")
+        assert StoreClient(store, "stable", tmp_path / "store", trusted_root=root).sync().serving == "1"
+        move_pointer(trainer, "stable", manifest, action="promote", actor="test", signer=signer)
 
         def stop_before_model(stage):
             if stage == "model":
                 server.stop()
 
-        result = StoreClient(store, "stable", tmp_path / "store", on_stage=stop_before_model).sync()
+        result = StoreClient(store, "stable", tmp_path / "store", trusted_root=root, on_stage=stop_before_model).sync()
         assert (result.status, result.serving, result.offered) == ("error", "1", "2"), result.message
         assert "S3 unreachable" in result.message and "keeps serving 1" in result.message
         forecaster, manifest_now, _ = serving_model(tmp_path / "store")
         assert manifest_now.version == "1"
 
         server = start_seaweedfs(data_dir, identities, s3_port=port)
-        result = _retry(lambda: _synced(StoreClient(store, "stable", tmp_path / "store")))
+        result = _retry(lambda: _synced(StoreClient(store, "stable", tmp_path / "store", trusted_root=root)))
         assert (result.status, result.serving, result.model_bytes) == ("updated", "2", len(tiny_tflite["v2"]))
     finally:
         server.stop()
+
+
+def _sign_pointer(signing, objects, channel, body):
+    """Sign pointer bytes as they are, around `move_pointer` (what a buggy signing tool would do)."""
+    from shelfcast.delivery.signing import target_file
+
+    signing.sign_targets({pointer_key(channel): target_file(pointer_key(channel), body)})
 
 
 def _synced(client):
@@ -251,9 +267,9 @@ def _retry(fn, attempts=60, delay=0.25):
             time.sleep(delay)
 
 
-def _serving_2_after_1(objects, channel, tmp_path, tiny_tflite) -> StoreClient:
+def _serving_2_after_1(objects, channel, tmp_path, tiny_tflite, signing) -> StoreClient:
     name, ch, publish = channel
-    client = StoreClient(objects, ch, tmp_path / "store")
+    client = StoreClient(objects, ch, tmp_path / "store", trusted_root=signing.trusted_root)
     assert client.sync().serving == "1"
     publish("2", tiny_tflite["v2"])
     assert client.sync().serving == "2"
@@ -261,11 +277,11 @@ def _serving_2_after_1(objects, channel, tmp_path, tiny_tflite) -> StoreClient:
 
 
 def test_rollback_to_the_previous_version_uses_the_copy_on_disk(trainer_store, store_identity_store, channel,
-                                                                tmp_path, tiny_tflite):
+                                                                tmp_path, tiny_tflite, signing):
     name, ch, publish = channel
-    client = _serving_2_after_1(store_identity_store, channel, tmp_path, tiny_tflite)
+    client = _serving_2_after_1(store_identity_store, channel, tmp_path, tiny_tflite, signing)
     one = publish("1", move=False)
-    move_pointer(trainer_store, ch, one, action="rollback", actor="test")
+    move_pointer(trainer_store, ch, one, action="rollback", actor="test", signer=signing)
     result = client.sync()
     assert (result.status, result.serving, result.model_bytes) == ("updated", "1", 0)
     assert client.active() | {"activated_at": None} == {"current": "1", "previous": "2", "channel": ch,
@@ -273,11 +289,13 @@ def test_rollback_to_the_previous_version_uses_the_copy_on_disk(trainer_store, s
 
 
 def test_a_pointer_older_than_the_move_already_followed_is_refused(trainer_store, store_identity_store, channel,
-                                                                   tmp_path, tiny_tflite):
+                                                                   tmp_path, tiny_tflite, signing):
     name, ch, publish = channel
     old_pointer = trainer_store.get(pointer_key(ch)).body  # move #1: version 1
-    client = _serving_2_after_1(store_identity_store, channel, tmp_path, tiny_tflite)
+    client = _serving_2_after_1(store_identity_store, channel, tmp_path, tiny_tflite, signing)
     trainer_store.put(pointer_key(ch), old_pointer)  # a lagging replica, a cache or a replay puts it back
+    assert (client.sync().status, client.current().version) == ("unchanged", "2")  # unsigned: not even read
+    _sign_pointer(signing, trainer_store, ch, old_pointer)  # and a signer re-signs it by mistake
 
     stale = client.sync()
     assert (stale.status, stale.serving, stale.model_bytes) == ("refused", "2", 0)
@@ -287,20 +305,21 @@ def test_a_pointer_older_than_the_move_already_followed_is_refused(trainer_store
 
     # A rollback is a new move with a higher number and is followed; so is the next promotion.
     one = publish("1", move=False)
-    move_pointer(trainer_store, ch, one, action="rollback", actor="test")
+    move_pointer(trainer_store, ch, one, action="rollback", actor="test", signer=signing)
     assert (client.sync().status, client.current().version) == ("updated", "1")
     publish("3")
     assert (client.sync().status, client.current().version) == ("updated", "3")
 
 
 def test_a_pointer_naming_an_unsafe_path_is_refused_and_the_loop_goes_on(trainer_store, store_identity_store,
-                                                                       channel, tmp_path, tiny_tflite):
+                                                                       channel, tmp_path, tiny_tflite, signing):
     name, ch, publish = channel
-    client = _serving_2_after_1(store_identity_store, channel, tmp_path, tiny_tflite)
+    client = _serving_2_after_1(store_identity_store, channel, tmp_path, tiny_tflite, signing)
     good = Pointer.from_json(trainer_store.get(pointer_key(ch)).body)
     escape = Pointer(ch, name, "../../../etc", good.sha256, good.bytes, good.seq + 1, "forged",
                      "2026-01-01T00:00:00Z", "promote", "test")
-    trainer_store.put(pointer_key(ch), escape.to_json())  # a buggy tool or an attacker with write access
+    trainer_store.put(pointer_key(ch), escape.to_json())  # a buggy tool, signed by mistake
+    _sign_pointer(signing, trainer_store, ch, escape.to_json())
 
     polls = client.run(every_s=0.01, max_polls=2)
     assert [(p.status, p.serving) for p in polls] == [("refused", "2"), ("refused", "2")]
@@ -309,11 +328,11 @@ def test_a_pointer_naming_an_unsafe_path_is_refused_and_the_loop_goes_on(trainer
 
 
 def test_the_polling_loop_reports_an_unexpected_failure_and_polls_again(store_identity_store, channel, tmp_path,
-                                                                       tiny_tflite, monkeypatch):
+                                                                       tiny_tflite, monkeypatch, signing):
     """An in-process fault: every failure the server or the disk can cause is caught inside `sync`, so a bug in
     it is injected to show that the daemon reports it and keeps polling instead of dying."""
     name, ch, publish = channel
-    client = _serving_2_after_1(store_identity_store, channel, tmp_path, tiny_tflite)
+    client = _serving_2_after_1(store_identity_store, channel, tmp_path, tiny_tflite, signing)
     real_sync, calls = client.sync, []
 
     def flaky_sync():
@@ -340,9 +359,9 @@ def _sales_csv(path, days, items=(1, 2, 3), store=4, gap_item=None, seed=0):
     return truth
 
 
-def test_predict_forecasts_tomorrow_per_item_from_raw_sales(store_identity_store, channel, tmp_path, tiny_tflite):
+def test_predict_forecasts_tomorrow_per_item_from_raw_sales(store_identity_store, channel, tmp_path, tiny_tflite, signing):
     name, ch, _ = channel
-    StoreClient(store_identity_store, ch, tmp_path / "store").sync()
+    StoreClient(store_identity_store, ch, tmp_path / "store", trusted_root=signing.trusted_root).sync()
     truth = _sales_csv(tmp_path / "recent.csv", days=20, gap_item=3)
     report = predict_store(tmp_path / "store", tmp_path / "recent.csv", store_id=4)
 
@@ -360,8 +379,8 @@ def test_predict_forecasts_tomorrow_per_item_from_raw_sales(store_identity_store
 
 
 def test_predict_falls_back_to_the_previous_model_when_the_current_file_is_damaged(store_identity_store, channel,
-                                                                                  tmp_path, tiny_tflite):
-    client = _serving_2_after_1(store_identity_store, channel, tmp_path, tiny_tflite)
+                                                                                  tmp_path, tiny_tflite, signing):
+    client = _serving_2_after_1(store_identity_store, channel, tmp_path, tiny_tflite, signing)
     client.current().model_path.write_bytes(b"damaged on disk")
     _sales_csv(tmp_path / "recent.csv", days=14)
     report = predict_store(tmp_path / "store", tmp_path / "recent.csv")
@@ -371,7 +390,7 @@ def test_predict_falls_back_to_the_previous_model_when_the_current_file_is_damag
     assert client.sync().serving == "2"
 
 
-def test_store_cli_sync_once_loop_and_predict(seaweedfs, channel, tmp_path, monkeypatch, capsys):
+def test_store_cli_sync_once_loop_and_predict(seaweedfs, channel, tmp_path, monkeypatch, capsys, signing):
     from tests.conftest import BUCKET, STORE
 
     name, ch, publish = channel
@@ -379,7 +398,11 @@ def test_store_cli_sync_once_loop_and_predict(seaweedfs, channel, tmp_path, monk
                        "SHELFCAST_STORE_ACCESS_KEY": STORE[0], "SHELFCAST_STORE_SECRET_KEY": STORE[1]}.items():
         monkeypatch.setenv(key, value)
     folder = str(tmp_path / "store")
-    assert store_main(["sync", "--store-id", "4", "--channel", ch, "--dir", folder]) == 0
+    (tmp_path / "root.json").write_bytes(signing.trusted_root)
+    assert store_main(["sync", "--store-id", "4", "--channel", ch, "--dir", folder]) == 1  # no trusted root yet
+    assert "--trusted-root" in capsys.readouterr().out
+    assert store_main(["sync", "--store-id", "4", "--channel", ch, "--dir", folder, "--trusted-root",
+                       str(tmp_path / "root.json")]) == 0
     assert "status=updated serving=1" in capsys.readouterr().out
     assert store_main(["sync", "--store-id", "4", "--channel", ch, "--dir", folder, "--every", "0.05s",
                        "--max-polls", "2", "--json"]) == 0
@@ -417,7 +440,7 @@ def test_store_settings_default_like_the_trainer_settings():
     settings = Settings(_env_file=None)
     assert DEFAULTS == {"SHELFCAST_S3_ENDPOINT_URL": settings.s3_endpoint_url, "SHELFCAST_S3_REGION": settings.s3_region,
                         "SHELFCAST_BUCKET": settings.bucket, "SHELFCAST_STORE_ACCESS_KEY": settings.store_access_key,
-                        "SHELFCAST_STORE_SECRET_KEY": settings.store_secret_key}
+                        "SHELFCAST_HOME": str(settings.home)}
 
 
 def test_channel_assignment_and_poll_interval_parsing():

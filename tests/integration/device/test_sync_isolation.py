@@ -14,17 +14,19 @@ from tests.unit.device.test_imports import run_store_command
 pytestmark = pytest.mark.integration
 
 
-def test_sync_and_predict_with_the_trainer_stack_refused(seaweedfs, trainer_store, tiny_tflite, tmp_path):
+def test_sync_and_predict_with_the_trainer_stack_refused(seaweedfs, trainer_store, tiny_tflite, tmp_path, signing):
     name, channel = f"demand-{uuid.uuid4().hex[:8]}", f"stable-{uuid.uuid4().hex[:8]}"
     data = tiny_tflite["v2"]
     manifest = publish_model(trainer_store, data, make_manifest(data, name=name, version="7",
                                                                 input_spec=tiny_tflite["spec"].to_dict()))
-    move_pointer(trainer_store, channel, manifest, action="promote", actor="test")
+    move_pointer(trainer_store, channel, manifest, action="promote", actor="test", signer=signing)
+    (tmp_path / "root.json").write_bytes(signing.trusted_root)
     env = {"SHELFCAST_S3_ENDPOINT_URL": seaweedfs.urls["s3"], "SHELFCAST_BUCKET": BUCKET,
            "SHELFCAST_STORE_ACCESS_KEY": STORE[0], "SHELFCAST_STORE_SECRET_KEY": STORE[1]}
     folder = str(tmp_path / "store")
 
-    sync = run_store_command(["store", "sync", "--store-id", "3", "--channel", channel, "--dir", folder], env)
+    sync = run_store_command(["store", "sync", "--store-id", "3", "--channel", channel, "--dir", folder,
+                             "--trusted-root", str(tmp_path / "root.json")], env)
     assert sync.returncode == 0, sync.stderr[-3000:]
     assert "status=updated serving=7" in sync.stdout
 

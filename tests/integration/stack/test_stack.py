@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import urllib.request
 import subprocess
@@ -53,6 +54,11 @@ def test_stack_up_status_down_stops_only_what_it_started(tmp_path, monkeypatch):
 
         trainer = ObjectStore.from_settings(settings, "trainer")
         trainer.put("landing/x.csv", b"date,store,item,sales\n")
+        # Signed delivery is set up, with secrets and keys generated for this installation.
+        from shelfcast import wiring
+
+        assert wiring.signer(settings, trainer) is not None
+        assert oct(os.stat(settings.home / "secrets.json").st_mode & 0o777) == "0o600"
         store = ObjectStore.from_settings(settings, "store")
         with pytest.raises(Exception, match="AccessDenied"):
             store.put("channels/stable/latest.json", b"{}")

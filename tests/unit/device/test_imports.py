@@ -31,7 +31,7 @@ def _check():
 atexit.register(_check)
 """
 
-STORE_MODULES = ("shelfcast.device.cli", "shelfcast.device.sync", "shelfcast.device.forecast",
+STORE_MODULES = ("shelfcast.device.cli", "shelfcast.device.sync", "shelfcast.device.trust", "shelfcast.device.forecast",
                  "shelfcast.contract.verify", "shelfcast.contract.manifest", "shelfcast.contract.runtime", "shelfcast.contract.objects",
                  "shelfcast.contract.features", "shelfcast.contract.errors")
 
@@ -68,3 +68,12 @@ def test_store_command_runs_without_the_trainer_stack(tmp_path):
     (tmp_path / "recent.csv").write_text("date,store,item,sales\n2018-01-01,1,1,5\n")
     empty = run_store_command(["store", "predict", "--dir", str(tmp_path / "none"), "--sales", str(tmp_path / "recent.csv")])
     assert empty.returncode == 2 and "holds no model yet; run `shelfcast store sync" in empty.stderr, empty.stderr
+
+
+def test_forecasting_does_not_load_the_signature_checks():
+    """`shelfcast store predict` runs on every forecast: tuf and cryptography load only when a sync runs."""
+    result = run_store("import sys\nimport shelfcast.device.forecast, shelfcast.device.sync, shelfcast.device.cli\n"
+                       "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tuf', 'securesystemslib', "
+                       "'cryptography')))\n")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "[]"
