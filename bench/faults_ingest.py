@@ -39,8 +39,8 @@ class Stack:
         self.count = 0
 
     def bucket(self):
+        from shelfcast import wiring
         from shelfcast.config import Settings
-        from shelfcast.data.ingest import store_objects
         from shelfcast.data.sales import SalesTable
         from shelfcast.stack.local import ensure_bucket
 
@@ -48,7 +48,7 @@ class Stack:
         os.environ["SHELFCAST_BUCKET"] = f"faults-{os.getpid()}-{self.count}"
         settings = Settings()
         ensure_bucket(settings)
-        return settings, SalesTable(store_objects(settings))
+        return settings, SalesTable(wiring.bucket(settings))
 
     def restart(self):
         from shelfcast.config import Settings
@@ -66,9 +66,10 @@ def case(name: str, expected: str, observed: str, passed: bool) -> dict:
 
 
 def landing_of(settings):
-    from shelfcast.data.ingest import open_landing, store_objects
+    from shelfcast import wiring
+    from shelfcast.data.ingest import open_landing
 
-    return open_landing("landing/", store_objects(settings))
+    return open_landing("landing/", wiring.bucket(settings))
 
 
 def ingest(store, settings, **options):
@@ -136,10 +137,11 @@ def same_file_twice(stack: Stack, workdir: Path, rounds: int = 3) -> dict:
 KILLED_INGEST = """
 import os, sys
 from datetime import date
+from shelfcast import wiring
 from shelfcast.config import Settings
-from shelfcast.data.ingest import IngestOptions, ingest_landing, open_landing, store_objects
+from shelfcast.data.ingest import IngestOptions, ingest_landing, open_landing
 from shelfcast.data.sales import SalesTable
-objects = store_objects(Settings())
+objects = wiring.bucket(Settings())
 ingest_landing(SalesTable(objects), open_landing("landing/", objects), IngestOptions(today=date(2020, 1, 1),
                max_file_bytes=10**9))
 """
@@ -179,7 +181,8 @@ def killed_mid_file(stack: Stack, workdir: Path) -> dict:
 def s3_gone_before_ledger(stack: Stack, workdir: Path) -> dict:
     """The server stops after a file's rows reached the table and before its ledger entry (real server, stopped
     from an object-store wrapper at that exact request)."""
-    from shelfcast.data.ingest import IngestOptions, deliver_days, ingest_landing, store_objects
+    from shelfcast import wiring
+    from shelfcast.data.ingest import IngestOptions, deliver_days, ingest_landing
     from shelfcast.contract.objects import ObjectStore
     from shelfcast.data.sales import SalesTable
     from shelfcast.data.synthetic import generate_sales
@@ -195,7 +198,7 @@ def s3_gone_before_ledger(stack: Stack, workdir: Path) -> dict:
                 service.stop()
             return super().put_if_absent(key, body, content_type)
 
-    objects = store_objects(settings)
+    objects = wiring.bucket(settings)
     failed = ""
     try:
         ingest_landing(SalesTable(StopAtLedger(objects.client, objects.bucket, attempts=1)), landing_of(settings),

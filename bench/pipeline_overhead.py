@@ -83,11 +83,13 @@ def main(argv: list[str] | None = None) -> dict:
     from rich.console import Console
     from rich.table import Table
 
+    from shelfcast import wiring
+
     from shelfcast.bench.readme import write_result
     from shelfcast.config import Settings
     from shelfcast.data.sales import SalesTable
     from shelfcast.data.synthetic import generate_sales
-    from shelfcast.data.ingest import IngestOptions, deliver_days, deliver_range, ingest_landing, open_landing, store_objects
+    from shelfcast.data.ingest import IngestOptions, deliver_days, deliver_range, ingest_landing, open_landing
     from shelfcast.pipeline.config import RetrainConfig
     from shelfcast.stack.local import ensure_bucket, identities
     from shelfcast.stack.process import free_port
@@ -109,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
         # The holdout (the last 28 days before the new days) falls in October: a month the training year has seen.
         sales = generate_sales(stores=args.stores, items=args.items, start="2016-07-01", end="2017-11-07", seed=11)
         days = sorted(sales["date"].unique())
-        objects = store_objects(settings)
+        objects = wiring.bucket(settings)
         landing = open_landing("landing/", objects)
         store = SalesTable(objects)
         deliver_range(landing, sales, days[0], days[-args.new_days - 1], kind="history")

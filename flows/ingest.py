@@ -14,23 +14,11 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
+from shelfcast import wiring
 from shelfcast.config import load_settings
 from shelfcast.contract import clock
 from shelfcast.data.sales import SalesTable
-from shelfcast.data.ingest import (
-    DEFAULT_MAX_FILE_BYTES,
-    DEFAULT_MAX_NEW_SERIES,
-    DEFAULT_MAX_SALES,
-    DEFAULT_MAX_WITHDRAWN_SHARE,
-    FileReport,
-    IngestOptions,
-    Landing,
-    ingest_file,
-    open_landing,
-    pending,
-    render_markdown,
-    store_objects,
-)
+from shelfcast.data.ingest import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_NEW_SERIES, DEFAULT_MAX_SALES, DEFAULT_MAX_WITHDRAWN_SHARE, FileReport, IngestOptions, Landing, ingest_file, open_landing, pending, render_markdown
 from shelfcast.pipeline.transient import retry_on_io
 
 IO_RETRIES = dict(retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
@@ -72,7 +60,7 @@ def ingest_flow(
 ) -> list[dict]:
     """Ingest every new or changed file of `landing` (a bucket prefix, `s3://...`, or a folder)."""
     settings = load_settings()
-    objects = store_objects(settings)
+    objects = wiring.bucket(settings)
     store = SalesTable(objects)
     location = open_landing(landing, objects)
     options = IngestOptions(today=today, max_file_bytes=max_file_bytes, allow_corrections=allow_corrections,

@@ -30,10 +30,9 @@ def signer(settings: Settings, objects=None):
 
 
 def sales(settings: Settings):
-    from shelfcast.data.ingest import store_objects
     from shelfcast.data.sales import SalesTable
 
-    return SalesTable(store_objects(settings))
+    return SalesTable(bucket(settings))
 
 
 def alert_log(settings: Settings):

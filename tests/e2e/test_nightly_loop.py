@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from shelfcast import wiring
 from shelfcast.config import Settings
 from shelfcast.stack.local import LocalStack
 from shelfcast.stack.process import free_port
@@ -59,10 +60,9 @@ def test_shelfcast_run_goes_from_landing_files_to_registered_versions(installed_
         assert [r["action"] for r in summary["ingest"]] == ["ingested"] * 4  # history + 3 daily files
         assert summary["s3_keys"]["landing/"] == 4 and summary["s3_keys"]["ledger/files/"] == 4
         assert summary["s3_keys"]["tables/sales/"] > 0  # the Delta table's data files and log
-        from shelfcast.data.ingest import store_objects
         from shelfcast.data.sales import SalesTable
 
-        assert SalesTable(store_objects(settings)).verify()[1] == []  # every key once
+        assert SalesTable(wiring.bucket(settings)).verify()[1] == []  # every key once
         assert summary["s3_keys"]["mlflow/"] >= 5  # two .tflite, one .keras, the plot, the summary
 
         # Promotion ran to its end: the chosen candidate is on canary, the pointer names a published version whose

@@ -11,12 +11,13 @@ from datetime import date
 def ingest_after_barrier(env: dict, landing_dir: str, today: date, barrier, results) -> None:
     """One ingest process: take the settings from `env`, wait for the others, ingest every file of its folder."""
     os.environ.update(env)
+    from shelfcast import wiring
     from shelfcast.config import Settings
-    from shelfcast.data.ingest import IngestOptions, Landing, ingest_landing, store_objects
+    from shelfcast.data.ingest import IngestOptions, Landing, ingest_landing
     from shelfcast.contract.objects import LocalObjects
     from shelfcast.data.sales import SalesTable
 
-    store = SalesTable(store_objects(Settings()))
+    store = SalesTable(wiring.bucket(Settings()))
     landing = Landing(LocalObjects(landing_dir))
     barrier.wait(timeout=60)
     reports = ingest_landing(store, landing, IngestOptions(today=today))

@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 
+from shelfcast import wiring
 from shelfcast.cli._console import USAGE_EXIT, fail, get_console, stderr_to
 from shelfcast.pipeline.config import INGEST_CRON, RETRAIN_CRON
 
@@ -125,10 +126,9 @@ def _print_ingest(reports: list[dict]) -> None:
 
 
 def _sales_table():
-    from shelfcast.data.ingest import store_objects
     from shelfcast.data.sales import SalesTable
 
-    return SalesTable(store_objects(load_settings()))
+    return SalesTable(wiring.bucket(load_settings()))
 
 
 @ingest_app.command("catalog")
@@ -241,10 +241,10 @@ def ingest_backfill(
 ) -> None:
     """Deliver the days FROM..TO of a history file to landing as one file and ingest it (idempotent)."""
     from shelfcast.data.schema import load_sales, parse_range
-    from shelfcast.data.ingest import deliver_range, open_landing, store_objects
+    from shelfcast.data.ingest import deliver_range, open_landing
 
     frame = load_sales(data, parse_range(stores), parse_range(items))
-    location = open_landing(landing, store_objects(load_settings()))
+    location = open_landing(landing, wiring.bucket(load_settings()))
     key = deliver_range(location, frame, start, end)
     size = location.objects.head(key).size
     typer.echo(f"delivered {key} ({size:,} bytes)")

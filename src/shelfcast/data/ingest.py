@@ -44,7 +44,7 @@ from shelfcast.data.sales import (
     source_id,
 )
 from shelfcast.contract.errors import ConfigError, SalesSchemaError, WriteConflict
-from shelfcast.contract.objects import AlreadyExists, LocalObjects, ObjectInfo, Objects, ObjectStore
+from shelfcast.contract.objects import AlreadyExists, LocalObjects, ObjectInfo, Objects
 
 DEFAULT_MAX_FILE_BYTES = 256 * 1024**2
 DEFAULT_MAX_WITHDRAWN_SHARE = 0.2
@@ -640,8 +640,3 @@ def render_markdown(reports: list[FileReport], landing: str, store: str) -> str:
     if not reports:
         lines.append("| (no new files) | | | | | | | |")
     return "\n".join(lines) + "\n"
-
-
-def store_objects(settings) -> ObjectStore:
-    """The bucket seen by the trainer identity, as the sales store's object store."""
-    return ObjectStore.from_settings(settings, role="trainer")

@@ -24,7 +24,7 @@ import pandas as pd
 from shelfcast import wiring
 from shelfcast.config import Settings
 from shelfcast.contract import clock
-from shelfcast.data.ingest import deliver_days, deliver_range, open_landing, store_objects
+from shelfcast.data.ingest import deliver_days, deliver_range, open_landing
 from shelfcast.pipeline.config import RetrainConfig
 from shelfcast.pipeline.night import watch
 from shelfcast.pipeline.nightly import parent_sizes
@@ -77,7 +77,7 @@ def run_job(settings: Settings, options: JobOptions, say=print, progress=None) -
     days = sorted(history["date"].unique())
     if len(days) <= options.deliver_days:
         raise ValueError(f"history has {len(days)} days; it needs more than the {options.deliver_days} delivered daily")
-    landing = open_landing("landing/", store_objects(settings))
+    landing = open_landing("landing/", wiring.bucket(settings))
     split = days[-options.deliver_days - 1]
     history_key = deliver_range(landing, history, days[0], split, kind="history")
     say(f"history: {len(history):,} rows, {history.groupby(['store', 'item']).ngroups} series, "
@@ -186,5 +186,5 @@ S3_PREFIXES = ("landing/", "tables/sales/", "ledger/files/", "quarantine/", "mlf
 
 def s3_key_counts(settings: Settings) -> dict[str, int]:
     """How many objects each prefix of the bucket holds (what to look at, and proof that it is there)."""
-    objects = store_objects(settings)
+    objects = wiring.bucket(settings)
     return {prefix: sum(1 for _ in objects.list(prefix)) for prefix in S3_PREFIXES}

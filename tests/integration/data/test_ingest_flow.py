@@ -7,10 +7,11 @@ import io
 import pandas as pd
 import pytest
 
+from shelfcast import wiring
 from shelfcast.contract.objects import ObjectStore
 from shelfcast.data.sales import SalesTable
 from shelfcast.data.synthetic import generate_sales
-from shelfcast.data.ingest import IngestOptions, deliver_days, frame_to_csv, ingest_landing, open_landing, store_objects
+from shelfcast.data.ingest import IngestOptions, deliver_days, frame_to_csv, ingest_landing, open_landing
 from shelfcast.pipeline.transient import is_transient
 
 pytestmark = pytest.mark.integration
@@ -31,7 +32,7 @@ def test_ingest_flow_on_s3_leaves_a_summary_and_is_idempotent(pipeline_env, pref
 
     from shelfcast.flows.ingest import ingest_flow
 
-    objects = store_objects(pipeline_env)
+    objects = wiring.bucket(pipeline_env)
     landing = open_landing("landing/", objects)
     deliver_days(landing, sales, sorted(sales["date"].unique()))
     reports = ingest_flow()
@@ -55,7 +56,7 @@ def test_ingest_flow_on_s3_leaves_a_summary_and_is_idempotent(pipeline_env, pref
 def test_bad_files_are_quarantined_while_the_next_files_are_ingested(pipeline_env, prefect_api, sales):
     from shelfcast.flows.ingest import ingest_flow
 
-    objects = store_objects(pipeline_env)
+    objects = wiring.bucket(pipeline_env)
     landing = open_landing("landing/", objects)
     landing.deliver("2017-03-01-a-wrong-columns.csv", b"day;shop;units\n2017-03-01;1;5\n")
     landing.deliver("2017-03-01-b-garbage.csv", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 100)
@@ -124,7 +125,7 @@ def own_s3(tmp_path, make_pipeline_env, monkeypatch):
 
 def test_s3_down_during_ingest_then_rerun_completes_exactly_once(own_s3, sales):
     settings, service, restart = own_s3
-    objects = store_objects(settings)
+    objects = wiring.bucket(settings)
     landing = open_landing("landing/", objects)
     days = sorted(sales["date"].unique())
     deliver_days(landing, sales, days[:4])
@@ -139,7 +140,7 @@ def test_s3_down_during_ingest_then_rerun_completes_exactly_once(own_s3, sales):
     assert is_transient(failure.value), repr(failure.value)
 
     restart()
-    store = SalesTable(store_objects(settings))
+    store = SalesTable(wiring.bucket(settings))
     committed = {e.name for e in store.ledger_history()}
     assert committed == {f"sales-{pd.Timestamp(d):%Y-%m-%d}.csv" for d in days[:4]}
     version = store.version()
@@ -156,7 +157,7 @@ def test_ingest_flow_fails_loudly_while_s3_is_down_and_a_rerun_completes(own_s3,
     from shelfcast.flows.ingest import ingest_flow
 
     settings, service, restart = own_s3
-    objects = store_objects(settings)
+    objects = wiring.bucket(settings)
     deliver_days(open_landing("landing/", objects), sales, sorted(sales["date"].unique())[:3])
     service.stop()
     state = ingest_flow(return_state=True)
@@ -165,11 +166,11 @@ def test_ingest_flow_fails_loudly_while_s3_is_down_and_a_rerun_completes(own_s3,
     restart()
     reports = ingest_flow()
     assert [r["action"] for r in reports] == ["ingested"] * 3
-    assert len(SalesTable(store_objects(settings)).load()) == 18
+    assert len(SalesTable(wiring.bucket(settings)).load()) == 18
 
 
 def test_rejected_rows_land_in_the_quarantine_with_reasons(pipeline_env, sales):
-    objects = store_objects(pipeline_env)
+    objects = wiring.bucket(pipeline_env)
     landing = open_landing("landing/", objects)
     deliver_days(landing, sales, [sales["date"].min()])
     ingest_landing(SalesTable(objects), landing, IngestOptions())
@@ -201,7 +202,7 @@ def test_cli_backfill_is_idempotent_and_the_ledger_commands_report_it(pipeline_e
     assert runner.invoke(app, backfill).exit_code == 0  # the same range again: nothing new
     wider = runner.invoke(app, backfill[:-4] + ["--from", "2017-01-01", "--to", "2017-02-05"])
     assert wider.exit_code == 0, wider.output
-    store = SalesTable(store_objects(pipeline_env))
+    store = SalesTable(wiring.bucket(pipeline_env))
     expected = history[history["date"] <= "2017-02-05"]
     pd.testing.assert_frame_equal(rows(store.load()), rows(expected))
 

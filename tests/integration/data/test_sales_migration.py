@@ -9,7 +9,8 @@ import sys
 import pandas as pd
 import pytest
 
-from shelfcast.data.ingest import IngestOptions, deliver_days, frame_to_csv, ingest_landing, open_landing, store_objects
+from shelfcast import wiring
+from shelfcast.data.ingest import IngestOptions, deliver_days, frame_to_csv, ingest_landing, open_landing
 from shelfcast.data.sales import SalesTable, source_id
 from shelfcast.data.synthetic import generate_sales
 
@@ -37,7 +38,7 @@ def test_an_old_store_migrates_and_its_files_stay_ingested(pipeline_env, referen
 
     monkeypatch.setenv("SHELFCAST_PREFECT_API_URL", prefect_api)
     sales = generate_sales(stores=2, items=3, start="2017-04-01", end="2017-04-08", seed=31)
-    objects = store_objects(pipeline_env)
+    objects = wiring.bucket(pipeline_env)
     landing = open_landing("landing/", objects)
     days = sorted(sales["date"].unique())
     deliver_days(landing, sales, days)

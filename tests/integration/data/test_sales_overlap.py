@@ -6,8 +6,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from shelfcast import wiring
 from shelfcast.bench.overlap import run_together, settings_env
-from shelfcast.data.ingest import frame_to_csv, store_objects
+from shelfcast.data.ingest import frame_to_csv
 from shelfcast.data.sales import SalesTable
 from shelfcast.data.synthetic import generate_sales
 
@@ -22,7 +23,7 @@ def env(pipeline_env):
 
 def test_two_files_with_the_same_keys_never_commit_a_key_twice(env, pipeline_env, tmp_path):
     sales = generate_sales(stores=3, items=4, start="2017-05-01", end="2017-05-20", seed=11)
-    store = SalesTable(store_objects(pipeline_env))
+    store = SalesTable(wiring.bucket(pipeline_env))
     days = sorted(sales["date"].unique())
     attempts = []
     for round_ in range(ROUNDS):
@@ -60,7 +61,7 @@ def test_two_files_with_the_same_keys_never_commit_a_key_twice(env, pipeline_env
 
 def test_the_same_file_ingested_twice_at_once_is_committed_once(env, pipeline_env, tmp_path):
     sales = generate_sales(stores=2, items=3, start="2017-06-01", end="2017-06-07", seed=12)
-    store = SalesTable(store_objects(pipeline_env))
+    store = SalesTable(wiring.bucket(pipeline_env))
     for round_ in range(ROUNDS):
         folders = []
         for copy in ("x", "y"):

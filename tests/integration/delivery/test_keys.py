@@ -49,8 +49,8 @@ def test_keys_commands_sign_what_stores_follow(pipeline_env, seaweedfs, tiny_tfl
 
     # The test's own bucket: the session's store identity reads only the shared test bucket, so this store reads
     # with the trainer's key (it only reads).
-    store_objects = ObjectStore(make_s3_client(seaweedfs.urls["s3"], *TRAINER), settings.bucket)
-    store = StoreClient(store_objects, "canary", tmp_path / "store", trusted_root=(tmp_path / "root.json").read_bytes())
+    trainer_bucket = ObjectStore(make_s3_client(seaweedfs.urls["s3"], *TRAINER), settings.bucket)
+    store = StoreClient(trainer_bucket, "canary", tmp_path / "store", trusted_root=(tmp_path / "root.json").read_bytes())
     assert shelfcast("promote", "--version", "1", "--actor", "ana", "--no-mlflow").exit_code == 0
     assert store.sync().serving == "1"
     fresh = shelfcast("channels", "--channel", "canary")

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
+from shelfcast import wiring
 from shelfcast.pipeline.config import INGEST_CRON, RETRAIN_CRON
 
 pytestmark = pytest.mark.integration
@@ -119,10 +120,10 @@ def test_shelfcast_serve_runs_a_flow_run_of_its_deployment_then_stops_on_sigterm
 
     from shelfcast.data.sales import SalesTable
     from shelfcast.data.synthetic import generate_sales
-    from shelfcast.data.ingest import deliver_days, open_landing, store_objects
+    from shelfcast.data.ingest import deliver_days, open_landing
 
     sales = generate_sales(stores=1, items=2, start="2017-05-01", end="2017-05-03", seed=3)
-    objects = store_objects(pipeline_env)
+    objects = wiring.bucket(pipeline_env)
     deliver_days(open_landing("landing/", objects), sales, sorted(sales["date"].unique()))
 
     env = {**os.environ, "SHELFCAST_PREFECT_API_URL": prefect_api, "PREFECT_API_URL": prefect_api,

@@ -18,10 +18,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from shelfcast import wiring
 from shelfcast.config import Settings
 from shelfcast.data.sales import SalesTable
 from shelfcast.data.synthetic import generate_sales
-from shelfcast.data.ingest import IngestOptions, deliver_range, ingest_landing, open_landing, store_objects
+from shelfcast.data.ingest import IngestOptions, deliver_range, ingest_landing, open_landing
 from shelfcast.pipeline.config import RetrainConfig
 from shelfcast.tracking import Tracker
 
@@ -40,7 +41,7 @@ def night_env(make_pipeline_env, mlflow_server, prefect_api, tmp_path_factory):
             patch.setenv(key, value)
         settings = Settings()
         sales = generate_sales(stores=2, items=2, start="2016-01-01", end="2016-10-26", seed=3)
-        objects = store_objects(settings)
+        objects = wiring.bucket(settings)
         deliver_range(open_landing("landing/", objects), sales, "2016-01-01", "2016-10-26", kind="history")
         ingest_landing(SalesTable(objects), open_landing("landing/", objects), IngestOptions())
         yield settings, env
@@ -210,7 +211,7 @@ def test_the_night_records_the_sales_table_version_it_trained_on(night_env, firs
     settings, _ = night_env
     parent = tracker_for(settings).client.get_run(first_night["parent_run_id"])
     version = int(parent.data.params["sales_table_version"])
-    store = SalesTable(store_objects(settings))
+    store = SalesTable(wiring.bucket(settings))
     config = RetrainConfig.load("quick", **TINY)
     night = load_training_data(store, config, version=version)
     assert night.table_version == version and night.rows == first_night["data"]["rows"]
