@@ -211,3 +211,19 @@ def installed_shelfcast(shelfcast_wheel, tmp_path_factory) -> tuple[Path, Path]:
     subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q",
                     str(shelfcast_wheel)], check=True, capture_output=True, timeout=300)
     return python, env_dir
+
+
+def signed_channel(trainer_store, signing, tiny_tflite, model: str = "v1", version: str = "1") -> tuple[str, str]:
+    """A new model name and channel (unique per call) whose first signed move serves `tiny_tflite[model]` as
+    `version`; returns (name, channel)."""
+    import uuid
+
+    from shelfcast.delivery.channels import move_pointer
+    from shelfcast.delivery.publish import make_manifest, publish_model
+
+    name, channel = f"demand-{uuid.uuid4().hex[:8]}", f"stable-{uuid.uuid4().hex[:8]}"
+    data = tiny_tflite[model]
+    manifest = publish_model(trainer_store, data, make_manifest(data, name=name, version=version,
+                                                                input_spec=tiny_tflite["spec"].to_dict()))
+    move_pointer(trainer_store, channel, manifest, action="promote", actor="test", signer=signing)
+    return name, channel

@@ -6,6 +6,7 @@ serving; it calls a bucket nobody re-signs frozen; it refuses metadata mixed fro
 rotations and the next promotion.
 """
 
+import contextlib
 import re
 import uuid
 from datetime import timedelta
@@ -19,6 +20,16 @@ from shelfcast.delivery.signing import KeyRing, Lifetimes, SignedRepository, met
 from shelfcast.device.sync import StoreClient, serving_model
 
 pytestmark = pytest.mark.integration
+
+
+@contextlib.contextmanager
+def replaced(bucket, key: str, body: bytes, restore: bytes):
+    """`key` holds `body` (a forgery or a replay) inside the block, `restore` again after it, whatever happens."""
+    bucket.put(key, body)
+    try:
+        yield
+    finally:
+        bucket.put(key, restore)
 
 
 def _uid() -> str:
@@ -100,14 +111,11 @@ def test_metadata_signed_with_other_keys_is_refused(trainer_store, store_identit
     forged = Metadata(Timestamp(version=current.signed.version + 5, expires=current.signed.expires,
                                 snapshot_meta=MetaFile(current.signed.snapshot_meta.version)))
     forged.sign(signer)
-    trainer_store.put(metadata_key("timestamp"), forged.to_bytes())
-    try:
+    with replaced(trainer_store, metadata_key("timestamp"), forged.to_bytes(), original):
         result = store.sync()
         assert (result.status, result.serving) == ("refused", "1"), result.message
         assert "UnsignedMetadataError" in result.message
-    finally:
-        trainer_store.put(metadata_key("timestamp"), original)
-        del rogue
+    del rogue
     signing.refresh_timestamp()  # versions only go up: re-sign above the forged number
     assert store.sync().status in ("unchanged", "refused")
 
@@ -164,13 +172,10 @@ def test_a_mix_of_two_releases_is_refused(trainer_store, store_identity_store, s
     assert store.sync().serving == "2"
     new_timestamp = trainer_store.get(metadata_key("timestamp")).body
 
-    trainer_store.put(metadata_key("timestamp"), old_timestamp)
-    try:
+    with replaced(trainer_store, metadata_key("timestamp"), old_timestamp, new_timestamp):
         replay = store.sync()
         assert (replay.status, replay.serving) == ("refused", "2"), replay.message
         assert "BadVersionNumberError" in replay.message
-    finally:
-        trainer_store.put(metadata_key("timestamp"), new_timestamp)
 
     fresh = _store(store_identity_store, channel, tmp_path / "fresh", signing)
     new_pointer = trainer_store.get(pointer_key(channel)).body

@@ -1,25 +1,17 @@
 """A real sync and a real forecast by `shelfcast store` in an interpreter where every trainer package (TensorFlow,
 Prefect, MLflow, pandas, Typer, Rich, pydantic, ...) refuses to import: what a `shelfcast[store]` device runs."""
 
-import uuid
-
 import numpy as np
 import pytest
 
-from shelfcast.delivery.channels import move_pointer
-from shelfcast.delivery.publish import make_manifest, publish_model
-from tests.conftest import BUCKET, STORE
+from tests.conftest import BUCKET, STORE, signed_channel
 from tests.unit.device.test_imports import run_store_command
 
 pytestmark = pytest.mark.integration
 
 
 def test_sync_and_predict_with_the_trainer_stack_refused(seaweedfs, trainer_store, tiny_tflite, tmp_path, signing):
-    name, channel = f"demand-{uuid.uuid4().hex[:8]}", f"stable-{uuid.uuid4().hex[:8]}"
-    data = tiny_tflite["v2"]
-    manifest = publish_model(trainer_store, data, make_manifest(data, name=name, version="7",
-                                                                input_spec=tiny_tflite["spec"].to_dict()))
-    move_pointer(trainer_store, channel, manifest, action="promote", actor="test", signer=signing)
+    name, channel = signed_channel(trainer_store, signing, tiny_tflite, model="v2", version="7")
     (tmp_path / "root.json").write_bytes(signing.trusted_root)
     env = {"SHELFCAST_S3_ENDPOINT_URL": seaweedfs.urls["s3"], "SHELFCAST_BUCKET": BUCKET,
            "SHELFCAST_STORE_ACCESS_KEY": STORE[0], "SHELFCAST_STORE_SECRET_KEY": STORE[1]}

@@ -2,16 +2,13 @@
 4,680 bytes, or a 100 MB timestamp are cut off at their cap and refused, with the store's peak resident memory
 (VmHWM of a fresh process running one sync) under 100 MB and no more than cap + 1 bytes read from S3."""
 
-import uuid
-
 import pytest
 
 from shelfcast.contract.manifest import Pointer, model_key, pointer_key
-from shelfcast.delivery.channels import move_pointer
-from shelfcast.delivery.publish import make_manifest, publish_model
+from shelfcast.delivery.publish import make_manifest
 from shelfcast.delivery.signing import metadata_key, target_file
 from shelfcast.device.probe import sync_in_child
-from tests.conftest import BUCKET, STORE
+from tests.conftest import BUCKET, STORE, signed_channel
 
 pytestmark = pytest.mark.integration
 
@@ -26,11 +23,7 @@ def _sync_in_child(seaweedfs, channel, folder, root_file) -> dict:
 @pytest.fixture
 def serving_store(trainer_store, signing, tiny_tflite, tmp_path, seaweedfs):
     """A channel whose store already serves version 1; returns (name, channel, store folder, root file)."""
-    name, channel = f"demand-{uuid.uuid4().hex[:8]}", f"stable-{uuid.uuid4().hex[:8]}"
-    data = tiny_tflite["v1"]
-    manifest = publish_model(trainer_store, data, make_manifest(data, name=name, version="1",
-                                                                input_spec=tiny_tflite["spec"].to_dict()))
-    move_pointer(trainer_store, channel, manifest, action="promote", actor="test", signer=signing)
+    name, channel = signed_channel(trainer_store, signing, tiny_tflite)
     root_file = tmp_path / "root.json"
     root_file.write_bytes(signing.trusted_root)
     first = _sync_in_child(seaweedfs, channel, tmp_path / "store", root_file)

@@ -12,7 +12,6 @@ from shelfcast.contract.objects import LocalObjects
 from shelfcast.data.sales import Catalog, SalesTable, source_id
 from shelfcast.data.synthetic import generate_sales
 from shelfcast.data.ingest import (
-    IngestOptions,
     Landing,
     check_history,
     deliver_days,
@@ -20,33 +19,18 @@ from shelfcast.data.ingest import (
     format_ids,
     frame_to_csv,
     gap_warnings,
-    ingest_landing,
     pending,
     render_markdown,
 )
 
+from tests.unit.data._sales import TODAY, rows, run
+
 pytestmark = pytest.mark.unit
-TODAY = date(2020, 1, 1)
 
 
 @pytest.fixture
 def sales():
     return generate_sales(stores=2, items=2, start="2017-01-01", end="2017-01-20", seed=3)
-
-
-@pytest.fixture
-def env(tmp_path):
-    landing = Landing(LocalObjects(tmp_path / "landing"))
-    store = SalesTable(LocalObjects(tmp_path / "bucket"), workers=2)
-    return landing, store
-
-
-def run(landing, store, **kwargs):
-    return ingest_landing(store, landing, IngestOptions(today=TODAY, **kwargs))
-
-
-def rows(frame):
-    return frame[["date", "store", "item", "sales"]].sort_values(["store", "item", "date"]).reset_index(drop=True)
 
 
 def test_format_ids():

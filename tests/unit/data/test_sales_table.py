@@ -5,46 +5,26 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import date
 
 import pandas as pd
 import pytest
 
 from shelfcast.contract.errors import ConfigError
-from shelfcast.data.ingest import (
-    IngestOptions,
-    Landing,
-    approve,
-    deliver_days,
-    deliver_range,
-    frame_to_csv,
-    ingest_landing,
-    restore,
-)
+from shelfcast.data.ingest import (IngestOptions, Landing, approve, deliver_days, deliver_range, frame_to_csv,
+                                   ingest_landing, restore)
 from shelfcast.contract.objects import LocalObjects
 from shelfcast.data.sales import LedgerEntry, SalesTable, source_id
 from shelfcast.data.synthetic import generate_sales
 
+from tests.unit.data._sales import TODAY, rows, run
+
 pytestmark = pytest.mark.unit
-TODAY = date(2020, 1, 1)
 
 
 @pytest.fixture
 def sales():
+    """A month of 2 stores x 3 items: enough days for corrections that withdraw a share of a file."""
     return generate_sales(stores=2, items=3, start="2017-01-01", end="2017-01-31", seed=4)
-
-
-@pytest.fixture
-def env(tmp_path):
-    return Landing(LocalObjects(tmp_path / "landing")), SalesTable(LocalObjects(tmp_path / "bucket"), workers=2)
-
-
-def run(landing, store, **kwargs):
-    return ingest_landing(store, landing, IngestOptions(today=TODAY, **kwargs))
-
-
-def rows(frame):
-    return frame[["date", "store", "item", "sales"]].sort_values(["store", "item", "date"]).reset_index(drop=True)
 
 
 def rejected_reasons(store, report) -> dict[int, str]:
