@@ -17,10 +17,12 @@ import numpy as np
 import pandas as pd
 
 from shelfcast.compress.variants import VariantResult, run_variants, train_parents
+from shelfcast.contract.features import InputSpec
 from shelfcast.data.windows import make_windows
 from shelfcast.model import baselines
 from shelfcast.compress.configs import ModelConfig
 from shelfcast.model.metrics import score, score_by
+from shelfcast.model.peers import PEER_LOOKBACK, peer_rows
 
 # The article's published table (its "size" is parameters x 4 bytes / 1024; see shared ANCHORS).
 ARTICLE_TABLE = {
@@ -46,21 +48,28 @@ def machine_info() -> dict:
     }
 
 
-def baseline_rows(windows) -> tuple[list[dict], dict]:
-    """Zero-parameter rules, the multiplicative profile peer and the noise floor on the same test windows."""
+def baseline_rows(sales: pd.DataFrame, workdir: Path) -> tuple[list[dict], dict]:
+    """Zero-parameter rules, shelfcast's profile baseline, the peers and the noise floor, on the test windows
+    every configuration is scored on (the split keeps the same first test day whatever the lookback).
+
+    Rows carry `kind`: `rule` (nothing fitted), `baseline` (shelfcast's ratio-of-means profile) or `peer` (what
+    a data scientist would fit on a server, `shelfcast.model.peers`, with its model file bytes and fit time).
+    """
+    windows = make_windows(sales, InputSpec(lookback=PEER_LOOKBACK, scaling="window_mean"))
     profile = baselines.ProfileModel.fit(windows.train_keys, windows.y_train_raw)
     forecasts = {
-        "same weekday last week (lag 7)": (baselines.same_weekday_last_week(windows.raw_x_test), 0),
-        "mean of same weekday, last 2 weeks": (baselines.same_weekday_two_weeks(windows.raw_x_test), 0),
+        "same weekday last week (lag 7)": ("rule", baselines.same_weekday_last_week(windows.raw_x_test), 0),
+        "mean of same weekday, last 2 weeks": ("rule", baselines.same_weekday_two_weeks(windows.raw_x_test), 0),
         "multiplicative profile (series x weekday x month x trend)": (
-            profile.predict(windows.test_keys),
+            "baseline", profile.predict(windows.test_keys),
             len(profile.series_level) + len(profile.weekday) + len(profile.month) + 1,
         ),
     }
     rows = [
-        {"name": name, "params": params, **score(windows.y_test, pred).as_dict()}
-        for name, (pred, params) in forecasts.items()
+        {"name": name, "kind": kind, "params": params, "model_bytes": 0, **score(windows.y_test, pred).as_dict()}
+        for name, (kind, pred, params) in forecasts.items()
     ]
+    rows += peer_rows(windows, len(windows.x_train), workdir / "peers")
     return rows, baselines.noise_floor(windows.test_keys, windows.y_test)
 
 
@@ -121,14 +130,14 @@ def run_benchmark(
     step = on_step or (lambda message: None)
     start = time.perf_counter()
     workdir = Path(workdir or tempfile.mkdtemp(prefix="shelfcast-bench-"))
-    variants, config_meta, baseline_doc = [], [], None
+    variants, config_meta = [], []
+    rows, floor = baseline_rows(sales, workdir)
+    baseline_doc = {"rows": rows, "noise_floor": floor}
+    step(f"baselines and peers ready; noise floor {floor['mape_pct_true_mean']:.2f}% MAPE; "
+         + "; ".join(f"{r['name'].split(' (')[0]} {r['mape_pct']:.2f}%" for r in rows if r["kind"] == "peer"))
     for config in configs:
         config_start = time.perf_counter()
         windows = make_windows(sales, config.input_spec)
-        if baseline_doc is None:
-            rows, floor = baseline_rows(windows)
-            baseline_doc = {"rows": rows, "noise_floor": floor}
-            step(f"baselines ready; noise floor {floor['mape_pct_true_mean']:.2f}% MAPE")
         results = []
         for seed in range(seeds):
             parents = train_parents(
@@ -220,7 +229,8 @@ def generalisation_summary(doc: dict, subset: str, config_name: str) -> dict:
     rows = {r["name"]: r for r in doc["variants"] if r["config"] == config_name and "mape_mean" in r}
     baselines = {r["name"]: r for r in doc["baselines"]}
     rule = next(r for n, r in baselines.items() if n.startswith("mean of same weekday"))
-    profile = next(r for n, r in baselines.items() if n.startswith("multiplicative profile"))
+    profile = next(r for n, r in baselines.items() if n.startswith("multiplicative profile ("))
+    peers = {r["key"]: r for r in doc["baselines"] if r.get("kind") == "peer"}
     floor = doc["noise_floor"]["mape_pct_true_mean"]
     int8 = next((r for r in rows.values() if r["quantization"] == "int8"), None)
     parent = rows.get(int8["float_parent"]) if int8 else None
@@ -237,6 +247,8 @@ def generalisation_summary(doc: dict, subset: str, config_name: str) -> dict:
         "gap_to_floor_pct_points": (int8["mape_mean"] - floor) if int8 else None,
         "profile_mape": profile["mape_pct"],
         "two_week_rule_mape": rule["mape_pct"],
+        **{f"{key}_{field}": peer[source] for key, peer in sorted(peers.items())
+           for field, source in (("mape", "mape_pct"), ("bytes", "model_bytes"), ("fit_seconds", "fit_seconds"))},
         "epochs": next(c["train"]["epochs"] for c in doc["configs"] if c["name"] == config_name),
         "wall_seconds": doc["wall_seconds"],
     }

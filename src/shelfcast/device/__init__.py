@@ -7,4 +7,5 @@ pyproject.toml forbids everything else, and a test runs sync and predict with th
 
 # Importable on the trainer only: the store side must never load these (its install does not have them).
 TRAINER_ONLY_PACKAGES = ("tensorflow", "tf_keras", "keras", "prefect", "mlflow", "pandas", "pyarrow", "scipy",
-                         "typer", "rich", "pydantic", "pydantic_settings", "matplotlib", "dask", "distributed")
+                         "typer", "rich", "pydantic", "pydantic_settings", "matplotlib", "dask", "distributed",
+                         "lightgbm")

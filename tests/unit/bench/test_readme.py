@@ -33,6 +33,9 @@ def doc():
              "params": 0, "gap_to_floor_pct_points": 4.0},
             {"name": "multiplicative profile (series x weekday x month x trend)", "mape_pct": 14.2, "smape_pct": 13.0,
              "wape_pct": 11.2, "params": 22, "gap_to_floor_pct_points": 1.5},
+            {"name": "LightGBM global", "kind": "peer", "key": "lightgbm", "mape_pct": 12.9, "smape_pct": 12.5,
+             "wape_pct": 10.8, "params": 4000, "model_bytes": 450_000, "fit_seconds": 50.0,
+             "gap_to_floor_pct_points": 0.2},
         ],
         "noise_floor": {"mape_pct_true_mean": 12.7},
         "configs": [{"name": "article", "wall_seconds": 1500.0, "train": {"epochs": 80}},
@@ -80,6 +83,7 @@ def test_generalisation_summary(doc):
     assert row["int8_mape_mean"] == 13.15 and row["float_mape_mean"] == 13.1
     assert row["gap_to_floor_pct_points"] == pytest.approx(0.45)
     assert row["two_week_rule_mape"] == 16.74 and row["profile_mape"] == 14.2
+    assert (row["lightgbm_mape"], row["lightgbm_bytes"], row["lightgbm_fit_seconds"]) == (12.9, 450_000, 50.0)
 
 
 def test_fault_and_ingest_scale_tables_render_every_case_and_pair_the_arms():
