@@ -2,7 +2,8 @@
 the inputs the trainer built. The trainer's windows and the store's forecast both call `build_inputs`.
 
 The input specification travels in every model manifest (`InputSpec.to_dict`): lookback, scaling and its
-parameters, and whether calendar features are used.
+parameters (for `profile` scaling the pooled weekday and month factors, 19 numbers shared by every series),
+and whether calendar features are used.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-SCALINGS = ("global_minmax", "window_mean")
+SCALINGS = ("global_minmax", "window_mean", "profile")
 
 
 @dataclass
@@ -20,7 +21,10 @@ class InputSpec:
 
     `global_minmax` (the article's) maps sales to [0, 1] with the training minimum and maximum;
     `window_mean` divides each window by the mean of its own input days, a level normalisation that needs no
-    stored per-series level. `calendar` adds weekday and day-of-year sine/cosine of each input day.
+    stored per-series level. `profile` divides every day, input and target, by the window's level times a
+    pooled weekday and month profile (`weekday_factors`, `month_factors`, fitted on the training period by
+    `fit_profile_factors` and shared by every series), so the model learns only the residual of that profile.
+    `calendar` adds weekday and day-of-year sine/cosine of each input day.
     """
 
     lookback: int = 14
@@ -28,46 +32,115 @@ class InputSpec:
     calendar: bool = False
     sales_min: float = 0.0
     sales_max: float = 1.0
+    weekday_factors: tuple[float, ...] = (1.0,) * 7  # Monday first
+    month_factors: tuple[float, ...] = (1.0,) * 12  # January first
 
     def __post_init__(self) -> None:
         if self.scaling not in SCALINGS:
             raise ValueError(f"scaling={self.scaling!r}; choose one of {SCALINGS}")
+        self.weekday_factors = tuple(float(f) for f in self.weekday_factors)
+        self.month_factors = tuple(float(f) for f in self.month_factors)
+        factors = np.array(self.weekday_factors + self.month_factors)
+        if len(self.weekday_factors) != 7 or len(self.month_factors) != 12 or not (np.isfinite(factors).all() and (factors > 0).all()):
+            raise ValueError("weekday_factors needs 7 and month_factors 12 positive finite numbers; refit them with "
+                             "fit_profile_factors on the training sales")
 
     @property
     def n_features(self) -> int:
         return 5 if self.calendar else 1
 
+    @property
+    def needs_dates(self) -> bool:
+        """Whether building inputs and unscaling forecasts need the date of every input day."""
+        return self.calendar or self.scaling == "profile"
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        data["weekday_factors"], data["month_factors"] = list(self.weekday_factors), list(self.month_factors)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "InputSpec":
-        return cls(**{k: data[k] for k in ("lookback", "scaling", "calendar", "sales_min", "sales_max")})
+        """From a manifest's `input_spec`; manifests written before profile scaling carry no factors."""
+        keys = ("lookback", "scaling", "calendar", "sales_min", "sales_max", "weekday_factors", "month_factors")
+        return cls(**{k: data[k] for k in keys if k in data})
 
-    def level(self, raw_x: np.ndarray) -> np.ndarray:
-        """Per-window divisor for `window_mean` (at least 1 sale, so an empty fortnight stays finite)."""
-        return np.maximum(np.asarray(raw_x, dtype=np.float64).mean(axis=1), 1.0)
+    def profile(self, dates: np.ndarray) -> np.ndarray:
+        """The pooled weekday x month factor of every date (shape of `dates`)."""
+        days = np.asarray(dates, dtype="datetime64[D]")
+        weekday = (days.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday
+        month = days.astype("datetime64[M]").astype(np.int64) % 12
+        return np.asarray(self.weekday_factors)[weekday] * np.asarray(self.month_factors)[month]
 
-    def scale_sales(self, raw_x: np.ndarray) -> np.ndarray:
+    def _dates(self, input_dates) -> np.ndarray:
+        if input_dates is None:
+            raise ValueError(f"{self.scaling} scaling needs the date of every input day: pass input_dates")
+        return np.asarray(input_dates, dtype="datetime64[D]")
+
+    def level(self, raw_x: np.ndarray, input_dates: np.ndarray | None = None) -> np.ndarray:
+        """Per-window divisor (at least 1 sale a day, so an empty window stays finite): the window mean for
+        `window_mean`; for `profile` the level that, times the profile, sums to the window's sales."""
+        raw_x = np.asarray(raw_x, dtype=np.float64)
+        if self.scaling == "profile":
+            return np.maximum(raw_x.sum(axis=1) / self.profile(self._dates(input_dates)).sum(axis=1), 1.0)
+        return np.maximum(raw_x.mean(axis=1), 1.0)
+
+    def _divisor(self, raw_x, input_dates, target: bool) -> np.ndarray:
+        """What scaled sales are divided by: per input day (n, lookback), or per target day (n,)."""
+        level = self.level(raw_x, input_dates)
+        if self.scaling != "profile":
+            return level if target else level[:, None]
+        dates = self._dates(input_dates)
+        if target:
+            return level * self.profile(dates[:, -1] + np.timedelta64(1, "D"))
+        return level[:, None] * self.profile(dates)
+
+    def scale_sales(self, raw_x: np.ndarray, input_dates: np.ndarray | None = None) -> np.ndarray:
         raw_x = np.asarray(raw_x, dtype=np.float64)
         if self.scaling == "global_minmax":
             return (raw_x - self.sales_min) / (self.sales_max - self.sales_min)
-        return raw_x / self.level(raw_x)[:, None]
+        return raw_x / self._divisor(raw_x, input_dates, target=False)
 
-    def scale_target(self, y: np.ndarray, raw_x: np.ndarray) -> np.ndarray:
+    def scale_target(self, y: np.ndarray, raw_x: np.ndarray, input_dates: np.ndarray | None = None) -> np.ndarray:
         y = np.asarray(y, dtype=np.float64)
         if self.scaling == "global_minmax":
             return (y - self.sales_min) / (self.sales_max - self.sales_min)
-        return y / self.level(raw_x)
+        return y / self._divisor(raw_x, input_dates, target=True)
 
-    def unscale(self, y_scaled: np.ndarray, raw_x: np.ndarray) -> np.ndarray:
-        """Model outputs back to sales; negative forecasts are clipped to zero."""
+    def unscale(self, y_scaled: np.ndarray, raw_x: np.ndarray, input_dates: np.ndarray | None = None) -> np.ndarray:
+        """Model outputs back to sales of the day after the window; negative forecasts are clipped to zero."""
         y_scaled = np.asarray(y_scaled, dtype=np.float64).reshape(-1)
         if self.scaling == "global_minmax":
             sales = y_scaled * (self.sales_max - self.sales_min) + self.sales_min
         else:
-            sales = y_scaled * self.level(raw_x)
+            sales = y_scaled * self._divisor(raw_x, input_dates, target=True)
         return np.maximum(sales, 0.0)
+
+
+def fit_profile_factors(sales: np.ndarray, dates: np.ndarray, series: np.ndarray, rounds: int = 5):
+    """Pooled multiplicative weekday (7) and month (12) factors, each averaging 1, from training sales.
+
+    Each day is divided by the mean of its series in its year (removing level and trend), then weekday and
+    month means of that ratio are alternated `rounds` times so neither absorbs the other.
+    """
+    sales = np.asarray(sales, dtype=np.float64).reshape(-1)
+    days = np.asarray(dates, dtype="datetime64[D]").reshape(-1)
+    weekday = (days.astype(np.int64) + 3) % 7
+    month = days.astype("datetime64[M]").astype(np.int64) % 12
+    year = days.astype("datetime64[Y]").astype(np.int64)
+    _, group = np.unique(np.stack([np.asarray(series).reshape(-1).astype(np.int64), year]), axis=1, return_inverse=True)
+    group = group.reshape(-1)
+    group_mean = np.bincount(group, sales) / np.bincount(group)
+    ratio = sales / np.maximum(group_mean[group], 1e-9)
+    if len(np.unique(weekday)) < 7 or len(np.unique(month)) < 12:
+        raise ValueError("profile factors need training sales on every weekday and in every month (a year or more)")
+    w, m = np.ones(7), np.ones(12)
+    for _ in range(rounds):
+        w = np.bincount(weekday, ratio / m[month], 7) / np.bincount(weekday, minlength=7)
+        w /= w.mean()
+        m = np.bincount(month, ratio / w[weekday], 12) / np.bincount(month, minlength=12)
+        m /= m.mean()
+    return tuple(w), tuple(m)
 
 
 def calendar_features(dates: np.ndarray) -> np.ndarray:
@@ -86,7 +159,7 @@ def build_inputs(raw_x: np.ndarray, input_dates: np.ndarray | None, spec: InputS
     raw_x = np.asarray(raw_x)
     if raw_x.ndim != 2 or raw_x.shape[1] != spec.lookback:
         raise ValueError(f"expected windows of shape (n, {spec.lookback}), got {raw_x.shape}")
-    sales = spec.scale_sales(raw_x)[:, :, None]
+    sales = spec.scale_sales(raw_x, input_dates)[:, :, None]
     if not spec.calendar:
         return sales.astype(np.float32)
     if input_dates is None:

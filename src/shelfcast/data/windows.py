@@ -16,7 +16,7 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 from shelfcast.contract.errors import SalesSchemaError
-from shelfcast.contract.features import InputSpec, build_inputs
+from shelfcast.contract.features import InputSpec, build_inputs, fit_profile_factors
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ class WindowSet:
     raw_x_train: np.ndarray = field(repr=False, default=None)  # fit + validation windows, raw
     y_train_raw: np.ndarray = field(repr=False, default=None)
     train_keys: pd.DataFrame = field(repr=False, default=None)
+    test_input_dates: np.ndarray = field(repr=False, default=None)  # (n_test, lookback) datetime64[D]
 
     @property
     def n_train(self) -> int:
@@ -60,7 +61,7 @@ class WindowSet:
 
     def predict_sales(self, y_scaled: np.ndarray) -> np.ndarray:
         """Scaled test predictions back to sales."""
-        return self.spec.unscale(y_scaled, self.raw_x_test)
+        return self.spec.unscale(y_scaled, self.raw_x_test, self.test_input_dates)
 
     def calibration_inputs(self, n: int = 512, seed: int = 0) -> np.ndarray:
         """A random sample of training inputs for INT8 calibration."""
@@ -120,11 +121,19 @@ def make_windows(frame: pd.DataFrame, spec: InputSpec = InputSpec(), split: Spli
     train_raw = np.concatenate([raw["fit"], raw["val"]])
     low, high = float(train_raw.min()), float(train_raw.max())
     spec = replace(spec, sales_min=low, sales_max=high if high > low else low + 1.0)
+    if spec.scaling == "profile":
+        train_targets = pd.concat([keys["fit"], keys["val"]], ignore_index=True)
+        weekday, month = fit_profile_factors(
+            np.concatenate([raw["fit"][:, -1], raw["val"][:, -1]]),
+            np.concatenate([dates["fit"][:, -1], dates["val"][:, -1]]),
+            train_targets["store"].to_numpy().astype(np.int64) * 1_000_000 + train_targets["item"].to_numpy(),
+        )
+        spec = replace(spec, weekday_factors=weekday, month_factors=month)
 
     def arrays(part: str) -> tuple[np.ndarray, np.ndarray]:
-        raw_x, y = raw[part][:, :-1], raw[part][:, -1]
-        x = build_inputs(raw_x, dates[part][:, :-1], spec)
-        return x, spec.scale_target(y, raw_x).astype(np.float32)
+        raw_x, y, input_dates = raw[part][:, :-1], raw[part][:, -1], dates[part][:, :-1]
+        x = build_inputs(raw_x, input_dates, spec)
+        return x, spec.scale_target(y, raw_x, input_dates).astype(np.float32)
 
     x_fit, y_fit = arrays("fit")
     x_val, y_val = arrays("val")
@@ -142,4 +151,5 @@ def make_windows(frame: pd.DataFrame, spec: InputSpec = InputSpec(), split: Spli
         raw_x_train=train_raw[:, :-1],
         y_train_raw=train_raw[:, -1],
         train_keys=pd.concat([keys["fit"], keys["val"]], ignore_index=True),
+        test_input_dates=np.asarray(dates["test"][:, :-1], dtype="datetime64[D]"),
     )

@@ -146,7 +146,7 @@ def forecast_series(series: Series, forecaster: TFLiteForecaster, spec: InputSpe
     keys, raw, dates, day, skipped = tomorrow_inputs(series, spec.lookback)
     report = ForecastReport(version, skipped=skipped)
     if keys:
-        sales = spec.unscale(forecaster.predict(build_inputs(raw, dates, spec)), raw)
+        sales = spec.unscale(forecaster.predict(build_inputs(raw, dates, spec)), raw, dates)
         report.forecasts = [Forecast(s, i, day, float(v)) for (s, i), v in zip(keys, sales)]
     return report
 

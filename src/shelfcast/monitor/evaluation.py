@@ -93,7 +93,7 @@ def tflite_window_model(model_path, input_spec: dict) -> WindowModel:
     forecaster = TFLiteForecaster(model_path)
 
     def predict(raw_x: np.ndarray, input_dates: np.ndarray) -> np.ndarray:
-        return spec.unscale(forecaster.predict(build_inputs(raw_x, input_dates, spec)), raw_x)
+        return spec.unscale(forecaster.predict(build_inputs(raw_x, input_dates, spec)), raw_x, input_dates)
 
     predict.lookback = spec.lookback
     return predict

@@ -99,8 +99,9 @@ def evaluate_tflite(path: Path, spec: InputSpec, windows: WindowSet) -> dict:
 
     if spec.lookback != windows.spec.lookback:
         raise ValueError(f"the model reads {spec.lookback} days, the windows hold {windows.spec.lookback}")
-    x = build_inputs(windows.raw_x_test, input_dates(windows) if spec.calendar else None, spec)
-    predictions = spec.unscale(TFLiteForecaster(path).predict(x), windows.raw_x_test)
+    dates = input_dates(windows) if spec.needs_dates else None
+    x = build_inputs(windows.raw_x_test, dates, spec)
+    predictions = spec.unscale(TFLiteForecaster(path).predict(x), windows.raw_x_test, dates)
     scores = score(windows.y_test, predictions)
     return {"mape_pct": scores.mape_pct, "smape_pct": scores.smape_pct, "wape_pct": scores.wape_pct}
 

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shelfcast.contract.features import InputSpec, build_inputs, calendar_features
+from shelfcast.contract.features import InputSpec, build_inputs, calendar_features, fit_profile_factors
 
 pytestmark = pytest.mark.unit
 
@@ -45,3 +45,58 @@ def test_wrong_window_length_is_refused():
 def test_negative_forecasts_are_clipped_to_zero():
     spec = InputSpec(lookback=2, scaling="window_mean")
     assert spec.unscale([-0.5], np.array([[4, 4]])).tolist() == [0.0]
+
+
+def _profile_spec(lookback=14):
+    weekday = (0.8, 0.9, 1.0, 1.0, 1.0, 1.1, 1.2)
+    month = tuple(np.linspace(0.85, 1.15, 12))
+    return InputSpec(lookback=lookback, scaling="profile", calendar=True, weekday_factors=weekday, month_factors=month)
+
+
+def test_profile_scaling_learns_only_the_residual_of_the_profile():
+    spec = _profile_spec()
+    dates = np.arange(np.datetime64("2017-01-02"), np.datetime64("2017-01-16"))[None, :]  # Monday .. Sunday x 2
+    expected = 40.0 * spec.profile(dates)
+    x = build_inputs(expected, dates, spec)
+    np.testing.assert_allclose(x[0, :, 0], 1.0, rtol=1e-6)  # sales exactly on the profile scale to 1
+    np.testing.assert_allclose(spec.level(expected, dates), [40.0])
+    # Tomorrow is Monday 2017-01-16: a model output of 1 forecasts the level times Monday's and January's factors.
+    np.testing.assert_allclose(spec.unscale([1.0], expected, dates), [40.0 * 0.8 * spec.month_factors[0]])
+    y = np.array([30.0])
+    np.testing.assert_allclose(spec.unscale(spec.scale_target(y, expected, dates), expected, dates), y)
+
+
+def test_profile_scaling_needs_dates_and_valid_factors():
+    spec = _profile_spec(lookback=2)
+    assert spec.needs_dates and not InputSpec().needs_dates
+    with pytest.raises(ValueError, match="date of every input day"):
+        spec.unscale([1.0], np.array([[4, 4]]))
+    with pytest.raises(ValueError, match="7 and month_factors 12 positive"):
+        InputSpec(scaling="profile", weekday_factors=(1.0,) * 6)
+    with pytest.raises(ValueError, match="positive finite"):
+        InputSpec(scaling="profile", month_factors=(1.0,) * 11 + (float("nan"),))
+
+
+def test_profile_spec_round_trips_through_json_and_old_manifests_still_load():
+    import json
+
+    spec = _profile_spec()
+    assert InputSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    old = {"lookback": 56, "scaling": "window_mean", "calendar": True, "sales_min": 0.0, "sales_max": 200.0}
+    assert InputSpec.from_dict(old) == InputSpec(lookback=56, scaling="window_mean", calendar=True, sales_max=200.0)
+
+
+def test_fit_profile_factors_recovers_pooled_weekday_and_month_effects():
+    rng = np.random.default_rng(3)
+    dates = np.arange(np.datetime64("2014-01-01"), np.datetime64("2016-12-31"))
+    spec = _profile_spec()
+    sales, day_index, series = [], [], []
+    for s, level in enumerate((300.0, 900.0, 2500.0)):  # high counts: Poisson noise well below 1 %
+        sales.append(rng.poisson(level * spec.profile(dates)))
+        day_index.append(dates)
+        series.append(np.full(len(dates), s))
+    weekday, month = fit_profile_factors(np.concatenate(sales), np.concatenate(day_index), np.concatenate(series))
+    np.testing.assert_allclose(weekday, np.array(spec.weekday_factors) / np.mean(spec.weekday_factors), rtol=0.01)
+    np.testing.assert_allclose(month, np.array(spec.month_factors) / np.mean(spec.month_factors), rtol=0.02)
+    with pytest.raises(ValueError, match="every weekday and in every month"):
+        fit_profile_factors(np.ones(40), dates[:40], np.zeros(40))

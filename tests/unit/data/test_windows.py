@@ -10,7 +10,7 @@ from shelfcast.data.schema import load_sales
 from shelfcast.data.synthetic import generate_sales
 from shelfcast.data.windows import SplitSpec, make_windows
 from shelfcast.contract.errors import SalesSchemaError
-from shelfcast.contract.features import InputSpec
+from shelfcast.contract.features import InputSpec, build_inputs
 
 pytestmark = pytest.mark.unit
 
@@ -79,3 +79,18 @@ def test_gap_in_a_series_is_a_clear_error():
 def test_invalid_split_is_refused():
     with pytest.raises(ValueError):
         SplitSpec(test_fraction=1.2)
+
+
+def test_profile_windows_fit_factors_on_training_days_and_round_trip_the_targets():
+    frame = generate_sales(stores=2, items=2, start="2014-01-01", end="2016-12-31", seed=5)
+    windows = make_windows(frame, InputSpec(lookback=56, scaling="profile", calendar=True))
+    spec = windows.spec
+    assert spec.weekday_factors != (1.0,) * 7 and np.mean(spec.weekday_factors) == pytest.approx(1.0)
+    # The factors come from training days only: changing test-period sales leaves them unchanged.
+    test_start = windows.test_keys["date"].min()
+    shifted = frame.assign(sales=np.where(frame["date"] >= test_start, frame["sales"] * 3, frame["sales"]))
+    assert make_windows(shifted, InputSpec(lookback=56, scaling="profile", calendar=True)).spec == spec
+    x = build_inputs(windows.raw_x_test, windows.test_input_dates, spec)
+    np.testing.assert_array_equal(x, windows.x_test)
+    scaled = spec.scale_target(windows.y_test, windows.raw_x_test, windows.test_input_dates)
+    np.testing.assert_allclose(windows.predict_sales(scaled), windows.y_test, atol=1e-9)
