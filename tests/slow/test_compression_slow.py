@@ -1,5 +1,6 @@
-"""Brief training on a small panel: masks persist through fine-tuning, the INT8 file agrees with Keras,
-and a failed conversion is an outcome with a reason while the other conversions still succeed."""
+"""Brief training on a small panel: masks persist through fine-tuning (gradual and one-shot), the INT8 file
+agrees with Keras, the device forecasts with a profile-scaled model exactly as the benchmark scores it, and a
+failed conversion is an outcome with a reason while the other conversions still succeed."""
 
 import numpy as np
 import pytest
@@ -19,12 +20,15 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     windows = make_windows(generate_sales(stores=2, items=2, start="2015-01-01", end="2016-12-31", seed=11),
-                           InputSpec(scaling="window_mean", calendar=True))
+                           InputSpec(scaling="profile", calendar=True))
     config = TrainConfig(epochs=3, finetune_epochs=2, loss="mape_like")
     specs = [VariantSpec("LSTM-16", "baseline", 16), VariantSpec("Pruned-50%", "pruning", 16, 0.5),
              VariantSpec("Pruned-50%+INT8", "pruning+int8", 16, 0.5, "int8"), VariantSpec("LSTM-16+INT8", "sizing+int8", 16, 0.0, "int8")]
     out = run_variants(specs, windows, config, seed=0, workdir=tmp_path_factory.mktemp("variants"))
-    return windows, {r.name: r for r in out}
+    one_shot = run_variants([VariantSpec("Pruned-70%", "pruning", 16, 0.7)], windows,
+                            TrainConfig(epochs=3, finetune_epochs=2, loss="mape_like", pruning="one_shot"), seed=0,
+                            workdir=tmp_path_factory.mktemp("one-shot"))
+    return windows, {**{r.name: r for r in out}, "one-shot Pruned-70%": one_shot[0]}
 
 
 def test_every_variant_is_built_and_measured(results):
@@ -35,18 +39,40 @@ def test_every_variant_is_built_and_measured(results):
         assert 0 < r.mape_pct < 100 and r.latency_us_median > 0
 
 
-def test_pruned_weights_stay_zero_after_fine_tuning(results):
+@pytest.mark.parametrize("name, sparsity", [("Pruned-50%", 0.5), ("one-shot Pruned-70%", 0.7)])
+def test_pruned_weights_stay_zero_after_fine_tuning(results, name, sparsity):
     import keras
 
     _, by_name = results
-    pruned = by_name["Pruned-50%"]
+    pruned = by_name[name]
     weights = keras.models.load_model(pruned.keras_path, compile=False).get_weights()
     kernels = [w for w in weights if w.ndim == 2]
     total = sum(w.size for w in kernels)
     zeros = sum(w.size - np.count_nonzero(w) for w in kernels)
-    assert zeros == sum(round(0.5 * w.size) for w in kernels)
+    assert zeros == sum(round(sparsity * w.size) for w in kernels)
     assert pruned.nonzero_params == pruned.params - zeros
-    assert zeros / total == pytest.approx(0.5, abs=0.01)
+    assert zeros / total == pytest.approx(sparsity, abs=0.01)
+
+
+def test_gradual_pruning_reaches_the_final_sparsity_along_the_schedule(tmp_path):
+    """The callback's masks follow the polynomial schedule during training and end at the final sparsity."""
+    import keras
+
+    from shelfcast.compress.pruning import gradual_pruning_callback, polynomial_sparsity
+    from shelfcast.model.lstm import train_lstm
+
+    windows = make_windows(generate_sales(stores=1, items=2, start="2015-01-01", end="2016-06-30", seed=3),
+                           InputSpec(lookback=14))
+    steps = -(-len(windows.x_train) // 256)
+    schedule = gradual_pruning_callback(0.6, end_step=steps, frequency=5)
+    seen = []
+    probe = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: seen.append(
+        np.mean([1 - m.mean() for m in schedule.masks if m is not None])))
+    tuned = train_lstm(windows, 8, 0, TrainConfig(epochs=2, min_epochs=1), callbacks=[schedule, probe])
+    kernels = [w for w in tuned.get_weights() if w.ndim == 2]
+    assert all(w.size - np.count_nonzero(w) == round(0.6 * w.size) for w in kernels)
+    assert seen[4] == pytest.approx(polynomial_sparsity(5, 0.6, steps), abs=0.02)  # first update, step 5
+    assert seen[0] == 0.0 and seen[-1] == pytest.approx(0.6, abs=0.02)
 
 
 def test_int8_file_agrees_with_keras_within_tolerance(results):
@@ -106,3 +132,24 @@ def test_int8_calibration_resets_lstm_state_between_samples(tmp_path):
     expected = predict_scaled(model, x)
     assert low <= expected.min() + 0.01 and high >= expected.max() - 0.01
     assert high < expected.max() + 0.05  # calibrated on the real range (ranges always include zero)
+
+
+def test_the_device_forecasts_with_a_profile_model_as_the_benchmark_scores_it(results):
+    """The store builds inputs from raw recent sales with the manifest's spec (pooled factors included) and
+    unscales with the forecast day's factor: its forecast equals the benchmark's prediction for that day."""
+    from shelfcast.device.forecast import forecast_series
+
+    windows, by_name = results
+    result = by_name["LSTM-16+INT8"]
+    spec = InputSpec.from_dict(windows.spec.to_dict())  # through the manifest
+    assert spec.scaling == "profile" and spec.weekday_factors == windows.spec.weekday_factors
+    keys = windows.test_keys
+    picks = [int(np.flatnonzero((keys["item"] == item).to_numpy())[-1]) for item in (1, 2)]
+    series = {}
+    for row in picks:
+        store, item = int(keys["store"][row]), int(keys["item"][row])
+        series[(store, item)] = (windows.test_input_dates[row], windows.raw_x_test[row].astype(float))
+    report = forecast_series(series, TFLiteForecaster(result.tflite_path), spec, "1")
+    assert [f.date for f in report.forecasts] == [str(keys["date"][row].date()) for row in picks]
+    expected = [result.predictions[row] for row in picks]
+    np.testing.assert_allclose([f.sales for f in report.forecasts], expected, rtol=1e-6)

@@ -1,7 +1,10 @@
 """Magnitude pruning of every kernel (weight matrices; biases untouched) with masks kept during fine-tuning.
 
-`prune` zeroes the smallest-magnitude `sparsity` fraction of each kernel separately. `MaskCallback` re-applies
-the masks after every training batch, so pruned weights stay exactly zero however the optimizer moves them.
+`prune` zeroes the smallest-magnitude `sparsity` fraction of each kernel separately (one shot). `MaskCallback`
+re-applies the masks after every training batch, so pruned weights stay exactly zero however the optimizer
+moves them. `gradual_pruning_callback` instead raises the sparsity during fine-tuning along the polynomial
+schedule of Zhu & Gupta (2017), `s(t) = s_f * (1 - (1 - t / T) ** 3)`: most weights go early, while the
+network can still compensate, the last few slowly, and the remaining steps recover at the final sparsity.
 """
 
 from __future__ import annotations
@@ -75,3 +78,49 @@ def mask_callback(masks: list[np.ndarray | None]):
             self._apply()
 
     return MaskCallback()
+
+
+def polynomial_sparsity(step: int, final_sparsity: float, end_step: int, power: int = 3) -> float:
+    """Target sparsity at `step` of a schedule from 0 to `final_sparsity` at `end_step` (flat afterwards)."""
+    progress = min(max(step / max(end_step, 1), 0.0), 1.0)
+    return final_sparsity * (1.0 - (1.0 - progress) ** power)
+
+
+def gradual_pruning_callback(final_sparsity: float, end_step: int, frequency: int = 25):
+    """A Keras callback pruning every kernel by magnitude along `polynomial_sparsity`, re-masking every batch.
+
+    Every `frequency` steps (and at `end_step`) each kernel's mask is recomputed from the current magnitudes at
+    the scheduled sparsity; masked weights are zero, so they stay the smallest and stay pruned. `masks` holds
+    the final masks after training, one per model weight (None where not a kernel).
+    """
+    import keras
+
+    class GradualPruning(keras.callbacks.Callback):
+        masks: list[np.ndarray | None] = []
+
+        def on_train_begin(self, logs=None):
+            self._step = 0
+            self.masks = [np.ones(w.shape, dtype=bool) if len(w.shape) == 2 else None for w in self.model.weights]
+
+        def _update_masks(self, sparsity: float) -> None:
+            for index, variable in enumerate(self.model.weights):
+                if self.masks[index] is not None:
+                    self.masks[index] = magnitude_mask(np.asarray(variable.numpy()), sparsity)
+
+        def _apply(self) -> None:
+            for variable, mask in zip(self.model.weights, self.masks):
+                if mask is not None:
+                    variable.assign(np.where(mask, variable.numpy(), 0).astype(variable.dtype))
+
+        def on_train_batch_end(self, batch, logs=None):
+            self._step += 1
+            if self._step <= end_step and (self._step % frequency == 0 or self._step == end_step):
+                self._update_masks(polynomial_sparsity(self._step, final_sparsity, end_step))
+            self._apply()
+
+        def on_train_end(self, logs=None):
+            if self._step < end_step:  # stopped early: still leave the model at its final sparsity
+                self._update_masks(final_sparsity)
+            self._apply()
+
+    return GradualPruning()

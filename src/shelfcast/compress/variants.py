@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from shelfcast.compress.export import ExportJob, export_many
-from shelfcast.compress.pruning import apply_masks, mask_callback, prune
+from shelfcast.compress.pruning import apply_masks, gradual_pruning_callback, mask_callback, prune
 from shelfcast.compress.sizes import measure_sizes
 from shelfcast.contract.runtime import TFLiteForecaster
 from shelfcast.contract.errors import ConversionError
@@ -140,17 +140,25 @@ def _variant_weights(
     if not spec.sparsity:
         cache[key] = _Weights(parent.get_weights(), parent.model, parent.train_seconds)
         return cache[key]
-    pruned, masks = prune(parent.get_weights(), spec.sparsity)
+    if config.pruning == "gradual":
+        steps = config.finetune_epochs * -(-len(windows.x_train) // config.batch_size)
+        schedule = gradual_pruning_callback(spec.sparsity, end_step=max(1, round(config.prune_end_fraction * steps)))
+        start_weights, callbacks = parent.get_weights(), [schedule]
+    else:
+        start_weights, masks = prune(parent.get_weights(), spec.sparsity)
+        callbacks = [mask_callback(masks)]
     tuned = train_lstm(
         windows,
         spec.units,
         seed,
         config,
-        initial_weights=pruned,
+        initial_weights=start_weights,
         epochs=config.finetune_epochs,
         learning_rate=config.finetune_learning_rate,
-        callbacks=[mask_callback(masks)],
+        callbacks=callbacks,
     )
+    if config.pruning == "gradual":
+        masks = schedule.masks
     weights = apply_masks(tuned.get_weights(), masks)  # exact zeros, whatever the optimizer did
     tuned.model.set_weights(weights)
     cache[key] = _Weights(weights, tuned.model, parent.train_seconds + tuned.train_seconds)

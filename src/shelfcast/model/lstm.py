@@ -15,6 +15,7 @@ import numpy as np
 from shelfcast.contract.features import InputSpec
 
 LOSSES = ("mse", "mae", "mape_like")
+PRUNINGS = ("gradual", "one_shot")
 
 
 @dataclass(frozen=True)
@@ -31,10 +32,16 @@ class TrainConfig:
     loss: str = "mse"
     finetune_epochs: int = 4
     finetune_learning_rate: float = 3e-4
+    pruning: str = "gradual"  # "gradual" (polynomial schedule during fine-tuning) or "one_shot"
+    prune_end_fraction: float = 0.5  # gradual: the share of fine-tuning steps over which the sparsity rises
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"loss={self.loss!r}; choose one of {LOSSES}")
+        if self.pruning not in PRUNINGS:
+            raise ValueError(f"pruning={self.pruning!r}; choose one of {PRUNINGS}")
+        if not 0 < self.prune_end_fraction <= 1:
+            raise ValueError(f"prune_end_fraction={self.prune_end_fraction}; choose a share of steps in (0, 1]")
 
     def to_dict(self) -> dict:
         return asdict(self)

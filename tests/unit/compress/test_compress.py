@@ -5,7 +5,7 @@ import gzip
 import numpy as np
 import pytest
 
-from shelfcast.compress.pruning import apply_masks, magnitude_mask, prune, sparsity_of
+from shelfcast.compress.pruning import apply_masks, magnitude_mask, polynomial_sparsity, prune, sparsity_of
 from shelfcast.compress.sizes import measure_sizes
 from shelfcast.compress.variants import ARTICLE_VARIANTS, VariantSpec
 
@@ -32,6 +32,15 @@ def test_prune_each_kernel_separately_and_leaves_biases():
     # Masks re-applied after an optimizer step put the zeros back exactly.
     moved = [w + 0.01 for w in pruned]
     assert sparsity_of(apply_masks(moved, masks)) == sparsity_of(pruned)
+
+
+def test_polynomial_sparsity_schedule_known_values():
+    assert polynomial_sparsity(0, 0.7, 100) == 0.0
+    assert polynomial_sparsity(50, 0.7, 100) == pytest.approx(0.7 * (1 - 0.5 ** 3))  # most of it by half way
+    assert polynomial_sparsity(100, 0.7, 100) == pytest.approx(0.7)
+    assert polynomial_sparsity(250, 0.7, 100) == pytest.approx(0.7)  # flat after the end: recovery steps
+    steps = [polynomial_sparsity(t, 0.7, 100) for t in range(101)]
+    assert all(b >= a for a, b in zip(steps, steps[1:]))
 
 
 def test_invalid_sparsity_is_refused():
