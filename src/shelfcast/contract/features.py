@@ -121,7 +121,8 @@ def fit_profile_factors(sales: np.ndarray, dates: np.ndarray, series: np.ndarray
     """Pooled multiplicative weekday (7) and month (12) factors, each averaging 1, from training sales.
 
     Each day is divided by the mean of its series in its year (removing level and trend), then weekday and
-    month means of that ratio are alternated `rounds` times so neither absorbs the other.
+    month means of that ratio are alternated `rounds` times so neither absorbs the other. Months without
+    training days keep a factor of 1 (the average month).
     """
     sales = np.asarray(sales, dtype=np.float64).reshape(-1)
     days = np.asarray(dates, dtype="datetime64[D]").reshape(-1)
@@ -132,14 +133,16 @@ def fit_profile_factors(sales: np.ndarray, dates: np.ndarray, series: np.ndarray
     group = group.reshape(-1)
     group_mean = np.bincount(group, sales) / np.bincount(group)
     ratio = sales / np.maximum(group_mean[group], 1e-9)
-    if len(np.unique(weekday)) < 7 or len(np.unique(month)) < 12:
-        raise ValueError("profile factors need training sales on every weekday and in every month (a year or more)")
+    if len(np.unique(weekday)) < 7:
+        raise ValueError("profile factors need training sales on every weekday (a week or more)")
+    # A month without training days (under a year of history) keeps a neutral factor of 1.
+    seen = np.bincount(month, minlength=12) > 0
     w, m = np.ones(7), np.ones(12)
     for _ in range(rounds):
         w = np.bincount(weekday, ratio / m[month], 7) / np.bincount(weekday, minlength=7)
         w /= w.mean()
-        m = np.bincount(month, ratio / w[weekday], 12) / np.bincount(month, minlength=12)
-        m /= m.mean()
+        m[seen] = (np.bincount(month, ratio / w[weekday], 12) / np.maximum(np.bincount(month, minlength=12), 1))[seen]
+        m[seen] /= m[seen].mean()
     return tuple(w), tuple(m)
 
 

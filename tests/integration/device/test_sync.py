@@ -18,7 +18,7 @@ from shelfcast.contract.manifest import Pointer, model_key, pointer_key
 from shelfcast.delivery.publish import make_manifest, publish_model
 from shelfcast.contract.runtime import TFLiteForecaster
 from shelfcast.device.cli import DEFAULTS, main as store_main
-from shelfcast.contract.features import build_inputs
+from shelfcast.contract.features import build_inputs, calendar_features
 from shelfcast.stack.process import free_port
 
 pytestmark = pytest.mark.integration
@@ -451,3 +451,34 @@ def test_channel_assignment_and_poll_interval_parsing():
     assert [parse_every(t) for t in ("15m", "30s", "1h", "90")] == [900, 30, 3600, 90]
     with pytest.raises(ValueError, match="15m"):
         parse_every("soon")
+
+
+def test_predict_with_a_profile_scaled_model_uses_the_manifests_pooled_factors(store_identity_store, trainer_store,
+                                                                              tmp_path, tiny_tflite):
+    """A model trained on profile scaling ships its 19 pooled factors in the manifest's input spec; the store
+    divides every input day by the window's level times its factor and multiplies the output by the factor of
+    the forecast day (Monday 2018-01-01, January), with nothing but the manifest and the raw sales."""
+    from dataclasses import replace
+
+    weekday = (0.7, 0.9, 1.0, 1.0, 1.0, 1.1, 1.3)
+    month = (1.2,) + (0.98,) * 10 + (0.9,)
+    spec = replace(tiny_tflite["spec"], scaling="profile", weekday_factors=weekday, month_factors=month)
+    name, ch = f"demand-{_uid()}", f"stable-{_uid()}"
+    manifest = publish_model(trainer_store, tiny_tflite["v1"], make_manifest(
+        tiny_tflite["v1"], name=name, version="1", input_spec=spec.to_dict(), metrics={"mape_pct": 12.0}))
+    move_pointer(trainer_store, ch, manifest, action="promote", actor="test")
+    StoreClient(store_identity_store, ch, tmp_path / "store").sync()
+    truth = _sales_csv(tmp_path / "recent.csv", days=20, items=(1, 2))
+    report = predict_store(tmp_path / "store", tmp_path / "recent.csv", store_id=4)
+
+    model = TFLiteForecaster(tiny_tflite["v1"])
+    for forecast in report.forecasts:
+        dates, sales = truth[forecast.item]
+        dates, raw = dates[-14:], sales[-14:].astype(float)
+        factor = np.array([weekday[(d.astype(np.int64) + 3) % 7] * month[d.astype("datetime64[M]").astype(int) % 12]
+                           for d in dates])
+        level = raw.sum() / factor.sum()
+        x = np.concatenate([(raw / (level * factor))[None, :, None], calendar_features(dates[None, :])], axis=2)
+        expected = float(model.predict(x.astype(np.float32))[0]) * level * weekday[0] * month[0]
+        assert forecast.date == "2018-01-01" and forecast.sales == pytest.approx(max(expected, 0.0), rel=1e-5)
+    assert len(report.forecasts) == 2
