@@ -131,7 +131,9 @@ def run_benchmark(
     start = time.perf_counter()
     workdir = Path(workdir or tempfile.mkdtemp(prefix="shelfcast-bench-"))
     variants, config_meta = [], []
+    baselines_start = time.perf_counter()
     rows, floor = baseline_rows(sales, workdir)
+    baselines_seconds = time.perf_counter() - baselines_start
     baseline_doc = {"rows": rows, "noise_floor": floor}
     step(f"baselines and peers ready; noise floor {floor['mape_pct_true_mean']:.2f}% MAPE; "
          + "; ".join(f"{r['name'].split(' (')[0]} {r['mape_pct']:.2f}%" for r in rows if r["kind"] == "peer"))
@@ -175,6 +177,7 @@ def run_benchmark(
         "noise_floor": baseline_doc["noise_floor"],
         "article": ARTICLE_TABLE,
         "machine": machine_info(),
+        "baselines_wall_seconds": baselines_seconds,  # rules, profile, both peers fitted and scored, noise floor
         "wall_seconds": time.perf_counter() - start,
     }
 

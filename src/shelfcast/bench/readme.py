@@ -45,6 +45,8 @@ def scalars_table(doc: dict) -> str:
 
 
 def render(name: str, doc) -> str:
+    if name == "generalisation-targets":
+        return generalisation_targets(doc)
     if name == "faults":
         return faults_table(doc)
     if name == "ingest_scale":
@@ -110,17 +112,29 @@ def compression_targets(doc: dict, budget_bytes: int = 6000) -> str:
                 int8["tflite_bytes"] <= budget_bytes)
             add(f"{config} config INT8 LSTM-16: within 0.3 MAPE points of its float parent", f"{drop:+.2f} points",
                 abs(drop) <= 0.3)
-    fitting = [r for r in doc["variants"] if "mape_mean" in r and r["quantization"] == "int8" and r["tflite_bytes"] <= budget_bytes]
-    if fitting:
-        best = min(fitting, key=lambda r: r["mape_mean"])
-        floor = doc["noise_floor"]["mape_pct_true_mean"]
-        add(f"best INT8 model <= {budget_bytes:,} B: MAPE <= 13.3 (noise floor {floor:.2f})",
-            f"{best['config']} {best['name']}: {best['mape_mean']:.2f} ± {best['mape_std']:.2f} at {best['tflite_bytes']:,} B",
-            best["mape_mean"] <= 13.3)
+    peers = {r["key"]: r for r in doc["baselines"] if r.get("kind") == "peer"}
+    edge = _row(doc, "edge", "LSTM-16+INT8")
+    if edge and peers:
+        best_peer = min(peers.values(), key=lambda r: r["mape_pct"])
+        add(f"edge config INT8 LSTM-16 (<= {budget_bytes:,} B): MAPE <= 12.80 and below every peer "
+            f"(best: {best_peer['name'].split(' (')[0]} {best_peer['mape_pct']:.2f})",
+            f"{edge['mape_mean']:.2f} ± {edge['mape_std']:.2f} at {edge['tflite_bytes']:,} B",
+            edge["mape_mean"] <= 12.80 and edge["mape_mean"] < best_peer["mape_pct"] and edge["tflite_bytes"] <= budget_bytes)
+    pruned = _row(doc, "article", "Pruned-70%")
+    if pruned:
+        article = ARTICLE_TABLE["Pruned-70%"]["mape_pct"]
+        add(f"article config Pruned-70%: every seed <= article's {article:.2f}",
+            ", ".join(f"{m:.2f}" for m in pruned["mape_per_seed"]), max(pruned["mape_per_seed"]) <= article)
     article_meta = next((c for c in doc["configs"] if c["name"] == "article"), None)
     if article_meta:
         add(f"article table ({doc['seeds']} seeds, every variant) in under 30 minutes on {doc['machine']['cpus']} cores",
             f"{article_meta['wall_seconds'] / 60:.1f} min", article_meta["wall_seconds"] < 1800)
+    edge_meta = next((c for c in doc["configs"] if c["name"] == "edge"), None)
+    if edge_meta and "baselines_wall_seconds" in doc:
+        seconds = edge_meta["wall_seconds"] + doc["baselines_wall_seconds"]
+        add(f"edge configuration ({doc['seeds']} seeds) with rules, peers and floor in under 20 minutes on "
+            f"{doc['machine']['cpus']} cores", f"{seconds / 60:.1f} min", seconds < 1200)
+    add(f"whole table on {doc['machine']['cpus']} cores (reported)", f"{doc['wall_seconds'] / 60:.1f} min", True)
     return "\n".join(lines)
 
 
@@ -159,3 +173,22 @@ def ingest_scale_tables(doc: dict) -> str:
         lines += [f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else 'no'} |" for t in doc["targets"]]
         parts.append("Targets:\n\n" + "\n".join(lines))
     return "\n\n".join(parts)
+
+
+def generalisation_targets(doc: dict, budget_bytes: int = 6000) -> str:
+    """Per subset: the INT8 model against both peers and the noise floor (within 0.5 points)."""
+    lines = ["| subset | INT8 MAPE | bytes | GLM profile peer | LightGBM peer | floor | below both peers | "
+             "within 0.5 of floor, not worse than the profile peer |", "|---|--:|--:|--:|--:|--:|:-:|:-:|"]
+    for run in doc["runs"]:
+        mape, glm, lgbm = run["int8_mape_mean"], run.get("glm_profile_mape"), run.get("lightgbm_mape")
+        fits = run["tflite_bytes"] <= budget_bytes
+        below = glm is not None and lgbm is not None and mape < min(glm, lgbm) and fits
+        near = glm is not None and mape - run["noise_floor_mape"] <= 0.5 and mape <= glm and fits
+        lines.append(f"| {run['subset']} | {mape:.2f} ± {run['int8_mape_std']:.2f} | {run['tflite_bytes']:,} | "
+                     f"{_num(glm)} | {_num(lgbm)} | {run['noise_floor_mape']:.2f} | {'yes' if below else 'no'} | "
+                     f"{'yes' if near else 'no'} |")
+    return "\n".join(lines)
+
+
+def _num(value) -> str:
+    return "-" if value is None else f"{value:.2f}"
