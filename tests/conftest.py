@@ -213,9 +213,11 @@ def installed_shelfcast(shelfcast_wheel, tmp_path_factory) -> tuple[Path, Path]:
     return python, env_dir
 
 
-def signed_channel(trainer_store, signing, tiny_tflite, model: str = "v1", version: str = "1") -> tuple[str, str]:
+def signed_channel(trainer_store, signing, tiny_tflite, model: str = "v1", version: str = "1",
+                   input_spec=None) -> tuple[str, str]:
     """A new model name and channel (unique per call) whose first signed move serves `tiny_tflite[model]` as
-    `version`; returns (name, channel)."""
+    `version` (with `input_spec`, an `InputSpec`, in its manifest; the tiny models' own by default); returns
+    (name, channel)."""
     import uuid
 
     from shelfcast.delivery.channels import move_pointer
@@ -223,7 +225,8 @@ def signed_channel(trainer_store, signing, tiny_tflite, model: str = "v1", versi
 
     name, channel = f"demand-{uuid.uuid4().hex[:8]}", f"stable-{uuid.uuid4().hex[:8]}"
     data = tiny_tflite[model]
+    spec = tiny_tflite["spec"] if input_spec is None else input_spec
     manifest = publish_model(trainer_store, data, make_manifest(data, name=name, version=version,
-                                                                input_spec=tiny_tflite["spec"].to_dict()))
+                                                                input_spec=spec.to_dict()))
     move_pointer(trainer_store, channel, manifest, action="promote", actor="test", signer=signing)
     return name, channel

@@ -10,8 +10,15 @@ from tests.unit.device.test_imports import run_store_command
 pytestmark = pytest.mark.integration
 
 
-def test_sync_and_predict_with_the_trainer_stack_refused(seaweedfs, trainer_store, tiny_tflite, tmp_path, signing):
-    name, channel = signed_channel(trainer_store, signing, tiny_tflite, model="v2", version="7")
+@pytest.mark.parametrize("scaling", ["window_mean", "profile"])
+def test_sync_and_predict_with_the_trainer_stack_refused(seaweedfs, trainer_store, tiny_tflite, tmp_path, signing,
+                                                         scaling):
+    """`profile`: the edge configuration's scaling, its pooled factors read from the manifest, numpy only."""
+    from dataclasses import replace
+
+    spec = replace(tiny_tflite["spec"], scaling=scaling, weekday_factors=(0.8, 0.9, 1.0, 1.0, 1.0, 1.1, 1.2),
+                   month_factors=(1.1,) * 6 + (0.9,) * 6)
+    name, channel = signed_channel(trainer_store, signing, tiny_tflite, model="v2", version="7", input_spec=spec)
     (tmp_path / "root.json").write_bytes(signing.trusted_root)
     env = {"SHELFCAST_S3_ENDPOINT_URL": seaweedfs.urls["s3"], "SHELFCAST_BUCKET": BUCKET,
            "SHELFCAST_STORE_ACCESS_KEY": STORE[0], "SHELFCAST_STORE_SECRET_KEY": STORE[1]}
