@@ -454,20 +454,19 @@ def test_channel_assignment_and_poll_interval_parsing():
 
 
 def test_predict_with_a_profile_scaled_model_uses_the_manifests_pooled_factors(store_identity_store, trainer_store,
-                                                                              tmp_path, tiny_tflite):
+                                                                              tmp_path, tiny_tflite, signing):
     """A model trained on profile scaling ships its 19 pooled factors in the manifest's input spec; the store
     divides every input day by the window's level times its factor and multiplies the output by the factor of
     the forecast day (Monday 2018-01-01, January), with nothing but the manifest and the raw sales."""
     from dataclasses import replace
 
+    from tests.conftest import signed_channel
+
     weekday = (0.7, 0.9, 1.0, 1.0, 1.0, 1.1, 1.3)
     month = (1.2,) + (0.98,) * 10 + (0.9,)
     spec = replace(tiny_tflite["spec"], scaling="profile", weekday_factors=weekday, month_factors=month)
-    name, ch = f"demand-{_uid()}", f"stable-{_uid()}"
-    manifest = publish_model(trainer_store, tiny_tflite["v1"], make_manifest(
-        tiny_tflite["v1"], name=name, version="1", input_spec=spec.to_dict(), metrics={"mape_pct": 12.0}))
-    move_pointer(trainer_store, ch, manifest, action="promote", actor="test")
-    StoreClient(store_identity_store, ch, tmp_path / "store").sync()
+    _, ch = signed_channel(trainer_store, signing, tiny_tflite, input_spec=spec)
+    StoreClient(store_identity_store, ch, tmp_path / "store", trusted_root=signing.trusted_root).sync()
     truth = _sales_csv(tmp_path / "recent.csv", days=20, items=(1, 2))
     report = predict_store(tmp_path / "store", tmp_path / "recent.csv", store_id=4)
 
