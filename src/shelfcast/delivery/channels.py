@@ -63,7 +63,7 @@ def _read_pointer(objects: ObjectStore, channel: str) -> tuple[Pointer | None, s
         fetched = objects.get(key)
     except ObjectMissing:
         return None, None
-    return Pointer.from_json(fetched.body, f"s3://{objects.bucket}/{key}"), fetched.etag
+    return Pointer.from_json(fetched.body, objects.describe(key)), fetched.etag
 
 
 def read_head(objects: ObjectStore, channel: str, heal: bool = True) -> Head:
@@ -78,7 +78,7 @@ def read_head(objects: ObjectStore, channel: str, heal: bool = True) -> Head:
             pending = objects.get(log_key(channel, seq + 1))
         except ObjectMissing:
             return Head(channel, pointer, etag)
-        Pointer.from_json(pending.body, f"s3://{objects.bucket}/{log_key(channel, seq + 1)}")
+        Pointer.from_json(pending.body, objects.describe(log_key(channel, seq + 1)))
         try:
             objects.put_if_match(key, pending.body, etag)
         except WriteConflict:
@@ -90,7 +90,7 @@ def read_log(objects: ObjectStore, channel: str) -> list[Pointer]:
     """Every move of the channel, oldest first."""
     entries = []
     for info in objects.list(log_prefix(channel)):
-        entries.append(Pointer.from_json(objects.get(info.key).body, f"s3://{objects.bucket}/{info.key}"))
+        entries.append(Pointer.from_json(objects.get(info.key).body, objects.describe(info.key)))
     return sorted(entries, key=lambda e: e.seq)
 
 
@@ -98,10 +98,10 @@ def ensure_published(objects: ObjectStore, manifest: Manifest) -> None:
     """Both objects of the version exist and the model has the manifest's size (cheap HEAD checks)."""
     for key in (manifest.key, manifest.model_key):
         if objects.head(key) is None:
-            raise PromotionRefused(f"s3://{objects.bucket}/{key} does not exist; publish version {manifest.version} first")
+            raise PromotionRefused(f"{objects.describe(key)} does not exist; publish version {manifest.version} first")
     info = objects.head(manifest.model_key)
     if info.size != manifest.bytes:
-        raise IntegrityError(f"s3://{objects.bucket}/{manifest.model_key} has {info.size} bytes, its manifest says "
+        raise IntegrityError(f"{objects.describe(manifest.model_key)} has {info.size} bytes, its manifest says "
                              f"{manifest.bytes}; refusing to point a channel at it")
 
 
@@ -142,7 +142,7 @@ def move_pointer(
     try:
         objects.put_if_absent(claim, body, "application/json")
     except AlreadyExists:
-        winner = Pointer.from_json(objects.get(claim).body, f"s3://{objects.bucket}/{claim}")
+        winner = Pointer.from_json(objects.get(claim).body, objects.describe(claim))
         if winner.move_id != entry.move_id:  # not our own write answered twice by a retry
             raise PromotionConflict(
                 f"channel {channel}: move #{entry.seq} was taken by another promotion ({winner.actor}: "

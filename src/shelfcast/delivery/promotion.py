@@ -118,7 +118,7 @@ def _champion(objects: ObjectStore, stable_head, champion_metrics: Mapping | Non
     if champion_metrics:
         return Champion(pointer.version, dict(champion_metrics), same_window=True)
     key = manifest_key(pointer.name, pointer.version)
-    manifest = Manifest.from_json(objects.get(key).body, f"s3://{objects.bucket}/{key}")
+    manifest = Manifest.from_json(objects.get(key).body, objects.describe(key))
     return Champion(pointer.version, manifest.metrics, same_window=False)
 
 
@@ -240,7 +240,7 @@ def promote_night(
 
 def _published_manifest(objects: ObjectStore, candidate: Candidate) -> Manifest:
     key = manifest_key(candidate.name, candidate.version)
-    return Manifest.from_json(objects.get(key).body, f"s3://{objects.bucket}/{key}")
+    return Manifest.from_json(objects.get(key).body, objects.describe(key))
 
 
 def fetch_candidate_models(candidates: list, client, folder: Path) -> list[Candidate]:

@@ -67,7 +67,7 @@ def publish_model(objects: ObjectStore, model_bytes: bytes, manifest: Manifest) 
     """Write the version's model then its manifest, each once; returns the manifest now in the bucket."""
     source = f"{manifest.name} version {manifest.version}"
     verify_model(model_bytes, manifest, source)
-    where = f"s3://{objects.bucket}/{manifest.model_key}"
+    where = objects.describe(manifest.model_key)
     try:
         objects.put_if_absent(manifest.model_key, model_bytes)
     except AlreadyExists:
@@ -80,9 +80,9 @@ def publish_model(objects: ObjectStore, model_bytes: bytes, manifest: Manifest) 
     try:
         objects.put_if_absent(manifest.key, manifest.to_json(), "application/json")
     except AlreadyExists:
-        existing = Manifest.from_json(objects.get(manifest.key).body, f"s3://{objects.bucket}/{manifest.key}")
+        existing = Manifest.from_json(objects.get(manifest.key).body, objects.describe(manifest.key))
         if (existing.sha256, existing.bytes) != (manifest.sha256, manifest.bytes):
-            raise IntegrityError(f"s3://{objects.bucket}/{manifest.key} describes other bytes; versions are "
+            raise IntegrityError(f"{objects.describe(manifest.key)} describes other bytes; versions are "
                                  "immutable: publish under a new version") from None
         return existing
     return manifest
@@ -94,11 +94,11 @@ def fetch_verified(objects: ObjectStore, name: str, version: str) -> tuple[Manif
 
     try:
         manifest = Manifest.from_json(objects.get(manifest_key(name, version)).body,
-                                      f"s3://{objects.bucket}/{manifest_key(name, version)}")
+                                      objects.describe(manifest_key(name, version)))
         data = objects.get(model_key(name, version)).body
     except ObjectMissing as exc:
         raise PromotionRefused(f"{name} version {version} is not published ({exc})") from None
-    verify_model(data, manifest, f"s3://{objects.bucket}/{model_key(name, version)}")
+    verify_model(data, manifest, objects.describe(model_key(name, version)))
     return manifest, data
 
 

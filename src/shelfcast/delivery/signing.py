@@ -171,7 +171,7 @@ class SignedRepository:
         from tuf.api.metadata import Metadata, Root, Snapshot, Targets, Timestamp
 
         if self.initialized():
-            raise SigningError(f"s3://{self.objects.bucket}/{metadata_key('root', 1)} exists already: this bucket "
+            raise SigningError(f"{self.objects.describe(metadata_key('root', 1))} exists already: this bucket "
                                "has keys; use `shelfcast keys rotate` to change them")
         signers = {}
         for role in ROLES:
@@ -211,7 +211,7 @@ class SignedRepository:
         old_root = self.keys.signer("root")
         if old_root.public_key.keyid not in current.signed.roles["root"].keyids:
             raise SigningError(f"{self.keys.path('root')} is not this bucket's root key "
-                               f"(s3://{self.objects.bucket}/{METADATA_PREFIX}); pass the offline root key with --root-key")
+                               f"({self.objects.describe(METADATA_PREFIX)}); pass the offline root key with --root-key")
         new_signers = {role: generate_signer() for role in roles}
         signed = current.signed
         for role, signer in new_signers.items():
@@ -384,10 +384,10 @@ def move_targets(objects: ObjectStore, pointer_key: str, pointer_body: bytes, ma
     try:
         manifest_body = objects.get(manifest.key).body
     except ObjectMissing:
-        raise SigningError(f"s3://{objects.bucket}/{manifest.key} is missing; publish the version first") from None
-    stored = Manifest.from_json(manifest_body, f"s3://{objects.bucket}/{manifest.key}")
+        raise SigningError(f"{objects.describe(manifest.key)} is missing; publish the version first") from None
+    stored = Manifest.from_json(manifest_body, objects.describe(manifest.key))
     if (stored.sha256, stored.bytes) != (manifest.sha256, manifest.bytes):
-        raise SigningError(f"s3://{objects.bucket}/{manifest.key} describes other bytes than the version being "
+        raise SigningError(f"{objects.describe(manifest.key)} describes other bytes than the version being "
                            "moved; refusing to sign it")
     return {
         pointer_key: target_file(pointer_key, pointer_body),
@@ -409,7 +409,7 @@ def signer_for(settings, objects: ObjectStore) -> SignedRepository | None:
         return None
     for role in ONLINE_ROLES:
         if not repository.keys.path(role).exists():
-            raise SigningError(f"s3://{objects.bucket}/{METADATA_PREFIX} is signed but {repository.keys.path(role)} "
+            raise SigningError(f"{objects.describe(METADATA_PREFIX)} is signed but {repository.keys.path(role)} "
                                "is missing; point SHELFCAST_KEYS_DIR at the online keys")
     return repository
 
@@ -442,7 +442,7 @@ def signature_status(objects: ObjectStore, channel: str, now: datetime | None = 
     now = now or _now()
     repository = SignedRepository(objects, KeyRing(Path(".")))
     if not repository.initialized():
-        return SignatureStatus(channel, f"s3://{objects.bucket}/{METADATA_PREFIX} holds no signed metadata: stores "
+        return SignatureStatus(channel, f"{objects.describe(METADATA_PREFIX)} holds no signed metadata: stores "
                                         "follow nothing; run `shelfcast keys init` and promote")
     timestamp, _ = repository.timestamp()
     expires = timestamp.signed.expires
@@ -458,9 +458,9 @@ def signature_status(objects: ObjectStore, channel: str, now: datetime | None = 
         body = None
     if body is None:
         return SignatureStatus(channel, None, expires) if target is None else SignatureStatus(
-            channel, f"s3://{objects.bucket}/{key} is signed but missing", expires)
+            channel, f"{objects.describe(key)} is signed but missing", expires)
     if target is None or target.hashes.get("sha256") != sha256(body).hexdigest():
-        return SignatureStatus(channel, f"s3://{objects.bucket}/{key} is not the signed pointer (written without "
+        return SignatureStatus(channel, f"{objects.describe(key)} is not the signed pointer (written without "
                                         "the signing keys, or its signing did not finish): stores keep their "
                                         "model; promote or roll back to sign a move", expires)
     return SignatureStatus(channel, None, expires)

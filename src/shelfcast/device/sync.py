@@ -218,12 +218,12 @@ class StoreClient:
             signed_pointer = trust.target(key)
             if signed_pointer is None:
                 return result("empty", f"channel {self.channel} has no signed version yet "
-                                       f"(s3://{self.objects.bucket}/{key})" + keep)
+                                       f"({self.objects.describe(key)})" + keep)
             if followed and state.get("pointer_sha256") == sha256_of(signed_pointer):
                 self._remember_metadata(trust)
                 return result("unchanged", f"{self.channel} still points at {serving}")
             body = trust.read(signed_pointer, "channel pointer", incoming)
-            pointer = Pointer.from_json(body, f"s3://{self.objects.bucket}/{key}")
+            pointer = Pointer.from_json(body, f"{self.objects.describe(key)}")
             offered = pointer.version
             if pointer.channel != self.channel:
                 raise IntegrityError(f"{key} names channel {pointer.channel!r}, not {self.channel!r}")
@@ -285,7 +285,7 @@ class StoreClient:
             return  # nothing followed on this channel yet (or bookkeeping this version did not write)
         if pointer.seq < seen or (pointer.seq == seen and pointer.version != version):
             raise IntegrityError(
-                f"s3://{self.objects.bucket}/{key} is move #{pointer.seq} (version {pointer.version}) but this "
+                f"{self.objects.describe(key)} is move #{pointer.seq} (version {pointer.version}) but this "
                 f"store already followed move #{seen} (version {version}): a stale or replayed pointer; refused. "
                 f"If the channel was deliberately recreated, delete {self.directory / STATE} to follow it again"
             )
@@ -312,7 +312,7 @@ class StoreClient:
         """Download the version's manifest and model into a staging folder, each cut off at its signed length and
         checked against its signed sha256; returns the folder."""
         self.on_stage("manifest")
-        source = f"s3://{self.objects.bucket}/{pointer.manifest_key}"
+        source = f"{self.objects.describe(pointer.manifest_key)}"
         signed_manifest = trust.require(pointer.manifest_key, "manifest")
         signed_model = trust.require(pointer.model_key, "model")
         manifest = Manifest.from_json(trust.read(signed_manifest, "manifest", incoming / "manifest"), source)

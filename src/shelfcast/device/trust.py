@@ -89,7 +89,7 @@ def s3_fetcher(objects: ObjectStore):
                     status = 404
                 elif code in ("AccessDenied", "403"):
                     status = 403
-                raise DownloadHTTPError(f"s3://{objects.bucket}/{key}: {code}", status or 500) from None
+                raise DownloadHTTPError(f"{objects.describe(key)}: {code}", status or 500) from None
             self.etags[key] = response.get("ETag", "")
             return self._chunks(response["Body"])
 
@@ -146,7 +146,7 @@ class TrustedBucket:
         config = UpdaterConfig(root_max_length=ROOT_MAX_BYTES, timestamp_max_length=TIMESTAMP_MAX_BYTES,
                                snapshot_max_length=SNAPSHOT_MAX_BYTES, targets_max_length=TARGETS_MAX_BYTES,
                                prefix_targets_with_hash=False)
-        where = f"s3://{self.objects.bucket}/{METADATA_DIR}/"
+        where = f"{self.objects.describe(METADATA_DIR)}/"
         def updater(initial: bytes | None):
             return Updater(str(self.metadata_dir), where, target_base_url=f"s3://{self.objects.bucket}/",
                            fetcher=self.fetcher, config=config, bootstrap=initial)
@@ -219,7 +219,7 @@ class TrustedBucket:
     def require(self, path: str, what: str):
         info = self.target(path)
         if info is None:
-            raise TrustError(f"s3://{self.objects.bucket}/{path} ({what}) is not signed by the delivery keys; refused")
+            raise TrustError(f"{self.objects.describe(path)} ({what}) is not signed by the delivery keys; refused")
         return info
 
     def download(self, info, destination: Path, what: str) -> Path:
@@ -230,21 +230,21 @@ class TrustedBucket:
         try:
             return Path(self.updater.download_target(info, str(destination)))
         except exceptions.DownloadLengthMismatchError:
-            raise TrustError(f"s3://{self.objects.bucket}/{info.path} ({what}) is longer than its signed "
+            raise TrustError(f"{self.objects.describe(info.path)} ({what}) is longer than its signed "
                              f"{info.length:,} bytes; download cut off there and refused") from None
         except exceptions.RepositoryError as exc:
-            raise TrustError(f"s3://{self.objects.bucket}/{info.path} ({what}) is not the signed file "
+            raise TrustError(f"{self.objects.describe(info.path)} ({what}) is not the signed file "
                              f"({exc}); refused") from None
         except exceptions.DownloadHTTPError as exc:
             if exc.status_code == 404:
-                raise TrustError(f"s3://{self.objects.bucket}/{info.path} ({what}) is signed but missing; "
+                raise TrustError(f"{self.objects.describe(info.path)} ({what}) is signed but missing; "
                                  "refused") from None
             raise
 
     def read(self, info, what: str, folder: Path, max_bytes: int = DOCUMENT_MAX_BYTES) -> bytes:
         """A small signed document (pointer, manifest): downloaded like a model, then read."""
         if info.length > max_bytes:
-            raise TrustError(f"s3://{self.objects.bucket}/{info.path} ({what}) is signed at {info.length:,} bytes, "
+            raise TrustError(f"{self.objects.describe(info.path)} ({what}) is signed at {info.length:,} bytes, "
                              f"over the {max_bytes:,} a store reads for it; refused")
         folder.mkdir(parents=True, exist_ok=True)
         path = self.download(info, folder / Path(info.path).name, what)
