@@ -31,9 +31,18 @@ def _check():
 atexit.register(_check)
 """
 
-STORE_MODULES = ("shelfcast.device.cli", "shelfcast.device.sync", "shelfcast.device.trust", "shelfcast.device.forecast",
-                 "shelfcast.contract.verify", "shelfcast.contract.manifest", "shelfcast.contract.runtime", "shelfcast.contract.objects",
-                 "shelfcast.contract.features", "shelfcast.contract.errors")
+def store_modules() -> list[str]:
+    """Every module of the two packages a store installs: the device app and the contract it shares."""
+    import pkgutil
+
+    import shelfcast.contract
+    import shelfcast.device
+
+    return sorted(f"{package.__name__}.{info.name}" for package in (shelfcast.device, shelfcast.contract)
+                  for info in pkgutil.iter_modules(package.__path__) if info.name != "__main__")
+
+
+STORE_MODULES = store_modules()
 
 
 def run_store(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -55,6 +64,7 @@ def test_the_blocker_does_block():
 
 
 def test_store_modules_import_without_the_trainer_stack():
+    assert {"shelfcast.device.sync", "shelfcast.device.trust", "shelfcast.contract.clock"} <= set(STORE_MODULES)
     result = run_store("".join(f"import {m}\n" for m in STORE_MODULES) + "print('ok')\n")
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == "ok"
