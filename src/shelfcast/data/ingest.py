@@ -284,12 +284,13 @@ def sha256_file(path: Path) -> str:
 
 
 def pending(landing: Landing, store: SalesTable) -> list[ObjectInfo]:
-    """Landing files whose ETag differs from the one their latest ledger entry recorded (cheap: two listings)."""
-    index = store.ledger_index()
+    """Landing files whose ETag differs from the one their latest ledger entry recorded: one listing of the
+    landing and one GET of the ledger heads, not a listing of the ledger (whose cost grows with every file)."""
+    index = store.ledger_heads()
     result = []
     for info in landing.files():
-        ref = index.get(source_id(landing.name(info.key)))
-        if ref is None or ref.etag != clean_etag(info.etag):
+        etag = index.etag(source_id(landing.name(info.key)))
+        if etag is None or etag != clean_etag(info.etag):
             result.append(info)
     return result
 
@@ -302,6 +303,7 @@ def ingest_file(store: SalesTable, landing: Landing, info: ObjectInfo, options: 
     today = options.today or clock.today()
     latest = store.latest(source)
     if latest is not None and latest.etag == clean_etag(info.etag):
+        store.repair_head(latest)  # pending only because a killed run left its head out
         return FileReport(name, "unchanged", seconds=time.perf_counter() - started)
     with tempfile.TemporaryDirectory(prefix="shelfcast-ingest-") as tmp:
         path = Path(tmp) / "delivery"
