@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -47,6 +48,7 @@ from shelfcast.contract.errors import ConfigError, SalesSchemaError, WriteConfli
 from shelfcast.contract.objects import AlreadyExists, LocalObjects, ObjectInfo, Objects, ObjectStore
 
 DEFAULT_MAX_FILE_BYTES = 256 * 1024**2
+SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*(?<!\.)")  # a name `source_id` keeps as it is
 DEFAULT_MAX_WITHDRAWN_SHARE = 0.2
 DEFAULT_MAX_NEW_SERIES = 50_000
 GAP_LOOKBACK_DAYS = 31
@@ -289,8 +291,9 @@ def pending(landing: Landing, store: SalesTable) -> list[ObjectInfo]:
     index = store.ledger_heads()
     result = []
     for info in landing.files():
-        etag = index.etag(source_id(landing.name(info.key)))
-        if etag is None or etag != clean_etag(info.etag):
+        name = landing.name(info.key)
+        etag = index.etag(name if SAFE_NAME.fullmatch(name) else source_id(name))  # most names are ids already
+        if etag is None or (etag != info.etag and etag != clean_etag(info.etag)):
             result.append(info)
     return result
 
