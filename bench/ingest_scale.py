@@ -332,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
            "history_built": "landing files written; sales table: one commit of every file's rows with each file's "
                             "application transactions, a checkpoint, a ledger entry per file; reference: a Parquet "
                             "part and a ledger entry per file, the catalogue JSON",
-           "command": "nice -n 10 .venv/bin/python bench/ingest_scale.py" + (" --quick" if args.quick else "")}
+           "command": "nice -n 10 .venv/bin/python bench/ingest_scale.py" + (" --quick" if args.quick else "")
+                      + "".join(f" --only {part}" for part in (args.only or []))}
     with tempfile.TemporaryDirectory(prefix="shelfcast-scale-") as tmp:
         work = Path(tmp)
         reference_dir = write_reference(work / "reference")
@@ -344,7 +345,13 @@ def main(argv: list[str] | None = None) -> int:
             doc["one_more_file"] = measure_one_more(work, reference_dir, counts)
         if "load" in only:
             doc["load"] = measure_load(work, reference_dir, series)
-    if len(only) == 3:
+    if len(only) < 3 and args.out.exists():  # a partial run keeps the other sections of the last full one
+        kept = json.loads(args.out.read_text())
+        for key in {"files", "one_more_file", "load"} - set(only):
+            if key in kept:
+                doc[key] = kept[key]
+        doc["partial_runs"] = kept.get("partial_runs", []) + [sorted(only)]
+    if all(key in doc for key in ("files", "one_more_file", "load")):
         doc["targets"] = targets(doc)
         for target in doc["targets"]:
             print(f"[{'met' if target['met'] else 'NOT met'}] {target['target']}: {target['measured']}")

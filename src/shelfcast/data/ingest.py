@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -47,6 +48,7 @@ from shelfcast.contract.errors import ConfigError, SalesSchemaError, WriteConfli
 from shelfcast.contract.objects import AlreadyExists, LocalObjects, ObjectInfo, Objects
 
 DEFAULT_MAX_FILE_BYTES = 256 * 1024**2
+SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*(?<!\.)")  # a name `source_id` keeps as it is
 DEFAULT_MAX_WITHDRAWN_SHARE = 0.2
 DEFAULT_MAX_NEW_SERIES = 50_000
 GAP_LOOKBACK_DAYS = 31
@@ -284,12 +286,14 @@ def sha256_file(path: Path) -> str:
 
 
 def pending(landing: Landing, store: SalesTable) -> list[ObjectInfo]:
-    """Landing files whose ETag differs from the one their latest ledger entry recorded (cheap: two listings)."""
-    index = store.ledger_index()
+    """Landing files whose ETag differs from the one their latest ledger entry recorded: one listing of the
+    landing and one GET of the ledger heads, not a listing of the ledger (whose cost grows with every file)."""
+    index = store.ledger_heads()
     result = []
     for info in landing.files():
-        ref = index.get(source_id(landing.name(info.key)))
-        if ref is None or ref.etag != clean_etag(info.etag):
+        name = landing.name(info.key)
+        etag = index.etag(name if SAFE_NAME.fullmatch(name) else source_id(name))  # most names are ids already
+        if etag is None or (etag != info.etag and etag != clean_etag(info.etag)):
             result.append(info)
     return result
 
@@ -302,6 +306,7 @@ def ingest_file(store: SalesTable, landing: Landing, info: ObjectInfo, options: 
     today = options.today or clock.today()
     latest = store.latest(source)
     if latest is not None and latest.etag == clean_etag(info.etag):
+        store.repair_head(latest)  # pending only because a killed run left its head out
         return FileReport(name, "unchanged", seconds=time.perf_counter() - started)
     with tempfile.TemporaryDirectory(prefix="shelfcast-ingest-") as tmp:
         path = Path(tmp) / "delivery"

@@ -258,3 +258,35 @@ def test_a_claimed_sequence_number_without_its_entry_is_completed_by_the_next_ru
     (entry,) = store.ledger_history()
     assert entry.action == "ingested" and entry.rows_accepted == 4
     assert run(landing, store) == [] and store.verify() == (4, [])
+
+
+def test_a_run_killed_before_the_ledger_heads_catch_up_leaves_the_file_pending_until_repaired(tmp_path, sales):
+    landing = Landing(LocalObjects(tmp_path / "landing"))
+    # The ledger entry is written, the heads update after it fails: the heads must not claim anything they lack.
+    store = SalesTable(FailOnce(tmp_path / "bucket", "put", "index/"), workers=2)
+    deliver_days(landing, sales, [sales["date"].min()])
+    with pytest.raises(ConnectionError):
+        run(landing, store)
+    (entry,) = store.ledger_history()
+    assert entry.source not in store.ledger_heads()  # taken out before the entry was written
+    assert [info.key for info in pending(landing, store)] == [landing.files()[0].key]
+    (report,) = run(landing, store)
+    assert report.action == "unchanged"  # read from the source's own entries, and the head put back
+    assert store.ledger_heads().ref(entry.source).seq == entry.seq
+    assert pending(landing, store) == [] and store.verify() == (4, [])
+
+
+def test_ledger_heads_follow_corrections_and_rebuild_from_the_ledger(env, sales):
+    landing, store = env
+    day = sales["date"].min()
+    deliver_days(landing, sales, [day])
+    run(landing, store)
+    changed = sales[sales["date"] == day].assign(sales=lambda f: f["sales"] + 1)
+    deliver_days(landing, changed, [day])
+    (report,) = run(landing, store)
+    assert report.action == "corrected"
+    heads = store.ledger_heads()
+    assert heads.refs() == store.ledger_index()  # the same latest entries the listing finds
+    assert [ref.seq for ref in heads.refs().values()] == [2]
+    store.objects.delete("index/ledger-heads.txt")
+    assert store.ledger_heads() == heads and pending(landing, store) == []
