@@ -228,7 +228,9 @@ def alert_rows(store: AlertLog) -> list:
 
 def cycle_day(stamp: str) -> pd.Timestamp:
     """The sales day a check belongs to (checks run at 03:00 the morning after)."""
-    return (pd.Timestamp(stamp) - pd.Timedelta(hours=27)).normalize()
+    moment = pd.Timestamp(stamp)
+    moment = moment.tz_convert(None) if moment.tzinfo is not None else moment  # stamps are UTC ("...Z")
+    return (moment - pd.Timedelta(hours=27)).normalize()
 
 
 def describe(alert) -> dict:

@@ -50,7 +50,8 @@ def test_a_version_is_written_once_with_a_complete_manifest(trainer_store, tiny_
     assert trainer_store.get(model_key(name, "1")).body == data
     assert (stored.version, stored.sha256, stored.bytes, stored.format) == ("1", sha256_hex(data), len(data), "tflite")
     assert stored.input_spec == {"lookback": 14, "scaling": "window_mean", "calendar": True,
-                                 "sales_min": spec.sales_min, "sales_max": spec.sales_max}
+                                 "sales_min": spec.sales_min, "sales_max": spec.sales_max,
+                                 "weekday_factors": [1.0] * 7, "month_factors": [1.0] * 12}  # neutral: no profile
     assert stored.metrics == {"mape_pct": 14.2, "smape_pct": 13.9} and stored.mlflow_run_id == "run-1"
     assert stored.code_version["shelfcast"] and len(stored.code_version["git_commit"]) == 40
 
