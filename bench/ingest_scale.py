@@ -247,9 +247,14 @@ def measure_files(work: Path, reference_dir: Path, sizes: list[int], reference_m
             assert result["rows"] == rows, result
             record.update(rows_per_s=round(rows / result["seconds"]), seconds=round(result["seconds"], 2),
                           peak_rss_mb=round(result["peak_rss_mb"], 1))
-            records.append(record)
-            print(record, flush=True)
+            keep(records, record)
     return records
+
+
+def keep(records: list[dict], record: dict) -> None:
+    """One measured arm: kept for the JSON, printed as it comes (the whole run takes minutes)."""
+    records.append(record)
+    print(record, flush=True)
 
 
 def measure_one_more(work: Path, reference_dir: Path, counts: list[int]) -> list[dict]:
@@ -270,8 +275,7 @@ def measure_one_more(work: Path, reference_dir: Path, counts: list[int]) -> list
             assert result["files"] == 1 and result["rows"] == 10, result
             record = {"impl": arm, "files_before": count, "seconds": round(result["seconds"], 3),
                       "history_build_s": round(built_s, 1)}
-            records.append(record)
-            print(record, flush=True)
+            keep(records, record)
     return records
 
 
@@ -289,8 +293,7 @@ def measure_load(work: Path, reference_dir: Path, series_counts: list[int]) -> l
                       "peak_over_frame": round(result["peak_rss_mb"] / result["frame_mb"], 2),
                       "load_rss_over_frame": round((result["peak_rss_mb"] - result["baseline_rss_mb"])
                                                    / result["frame_mb"], 2)}
-            records.append(record)
-            print(record, flush=True)
+            keep(records, record)
     return records
 
 

@@ -245,13 +245,19 @@ def test_verify_finds_keys_written_around_the_table(env, sales):
     assert rows_total == 8 and len(doubled) == 4 and doubled[0].startswith("2017-01-01 store 1 item 1")
 
 
-def test_a_claimed_sequence_number_without_its_entry_is_completed_by_the_next_run(tmp_path, sales):
+def killed_once(tmp_path, sales, prefix: str):
+    """A day's file ingested by a run that dies at its first write under `prefix`; (landing, table)."""
     landing = Landing(LocalObjects(tmp_path / "landing"))
-    # Killed between claiming the sequence number and writing the listed entry.
-    store = SalesTable(FailOnce(tmp_path / "bucket", "put", "ledger/files/"), workers=2)
+    store = SalesTable(FailOnce(tmp_path / "bucket", "put", prefix), workers=2)
     deliver_days(landing, sales, [sales["date"].min()])
     with pytest.raises(ConnectionError):
         run(landing, store)
+    return landing, store
+
+
+def test_a_claimed_sequence_number_without_its_entry_is_completed_by_the_next_run(tmp_path, sales):
+    # Killed between claiming the sequence number and writing the listed entry.
+    landing, store = killed_once(tmp_path, sales, "ledger/files/")
     assert store.ledger_history() == []  # claimed, not listed: the file is still pending
     (report,) = run(landing, store)
     assert report.action == "unchanged"  # the claim held the outcome; this run wrote the missing entry
@@ -261,12 +267,8 @@ def test_a_claimed_sequence_number_without_its_entry_is_completed_by_the_next_ru
 
 
 def test_a_run_killed_before_the_ledger_heads_catch_up_leaves_the_file_pending_until_repaired(tmp_path, sales):
-    landing = Landing(LocalObjects(tmp_path / "landing"))
     # The ledger entry is written, the heads update after it fails: the heads must not claim anything they lack.
-    store = SalesTable(FailOnce(tmp_path / "bucket", "put", "index/"), workers=2)
-    deliver_days(landing, sales, [sales["date"].min()])
-    with pytest.raises(ConnectionError):
-        run(landing, store)
+    landing, store = killed_once(tmp_path, sales, "index/")
     (entry,) = store.ledger_history()
     assert entry.source not in store.ledger_heads()  # taken out before the entry was written
     assert [info.key for info in pending(landing, store)] == [landing.files()[0].key]
