@@ -13,6 +13,7 @@ rather than minutes.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -139,6 +140,13 @@ class LoggedVariant:
 
 def code_version() -> dict:
     """shelfcast's version and, when the code runs from a git checkout, its commit (and whether it was dirty)."""
+    return dict(_code_version())
+
+
+@functools.lru_cache(maxsize=1)
+def _code_version() -> dict:
+    # Read once per process: the code running is the code imported at start, and every night run, variant run
+    # and published manifest asks for it (two git processes each time otherwise).
     info = {"shelfcast": __version__}
     commit = os.environ.get("SHELFCAST_GIT_COMMIT")
     if not commit:
