@@ -120,16 +120,22 @@ class InputSpec:
 def fit_profile_factors(sales: np.ndarray, dates: np.ndarray, series: np.ndarray, rounds: int = 5):
     """Pooled multiplicative weekday (7) and month (12) factors, each averaging 1, from training sales.
 
-    Each day is divided by the mean of its series in its year (removing level and trend), then weekday and
-    month means of that ratio are alternated `rounds` times so neither absorbs the other. Months without
-    training days keep a factor of 1 (the average month).
+    Each day is divided by the mean of its series over its 365-day block (blocks counted back from the newest
+    day, a short oldest block joined to the next), removing level and trend; then weekday and month means of
+    that ratio are alternated `rounds` times so neither absorbs the other. Blocks are whole years whatever day
+    the window starts, so a rolling window that crosses New Year does not see its January as an average month.
+    Months without training days keep a factor of 1 (the average month).
     """
     sales = np.asarray(sales, dtype=np.float64).reshape(-1)
     days = np.asarray(dates, dtype="datetime64[D]").reshape(-1)
     weekday = (days.astype(np.int64) + 3) % 7
     month = days.astype("datetime64[M]").astype(np.int64) % 12
-    year = days.astype("datetime64[Y]").astype(np.int64)
-    _, group = np.unique(np.stack([np.asarray(series).reshape(-1).astype(np.int64), year]), axis=1, return_inverse=True)
+    age = (days.max() - days).astype(np.int64)
+    block = age // 365
+    oldest = int(block.max())
+    if oldest > 0 and age.max() - oldest * 365 < 364:  # the oldest block is not a whole year
+        block[block == oldest] = oldest - 1
+    _, group = np.unique(np.stack([np.asarray(series).reshape(-1).astype(np.int64), block]), axis=1, return_inverse=True)
     group = group.reshape(-1)
     group_mean = np.bincount(group, sales) / np.bincount(group)
     ratio = sales / np.maximum(group_mean[group], 1e-9)

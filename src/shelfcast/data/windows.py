@@ -122,11 +122,16 @@ def make_windows(frame: pd.DataFrame, spec: InputSpec = InputSpec(), split: Spli
     low, high = float(train_raw.min()), float(train_raw.max())
     spec = replace(spec, sales_min=low, sales_max=high if high > low else low + 1.0)
     if spec.scaling == "profile":
+        # Every training day once: the targets of the fit and validation windows, and the input days of each
+        # series' first window (its first `lookback` days, which no window has as its target).
         train_targets = pd.concat([keys["fit"], keys["val"]], ignore_index=True)
+        ids = train_targets["store"].to_numpy().astype(np.int64) * 1_000_000 + train_targets["item"].to_numpy()
+        fit_ids = ids[:len(keys["fit"])]
+        first = np.r_[True, fit_ids[1:] != fit_ids[:-1]]
         weekday, month = fit_profile_factors(
-            np.concatenate([raw["fit"][:, -1], raw["val"][:, -1]]),
-            np.concatenate([dates["fit"][:, -1], dates["val"][:, -1]]),
-            train_targets["store"].to_numpy().astype(np.int64) * 1_000_000 + train_targets["item"].to_numpy(),
+            np.concatenate([raw["fit"][:, -1], raw["val"][:, -1], raw["fit"][first, :-1].ravel()]),
+            np.concatenate([dates["fit"][:, -1], dates["val"][:, -1], dates["fit"][first, :-1].ravel()]),
+            np.concatenate([ids, np.repeat(fit_ids[first], spec.lookback)]),
         )
         spec = replace(spec, weekday_factors=weekday, month_factors=month)
 

@@ -103,3 +103,35 @@ def test_fit_profile_factors_recovers_pooled_weekday_and_month_effects():
     # Under a year of history: the months never seen stay neutral, the seen ones still average 1.
     _, partial = fit_profile_factors(sales[0][:200], dates[:200], series[0][:200])
     assert partial[7:] == (1.0,) * 5 and np.mean(partial[:7]) == pytest.approx(1.0)
+
+
+def test_fit_profile_factors_on_a_rolling_year_that_crosses_new_year():
+    """A 365-day window from March to February: its January and February are whole-year months, not months of
+    a two-month "year" whose mean they would be divided by (which left them near 1 and forecasts 35 % high)."""
+    rng = np.random.default_rng(5)
+    spec = _profile_spec()
+    dates = np.arange(np.datetime64("2016-03-01"), np.datetime64("2017-03-01"))
+    sales = [rng.poisson(level * spec.profile(dates)) for level in (400.0, 1200.0)]
+    weekday, month = fit_profile_factors(np.concatenate(sales), np.tile(dates, 2), np.repeat([0, 1], len(dates)))
+    np.testing.assert_allclose(month, np.array(spec.month_factors) / np.mean(spec.month_factors), rtol=0.03)
+    np.testing.assert_allclose(weekday, np.array(spec.weekday_factors) / np.mean(spec.weekday_factors), rtol=0.01)
+
+
+def test_make_windows_fits_the_profile_on_every_training_day_including_the_first_inputs():
+    """A year of history with 56-day windows: January is only ever an input day, never a target; its factor
+    must still be fitted (it was left at 1.0, the neutral month)."""
+    import pandas as pd
+
+    from shelfcast.data.windows import SplitSpec, make_windows
+
+    rng = np.random.default_rng(7)
+    spec = _profile_spec()
+    dates = np.arange(np.datetime64("2016-01-01"), np.datetime64("2017-01-01"))
+    frame = pd.concat([pd.DataFrame({"date": pd.to_datetime(dates), "store": 1, "item": item,
+                                     "sales": rng.poisson(level * spec.profile(dates))})
+                       for item, level in ((1, 500.0), (2, 1500.0))], ignore_index=True)
+    windows = make_windows(frame, InputSpec(lookback=56, scaling="profile", calendar=True),
+                           SplitSpec(test_fraction=0.1, val_fraction=0.1, reference_lookback=56))
+    true_month = np.array(spec.month_factors) / np.mean(spec.month_factors)
+    assert windows.spec.month_factors[0] == pytest.approx(true_month[0], rel=0.03)
+    assert windows.spec.month_factors[0] != 1.0
