@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from shelfcast.bench.readme import write_result
-from shelfcast.data.synthetic import generate_sales
+from shelfcast.data.synthetic import generate_sales, scale_counts
 from shelfcast.model.baselines import ProfileModel
 from shelfcast.monitor import service
 from shelfcast.monitor.evaluation import ExpectedError, evaluation_frame, history_windows, seasonal_naive
@@ -108,26 +108,17 @@ def scenarios(stores: int, items: int) -> list[Scenario]:
 
 # ---- injections (on the true sales, from `start` on) ---------------------------------------------------------
 
-def scale_sales(sales: np.ndarray, factor: np.ndarray, rng) -> np.ndarray:
-    """Counts with their mean scaled by `factor`: binomial thinning below 1, added Poisson counts above."""
-    factor = np.broadcast_to(factor, sales.shape)
-    up = factor > 1
-    out = rng.binomial(sales, np.minimum(factor, 1.0))
-    out[up] = sales[up] + rng.poisson(sales[up] * (factor[up] - 1))
-    return out
-
-
 def inject(truth: pd.DataFrame, scenario: Scenario, start: pd.Timestamp, rng) -> pd.DataFrame:
     frame = truth.copy()
     after = frame["date"] >= start
     if scenario.name == "store_level_shift":
         rows = after & (frame["store"] == scenario.store)
-        frame.loc[rows, "sales"] = scale_sales(frame.loc[rows, "sales"].to_numpy(), np.float64(LEVEL_SHIFT), rng)
+        frame.loc[rows, "sales"] = scale_counts(frame.loc[rows, "sales"].to_numpy(), np.float64(LEVEL_SHIFT), rng)
     elif scenario.name == "item_weekday_profile":
         rows = after & (frame["item"] == scenario.item)
         profile = WEEKDAY_PROFILE / WEEKDAY_PROFILE.mean()
         factor = profile[pd.DatetimeIndex(frame.loc[rows, "date"]).day_of_week]
-        frame.loc[rows, "sales"] = scale_sales(frame.loc[rows, "sales"].to_numpy(), factor, rng)
+        frame.loc[rows, "sales"] = scale_counts(frame.loc[rows, "sales"].to_numpy(), factor, rng)
     elif scenario.name == "feed_outage":
         gone = after & (frame["date"] < start + pd.Timedelta(days=OUTAGE_DAYS)) & (frame["store"] == scenario.store)
         frame = frame[~gone]

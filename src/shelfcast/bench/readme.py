@@ -47,6 +47,10 @@ def scalars_table(doc: dict) -> str:
 def render(name: str, doc) -> str:
     if name == "generalisation-targets":
         return generalisation_targets(doc)
+    if name == "replay":
+        from shelfcast.bench.replay import replay_tables
+
+        return replay_tables(doc)
     if name == "faults":
         return faults_table(doc)
     if name == "ingest_scale":

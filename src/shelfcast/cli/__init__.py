@@ -19,6 +19,7 @@ AREAS = [
     "shelfcast.cli.alerts",
     "shelfcast.cli.delivery",
     "shelfcast.cli.keys",
+    "shelfcast.cli.replay",
 ]
 
 

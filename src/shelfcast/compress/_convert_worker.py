@@ -65,15 +65,32 @@ def convert(job: dict) -> bytes:
 
 
 def main(jobs_path: str) -> None:
+    import os
+
     for job in json.loads(open(jobs_path).read()):
         flatbuffer = convert(job)
         tmp = job["out"] + ".part"
         with open(tmp, "wb") as handle:
             handle.write(flatbuffer)
-        import os
-
         os.replace(tmp, job["out"])
 
 
+def serve(reply_fd: int) -> None:
+    """Convert one jobs file per line of stdin, answering `ok` or `error <reason>` on `reply_fd`: TensorFlow is
+    imported once for every conversion of the trainer's life. A crash ends the process; the parent starts another."""
+    import os
+
+    replies = os.fdopen(reply_fd, "w", buffering=1)
+    for line in sys.stdin:
+        try:
+            main(line.strip())
+            replies.write("ok\n")
+        except Exception as exc:  # noqa: BLE001 - reported to the parent as the conversion's reason
+            replies.write(f"error {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500] + "\n")
+
+
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if sys.argv[1] == "--serve":
+        serve(int(sys.argv[2]))
+    else:
+        main(sys.argv[1])

@@ -3,18 +3,23 @@
 The smallest real files come from the fused `UNIDIRECTIONAL_SEQUENCE_LSTM` op, which the converter emits for a
 `tf_keras` (Keras 2) twin of the model with batch size 1; its weights are copied from the Keras 3 model (the
 layouts are identical). Full-integer calibration can crash the converting process, so conversions run in a
-child Python: a crash becomes a `ConversionError` with its reason, never the death of the caller.
-`export_many` converts several models in one child (TensorFlow is imported once); if the child dies, the
-models it had not finished are retried one per child, so one bad conversion cannot sink the others.
+child Python: a crash becomes a `ConversionError` with its reason, never the death of the caller. The child
+stays up between conversions (`Converter`: TensorFlow is imported once per trainer process, not once per
+variant) and a new one starts after a crash or a timeout. `export_many` converts several models in one call; if
+the child dies, the models it had not finished are retried one at a time, so one bad conversion cannot sink
+the others.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import select
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,21 +73,68 @@ def _run_child(jobs: list[ExportJob], tmp: Path, timeout_s: float) -> tuple[int,
         )
     jobs_file = tmp / "jobs.json"
     jobs_file.write_text(json.dumps(manifest))
-    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    try:
-        result = subprocess.run(
-            [sys.executable, "-m", "shelfcast.compress._convert_worker", str(jobs_file)],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=timeout_s,
-        )
-    except subprocess.TimeoutExpired:
-        return -9, f"took over {timeout_s:.0f}s"
-    if result.returncode < 0:
-        return result.returncode, f"the converter crashed with signal {-result.returncode}"
-    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-    return result.returncode, (lines[-1] if lines else f"exit code {result.returncode}")
+    return CONVERTER.run(jobs_file, timeout_s)
+
+
+class Converter:
+    """One long-lived converting child, fed a jobs file per line; restarted when it died or timed out."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen | None = None
+        self._replies = None
+        self._stderr = None
+
+    def _start(self) -> None:
+        read_fd, write_fd = os.pipe()
+        env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+        self._stderr = tempfile.TemporaryFile(mode="w+")
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "shelfcast.compress._convert_worker", "--serve", str(write_fd)],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._stderr, text=True, env=env,
+            pass_fds=(write_fd,))
+        os.close(write_fd)
+        self._replies = os.fdopen(read_fd, "r")
+
+    def _last_error_line(self) -> str:
+        self._stderr.seek(0)
+        lines = [line for line in self._stderr.read().strip().splitlines() if line.strip()]
+        return lines[-1] if lines else ""
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        self._process = None
+
+    def run(self, jobs_file: Path, timeout_s: float) -> tuple[int, str]:
+        """(0, "") when every job of the file was written; else a non-zero code and the reason."""
+        with self._lock:
+            if self._process is None or self._process.poll() is not None:
+                self._start()
+            try:
+                self._process.stdin.write(f"{jobs_file}\n")
+                self._process.stdin.flush()
+            except BrokenPipeError:
+                pass  # it died on its way up; the reply below says how
+            ready, _, _ = select.select([self._replies], [], [], timeout_s)
+            if not ready:
+                self.stop()
+                return -9, f"took over {timeout_s:.0f}s"
+            reply = self._replies.readline().strip()
+            if reply == "ok":
+                return 0, ""
+            if reply.startswith("error "):
+                return 1, reply.removeprefix("error ")
+            code = self._process.wait()  # the pipe closed: the child is gone
+            reason = (f"the converter crashed with signal {-code}" if code < 0
+                      else self._last_error_line() or f"exit code {code}")
+            self._process = None
+            return code or 1, reason
+
+
+CONVERTER = Converter()
+atexit.register(CONVERTER.stop)
 
 
 def export_many(jobs: list[ExportJob], timeout_s: float = 900.0) -> list[Path | ConversionError]:

@@ -47,3 +47,13 @@ def generate_sales(
             "sales": sales.ravel().astype(np.int64),
         }
     )
+
+
+def scale_counts(sales: np.ndarray, factor: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Counts with their mean scaled by `factor`: binomial thinning below 1, added Poisson counts above."""
+    sales = np.asarray(sales, dtype=np.int64)
+    factor = np.broadcast_to(factor, sales.shape)
+    out = rng.binomial(sales, np.minimum(factor, 1.0))
+    up = factor > 1
+    out[up] = sales[up] + rng.poisson(sales[up] * (factor[up] - 1))
+    return out

@@ -50,6 +50,8 @@ class WindowSet:
     y_train_raw: np.ndarray = field(repr=False, default=None)
     train_keys: pd.DataFrame = field(repr=False, default=None)
     test_input_dates: np.ndarray = field(repr=False, default=None)  # (n_test, lookback) datetime64[D]
+    skipped_series: list = field(repr=False, default_factory=list)  # (store, item, days) too short to train on
+    calibration_scale: float = 1.0  # below 1 only in a fault drill: INT8 calibrated on too narrow a range
 
     @property
     def n_train(self) -> int:
@@ -67,7 +69,7 @@ class WindowSet:
         """A random sample of training inputs for INT8 calibration."""
         rng = np.random.default_rng(seed)
         pick = rng.choice(len(self.x_train), size=min(n, len(self.x_train)), replace=False)
-        return self.x_train[np.sort(pick)]
+        return self.x_train[np.sort(pick)] * np.float32(self.calibration_scale)
 
 
 def _series_windows(frame: pd.DataFrame, lookback: int):

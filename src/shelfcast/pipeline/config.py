@@ -38,6 +38,10 @@ class RetrainConfig(BaseModel):
     task_runner: Literal["thread", "dask"] = "thread"
     workers: int = Field(1, ge=1, description="threads, or local Dask worker processes")
     dask_address: str | None = Field(None, description="an existing Dask scheduler (tcp://HOST:PORT) instead of a local cluster")
+    drill: Literal["calendar-lost", "int8-miscalibrated"] | None = Field(
+        None, description="a fault drill for replays and game days, never for production: 'calendar-lost' trains "
+        "without the weekday and month inputs (no calendar features, no pooled profile), 'int8-miscalibrated' "
+        "calibrates INT8 on a representative set scaled by a quarter, so the conversion clips real inputs")
     sales_retention_days: int = Field(
         14, ge=1, description="days every sales table version stays readable (time travel to a recent night's "
         "training set); the nightly compaction's vacuum removes files older than that")
@@ -79,6 +83,10 @@ class RetrainConfig(BaseModel):
             config = config.with_train(**changes)
         if self.variants is not None:
             config = config.with_variants(self.variants)
+        if self.drill == "calendar-lost":
+            from dataclasses import replace
+
+            config = replace(config, input_spec=replace(config.input_spec, calendar=False, scaling="window_mean"))
         return config
 
     @classmethod
@@ -120,6 +128,20 @@ PRESETS: dict[str, dict] = {
         "finetune_epochs": 1,
         "patience": 3,
         "min_epochs": 2,
+        "warm_epochs": 2,
+    },
+    # The replay's nights (`shelfcast replay`): one float parent and its INT8 child on the last year, so a year
+    # of weekly nights fits an hour on two cores; warm nights fine-tune the champion for `warm_epochs`.
+    "replay": {
+        "variants": ["lstm16", "lstm16+int8"],
+        "window_days": 365,
+        "holdout_days": 28,
+        "epochs": 10,
+        "batch_size": 64,
+        "learning_rate": 0.003,
+        "finetune_epochs": 1,
+        "patience": 3,
+        "min_epochs": 3,
         "warm_epochs": 2,
     },
 }

@@ -144,10 +144,13 @@ def run_night(config: RetrainConfig, sales, tracker, settings, steps: NightSteps
     data = steps.load_data(sales, config)
     night = night or data.end.isoformat()
     windows = steps.make_windows(data, model.input_spec, config.holdout_days)
+    if config.drill == "int8-miscalibrated":
+        windows.calibration_scale = 0.25
     run_id = run_id or str(uuid.uuid4())
     workdir = Path(settings.home).resolve() / "nights" / f"{night}-{run_id[:8]}"
     data_info = {"rows": data.rows, "series": data.series, "start": str(data.start), "end": str(data.end),
-                 "sales_table_version": data.table_version, "holdout_days": config.holdout_days, "train_windows": windows.n_train, "test_windows": windows.n_test}
+                 "sales_table_version": data.table_version, "holdout_days": config.holdout_days, "train_windows": windows.n_train, "test_windows": windows.n_test,
+                 "series_too_short": len(windows.skipped_series)}
     input_spec = json.dumps(windows.spec.to_dict())  # JSON, so promotion and warm start can read it back
     params = {"model": model.name, "input_spec": input_spec, **model.train.to_dict(),
               **config.model_dump(exclude={"variants"}), "variants": [s.name for s in specs], **data_info}

@@ -64,17 +64,29 @@ def load_training_data(store: SalesTable, config: RetrainConfig, version: int | 
 
 
 def night_windows(data: TrainingData, input_spec: InputSpec, holdout_days: int) -> WindowSet:
-    """Windows with the last `holdout_days` of each series held out (chronological split per series)."""
-    days = data.frame.groupby(["store", "item"])["date"].nunique().min()
-    n_windows = int(days) - input_spec.lookback
-    if n_windows <= 2 * holdout_days:
+    """Windows with the last `holdout_days` of each series held out (chronological split per series).
+
+    A series with too little history for that (an item launched a few weeks ago) is left out of tonight's
+    training and named in `skipped_series`; stores forecast it once it has history. Only when no series has
+    enough does the night fail."""
+    days = data.frame.groupby(["store", "item"])["date"].nunique()
+    needed = input_spec.lookback + 2 * holdout_days + 1
+    short = days[days < needed]
+    if len(short) == len(days):
         raise SalesSchemaError(
-            f"{days} days of history per series leave {n_windows} windows, too few for a {holdout_days}-day holdout; "
-            "ingest more history, lower holdout_days, or raise window_days"
+            f"{int(days.max())} days of history per series leave {int(days.max()) - input_spec.lookback} windows, "
+            f"too few for a {holdout_days}-day holdout; ingest more history, lower holdout_days, or raise window_days"
         )
+    frame = data.frame
+    if len(short):
+        keep = ~frame.set_index(["store", "item"]).index.isin(short.index)
+        frame = frame[keep]
+    n_windows = int(days[days >= needed].min()) - input_spec.lookback
     # Anchored on this model's own lookback, so the holdout is exactly the last `holdout_days` of every series.
     split = SplitSpec(test_fraction=holdout_days / n_windows, val_fraction=0.1, reference_lookback=input_spec.lookback)
-    return make_windows(data.frame, input_spec, split)
+    windows = make_windows(frame, input_spec, split)
+    windows.skipped_series = [(int(store), int(item), int(n)) for (store, item), n in short.items()]
+    return windows
 
 
 def parent_sizes(specs) -> list[int]:
