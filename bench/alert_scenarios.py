@@ -39,7 +39,8 @@ import numpy as np
 import pandas as pd
 
 from shelfcast.bench.readme import write_result
-from shelfcast.data.synthetic import generate_sales, scale_counts
+from shelfcast.data.synthetic import generate_sales
+from shelfcast.loop.replay import Injection
 from shelfcast.model.baselines import ProfileModel
 from shelfcast.monitor import service
 from shelfcast.monitor.evaluation import ExpectedError, evaluation_frame, history_windows, seasonal_naive
@@ -55,7 +56,6 @@ STABLE_DAYS = 60
 AFTER_DAYS = 14
 EVAL_DAYS = 28  # the recent window candidates are judged on
 LEVEL_SHIFT = 1.40
-WEEKDAY_PROFILE = np.array([0.6, 0.6, 0.6, 0.6, 1.5, 1.5, 1.5])  # a weekday item turned weekend item
 OUTAGE_DAYS = 4
 REFIT, INT8 = "profile-refit", "profile-refit-int8"
 
@@ -109,18 +109,15 @@ def scenarios(stores: int, items: int) -> list[Scenario]:
 # ---- injections (on the true sales, from `start` on) ---------------------------------------------------------
 
 def inject(truth: pd.DataFrame, scenario: Scenario, start: pd.Timestamp, rng) -> pd.DataFrame:
+    """The replay's own injections on the truth (`shelfcast.loop.replay.Injection`); the outage here drops the
+    store's rows for good (the stand-in has no feed to deliver them late)."""
     frame = truth.copy()
-    after = frame["date"] >= start
     if scenario.name == "store_level_shift":
-        rows = after & (frame["store"] == scenario.store)
-        frame.loc[rows, "sales"] = scale_counts(frame.loc[rows, "sales"].to_numpy(), np.float64(LEVEL_SHIFT), rng)
-    elif scenario.name == "item_weekday_profile":
-        rows = after & (frame["item"] == scenario.item)
-        profile = WEEKDAY_PROFILE / WEEKDAY_PROFILE.mean()
-        factor = profile[pd.DatetimeIndex(frame.loc[rows, "date"]).day_of_week]
-        frame.loc[rows, "sales"] = scale_counts(frame.loc[rows, "sales"].to_numpy(), factor, rng)
-    elif scenario.name == "feed_outage":
-        gone = after & (frame["date"] < start + pd.Timedelta(days=OUTAGE_DAYS)) & (frame["store"] == scenario.store)
+        return Injection("level-shift", start.date(), store=scenario.store, factor=LEVEL_SHIFT).change_truth(frame, rng)
+    if scenario.name == "item_weekday_profile":
+        return Injection("weekday-profile", start.date(), item=scenario.item).change_truth(frame, rng)
+    if scenario.name == "feed_outage":
+        gone = (frame["date"] >= start) & (frame["date"] < start + pd.Timedelta(days=OUTAGE_DAYS)) & (frame["store"] == scenario.store)
         frame = frame[~gone]
     return frame.reset_index(drop=True)
 
