@@ -8,6 +8,7 @@ Conditional writes are first-class: `put_if_absent` (`IfNoneMatch='*'`) for immu
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import shutil
 import tempfile
@@ -46,8 +47,11 @@ class Fetched:
     etag: str
 
 
+@functools.lru_cache(maxsize=32)
 def make_s3_client(endpoint_url: str | None, access_key: str, secret_key: str, region: str = "us-east-1",
                    connect_timeout: float = 3.0, read_timeout: float = 30.0, max_attempts: int = 2):
+    """One client per endpoint and identity for the life of the process: building a boto3 client loads its
+    service model (a large share of a short flow's time), and a client is safe to share between threads."""
     return boto3.client(
         "s3",
         endpoint_url=endpoint_url,
