@@ -135,9 +135,25 @@ def _num(value, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def verdict(doc: dict) -> str:
+    """Whether retraining paid on this data, in one sentence per retraining policy against `frozen`."""
+    sentences = []
+    for p in doc["policies"]:
+        gain = p.get("gain_over_frozen_pts")
+        if p["name"] == "frozen" or gain is None:
+            continue
+        paid = "paid" if gain > 0.05 else "did not pay" if gain < -0.05 else "made no difference"
+        floor = p.get("noise_floor_pct")
+        sentences.append(
+            f"Retraining {p['name']} {paid}: stores were served {p['served_mape_pct']:.2f} % MAPE against "
+            f"{p['frozen_same_days_mape_pct']:.2f} % from the frozen first model on the same {p['days']} days "
+            f"({gain:+.2f} points; noise floor {floor:.2f} %, {p['served_mape_pct'] - floor:.2f} points above it).")
+    return " ".join(sentences) or "No retraining policy has a frozen run on the same days to compare with yet."
+
+
 def replay_tables(doc: dict) -> str:
-    """The README's replay section: one row per policy, then one per injection."""
-    lines = [
+    """The README's replay section: the verdict, one row per policy, then one per injection."""
+    lines = [verdict(doc), "",
         "| policy | days | served MAPE % | frozen, same days | gain (points) | noise floor | seasonal naive | "
         "retrains (failed) | canary promotions | critical alerts | model bytes to stores | on quiet days | wall |",
         "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
