@@ -100,12 +100,14 @@ def plot(doc: dict, out: Path) -> Path:
     for entry in runs:
         label = entry["name"] + (" + injections" if entry["injections"] else "")
         days = pd.to_datetime([d["day"] for d in entry["daily"]])
-        colour = COLOURS.get(entry["name"], "#9467bd")
-        style = "--" if entry["injections"] else "-"
+        colour = "#9467bd" if entry["injections"] else COLOURS.get(entry["name"], "#8c564b")
+        # frozen dashed and on top: where a policy served the same model, both lines stay visible
+        style = "-." if entry["injections"] else "--" if entry["name"] == "frozen" else "-"
         mape = pooled(entry["daily"])
-        ax.plot(days, rolling([d["mape_pct"] for d in entry["daily"]]), style, color=colour, lw=1.8,
-                label=f"{label}: {mape:.2f} %" if mape is not None else label)
-        if not naive_drawn:
+        ax.plot(days, rolling([d["mape_pct"] for d in entry["daily"]]), style, color=colour,
+                lw=1.4 if entry["name"] == "frozen" else 2.0, zorder=3 if entry["name"] == "frozen" else 2,
+                label=f"{label}: {mape:.2f} % over {entry['days']} days" if mape is not None else label)
+        if not naive_drawn and entry is max(runs, key=lambda r: r["days"]):
             ax.plot(days, rolling([d["seasonal_naive_mape_pct"] for d in entry["daily"]]), ":", color="#444444",
                     lw=1.2, label="seasonal-naive rule (mean of lags 7, 14)")
             naive_drawn = True
@@ -118,7 +120,8 @@ def plot(doc: dict, out: Path) -> Path:
             ax.scatter(critical, np.full(len(critical), 0.97), marker="v", s=40, color=colour,
                        transform=ax.get_xaxis_transform())
     if doc.get("noise_floor_pct"):
-        ax.axhline(doc["noise_floor_pct"], color="black", lw=1, label=f"noise floor {doc['noise_floor_pct']:.2f} %")
+        ax.axhline(doc["noise_floor_pct"], color="black", lw=1,
+                   label=f"noise floor over {doc['start']}..{doc['end']}: {doc['noise_floor_pct']:.2f} %")
     ax.set_ylabel("served MAPE, %, 14-day mean (days with sales)")
     ax.set_title(f"{doc['data']}, stores {doc['stores']} x items {doc['items']}: what stores were served\n"
                  "ticks at the bottom: canary promotions; triangles at the top: critical alerts", fontsize=10)
