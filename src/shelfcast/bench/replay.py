@@ -61,16 +61,16 @@ def _cores() -> int:
 
 
 def compare_with_frozen(doc: dict) -> None:
+    """Each run against `frozen` on the days both served (a run and frozen may cover different spans)."""
     frozen = next((p for p in doc["policies"] if p["name"] == "frozen"), None)
     for entry in doc["policies"] + doc["injected_runs"]:
-        days = {d["day"] for d in entry["daily"]}
-        if frozen is None or not days <= {d["day"] for d in frozen["daily"]}:
-            entry["frozen_same_days_mape_pct"] = None
-            entry["gain_over_frozen_pts"] = None
+        days = {d["day"] for d in entry["daily"]} & ({d["day"] for d in frozen["daily"]} if frozen else set())
+        entry["compared_days"] = len(days)
+        if not days:
+            entry["frozen_same_days_mape_pct"] = entry["same_days_mape_pct"] = entry["gain_over_frozen_pts"] = None
             continue
-        same = pooled(frozen["daily"], days)
-        entry["frozen_same_days_mape_pct"] = same
-        mine = pooled(entry["daily"])
+        same, mine = pooled(frozen["daily"], days), pooled(entry["daily"], days)
+        entry["frozen_same_days_mape_pct"], entry["same_days_mape_pct"] = same, mine
         entry["gain_over_frozen_pts"] = None if same is None or mine is None else same - mine
 
 
@@ -148,9 +148,10 @@ def verdict(doc: dict) -> str:
         paid = "paid" if gain > 0.05 else "did not pay" if gain < -0.05 else "made no difference"
         floor = p.get("noise_floor_pct")
         sentences.append(
-            f"Retraining {p['name']} {paid}: stores were served {p['served_mape_pct']:.2f} % MAPE against "
-            f"{p['frozen_same_days_mape_pct']:.2f} % from the frozen first model on the same {p['days']} days "
-            f"({gain:+.2f} points; noise floor {floor:.2f} %, {p['served_mape_pct'] - floor:.2f} points above it).")
+            f"Retraining {p['name']} {paid}: stores were served {p['same_days_mape_pct']:.2f} % MAPE against "
+            f"{p['frozen_same_days_mape_pct']:.2f} % from the frozen first model on the same {p['compared_days']} days "
+            f"({gain:+.2f} points); over its {p['days']} days it served {p['served_mape_pct']:.2f} % against a noise "
+            f"floor of {floor:.2f} % ({p['served_mape_pct'] - floor:.2f} points above it).")
     return " ".join(sentences) or "No retraining policy has a frozen run on the same days to compare with yet."
 
 
@@ -163,8 +164,9 @@ def replay_tables(doc: dict) -> str:
     ]
     for p in doc["policies"] + doc["injected_runs"]:
         name = p["name"] + (" + " + str(len(p["injections"])) + " injections" if p["injections"] else "")
+        days = str(p["days"]) if p.get("planned_days", p["days"]) == p["days"] else f"{p['days']} of {p['planned_days']}"
         lines.append(
-            f"| {name} | {p['days']} ({p['first_day']}..{p['last_day']}) | {_num(p['served_mape_pct'])} | "
+            f"| {name} | {days} ({p['first_day']}..{p['last_day']}) | {_num(p['served_mape_pct'])} | "
             f"{_num(p.get('frozen_same_days_mape_pct'))} | {_num(p.get('gain_over_frozen_pts'), 2)} | "
             f"{_num(p.get('noise_floor_pct'))} | {_num(p['seasonal_naive_mape_pct'])} | {p['retrains']} "
             f"({p['failed_retrains']}) | {p['promotions']} | {p['critical_alerts']} | {p['model_bytes_to_stores']:,} | "

@@ -32,13 +32,14 @@ def replay(
     out: Optional[Path] = typer.Option(None, help="merge the result into this JSON (e.g. bench/results/replay.json)"
                                        " and draw its plot beside it"),
     keep_stack: bool = typer.Option(False, help="leave the replay's servers running to browse its runs"),
+    report: bool = typer.Option(False, help="only report the days the folder has recorded so far (a replay still "
+                                "going or stopped), running none"),
 ) -> None:
     """Replay the loop day by day: deliveries, ingest, live checks, the policy's retrains and promotions, and
     stores syncing and forecasting; scored by what the stores were served."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from shelfcast.cli.pipeline import _quiet_logs, _retrain_config
-    from shelfcast.bench.replay import merge_result, render_line
     from shelfcast.loop.replay import Injection, Replay, ReplayOptions
     from shelfcast.stack.local import LocalStack
 
@@ -51,6 +52,9 @@ def replay(
     )
     folder = folder or Path(settings.home) / "replays" / f"{policy}-{options.start}-{options.end}"
     log_path = folder / "replay.log"
+    if report:
+        doc = Replay(folder, options, settings, say=console.print).report()
+        return _finish(console, doc, folder / "report.json", out)
     folder.mkdir(parents=True, exist_ok=True)
     console.print(f"[dim]replay folder {folder}; the servers' and libraries' own output goes to {log_path}[/dim]")
     runner = None
@@ -65,8 +69,13 @@ def replay(
             if not keep_stack:
                 drain_prefect()  # while its API is still up: else the exit waits on retries to a stopped server
                 LocalStack(runner.settings).down()
+    _finish(console, doc, folder / "result.json", out)
+
+
+def _finish(console, doc: dict, result: Path, out: Path | None) -> None:
+    from shelfcast.bench.replay import merge_result, render_line
+
     console.print(render_line(doc))
-    result = folder / "result.json"
     result.write_text(_json(doc))
     console.print(f"result: {result}")
     if out is not None:

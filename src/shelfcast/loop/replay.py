@@ -338,9 +338,15 @@ class Replay:
     """One replay: its folder holds the stack, `replay.json` (options, ports) and `days.jsonl` (a line per day)."""
 
     def __init__(self, folder: Path, options: ReplayOptions, base: Settings, say: Callable[[str], None] = print,
-                 progress=None, on_day: Callable[[dict], None] | None = None):
+                 progress=None, on_day: Callable[[dict], None] | None = None, own_stack: bool = True,
+                 run_tags: tuple[str, ...] = ("shelfcast", "replay")):
+        """`own_stack`: a stack of the replay's own under `folder` on free ports (else the stack `base` names,
+        already running, as the main job uses it)."""
         self.folder, self.options, self.say, self.progress = Path(folder), options, say, progress
         self.on_day = on_day or (lambda record: None)
+        self.own_stack, self.run_tags = own_stack, run_tags
+        self.ingest_reports: list[dict] = []
+        self.first_night: dict | None = None
         self.state_path, self.days_path = self.folder / "replay.json", self.folder / "days.jsonl"
         self.folder.mkdir(parents=True, exist_ok=True)
         state = json.loads(self.state_path.read_text()) if self.state_path.exists() else None
@@ -349,9 +355,9 @@ class Replay:
                               "or start a new one in another --folder")
         if state is None:
             state = {"options": options.to_dict(),
-                     "ports": dict(zip(("seaweedfs", "prefect", "mlflow"), free_ports(3)))}
+                     "ports": dict(zip(("seaweedfs", "prefect", "mlflow"), free_ports(3))) if own_stack else None}
             self.state_path.write_text(json.dumps(state, indent=1, default=str))
-        self.settings = replay_settings(base, self.folder, state["ports"])
+        self.settings = replay_settings(base, self.folder, state["ports"]) if own_stack else base
         self.timings: dict[str, float] = {"stack": 0.0, "ingest": 0.0, "retrain": 0.0, "promote": 0.0, "stores": 0.0}
 
     def done_days(self) -> list[dict]:
@@ -374,8 +380,8 @@ class Replay:
         options, settings = self.options, self.settings
         started = time.perf_counter()
         step = time.perf_counter()
-        stack = LocalStack(settings)
-        stack.up(on_step=lambda message: self.say(f"stack: {message}"))
+        if self.own_stack:
+            LocalStack(settings).up(on_step=lambda message: self.say(f"stack: {message}"))
         self.timings["stack"] += time.perf_counter() - step
         truth = load_truth(options)
         panel_stores = sorted(truth["store"].unique())
@@ -389,7 +395,7 @@ class Replay:
         task = self.progress.add_task("replay", total=len(days), completed=len(done)) if self.progress else None
         try:
             with settings_in_environment(settings), use_api(settings.prefect_api_url), clock.use_clock(simulated), \
-                    tags("shelfcast", "replay", options.policy):
+                    tags(*self.run_tags, options.policy):
                 if not records:
                     self.bootstrap(truth, simulated)
                 root = self.trusted_root()
@@ -406,6 +412,13 @@ class Replay:
         finally:
             self.timings["total"] = time.perf_counter() - started
         return summarize(self, truth, records)
+
+    def report(self) -> dict:
+        """The result of the days recorded so far, without running any (a replay still going, or stopped)."""
+        records = self.done_days()
+        if not records:
+            raise ConfigError(f"{self.folder} has no replayed day yet; run the replay first")
+        return summarize(self, load_truth(self.options), records)
 
     def trusted_root(self):
         signer = wiring.signer(self.settings)
@@ -424,13 +437,16 @@ class Replay:
         key = deliver_range(landing, truth, truth["date"].min(), last, kind="backfill")
         simulated.set(stamp_at((last + pd.Timedelta(days=1)).date(), 1))
         step = time.perf_counter()
-        ingest_flow()
+        self.ingest_reports += ingest_flow()
         self.timings["ingest"] += time.perf_counter() - step
         self.say(f"history delivered as {key} and ingested")
         simulated.set(stamp_at(options.start - timedelta(days=1), 2))
         step = time.perf_counter()
         night = retrain_flow(options.config.model_copy(update={"warm_start": False}), promote=True)
         self.timings["retrain"] += time.perf_counter() - step
+        self.first_night = night
+        (self.folder / "bootstrap.json").write_text(json.dumps(
+            {"seconds": {k: v for k, v in self.timings.items() if v}, "night": night_record(night, None)}, default=str))
         self.say(f"first model: {describe_promotion(night)}")
 
     def one_day(self, day: date, truth: pd.DataFrame, devices: list[StoreDevice], simulated, root) -> dict:
@@ -451,6 +467,7 @@ class Replay:
         landing = open_landing("landing/", wiring.bucket(settings, "uploader"))
         landing.deliver(f"sales-{yesterday:%Y-%m-%d}.csv", frame_to_csv(rows))
         reports = ingest_flow()
+        self.ingest_reports += reports
         record["ingest"] = {"rows_accepted": sum(r["rows_accepted"] for r in reports),
                             "rows_rejected": sum(r["rows_rejected"] for r in reports),
                             "files": [r["action"] for r in reports]}
@@ -608,8 +625,9 @@ def summarize(replay: Replay, truth: pd.DataFrame, records: list[dict]) -> dict:
         "critical_alerts": sum(1 for a in alerts if a["severity"] == "critical"),
         "model_bytes_to_stores": int(sum(bytes_by_day.values())),
         "model_bytes_on_quiet_days": int(sum(b for d, b in bytes_by_day.items() if d not in moved_days)),
-        "seconds_per_phase": {k: round(v, 1) for k, v in replay.timings.items()},
-        "wall_seconds": round(replay.timings.get("total", 0.0), 1),
+        "seconds_per_phase": phase_seconds(replay.folder, records),
+        "wall_seconds": round(sum(phase_seconds(replay.folder, records).values()), 1),
+        "planned_days": (options.end - options.start).days + 1,
         "training": training_description(options),
         "injections": [i.name for i in options.injections],
     }
@@ -622,6 +640,20 @@ def summarize(replay: Replay, truth: pd.DataFrame, records: list[dict]) -> dict:
         "policy": policy,
         "injections": [judge_injection(i, options, scored, alerts, records) for i in options.injections],
     }
+
+
+def phase_seconds(folder: Path, records: list[dict]) -> dict[str, float]:
+    """Seconds per phase over the first model (`bootstrap.json`) and every recorded day: the work the replay did,
+    whether it ran in one go or was resumed."""
+    totals: dict[str, float] = {}
+    path = Path(folder) / "bootstrap.json"
+    if path.exists():
+        for phase, seconds in json.loads(path.read_text())["seconds"].items():
+            totals[f"first_{phase}"] = seconds
+    for record in records:
+        for phase, seconds in record["seconds"].items():
+            totals[phase] = totals.get(phase, 0.0) + seconds
+    return {k: round(v, 1) for k, v in totals.items()}
 
 
 def training_description(options: ReplayOptions) -> dict:

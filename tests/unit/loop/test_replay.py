@@ -175,7 +175,28 @@ def test_results_merge_compare_with_frozen_and_render(tmp_path):
     table = replay_tables(doc)
     assert "| weekly | 20 (2017-01-01..2017-01-20) | 13.00 | 14.50 | 1.50 | 12.70 | 20.00 |" in table
     assert table.startswith("Retraining weekly paid: stores were served 13.00 % MAPE against 14.50 % from the frozen "
-                            "first model on the same 20 days (+1.50 points; noise floor 12.70 %, 0.30 points above it).")
+                            "first model on the same 20 days (+1.50 points); over its 20 days it served 13.00 % against "
+                            "a noise floor of 12.70 % (0.30 points above it).")
+
+
+def test_a_run_is_compared_with_frozen_on_the_days_both_served(tmp_path):
+    """Frozen stopped early (10 of 20 days): the comparison uses those 10 days only, and the table says the run is
+    partial."""
+    out = tmp_path / "replay.json"
+    days = [f"2017-01-{d:02d}" for d in range(1, 21)]
+    weekly = _entry("weekly", days, 13.0)
+    for d in weekly["daily"][:10]:
+        d["mape_pct"] = 16.0  # worse on the first ten days, better after
+    frozen = dict(_entry("frozen", days[:10], 15.0), planned_days=20)
+    for entry in (weekly, frozen):
+        merge_result(out, {"data": "train.csv", "stores": "1-5", "items": "1-10", "noise_floor_pct": 12.7,
+                           "noise_floor_mape_optimal_pct": 12.4, "policy": entry, "injections": []})
+    doc = json.loads(out.read_text())
+    weekly = doc["policies"][1]
+    assert weekly["compared_days"] == 10
+    assert weekly["same_days_mape_pct"] == pytest.approx(16.0) and weekly["gain_over_frozen_pts"] == pytest.approx(-1.0)
+    assert "Retraining weekly did not pay" in replay_tables(doc)
+    assert "| frozen | 10 of 20 (2017-01-01..2017-01-10) |" in replay_tables(doc)
 
 
 def test_pooled_weights_days_by_forecasts_and_rolling_needs_a_week():
