@@ -346,6 +346,7 @@ class Replay:
         self.on_day = on_day or (lambda record: None)
         self.own_stack, self.run_tags = own_stack, run_tags
         self.ingest_reports: list[dict] = []
+        self.phase: Callable[[str], None] = lambda text: None
         self.first_night: dict | None = None
         self.state_path, self.days_path = self.folder / "replay.json", self.folder / "days.jsonl"
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -393,6 +394,8 @@ class Replay:
         done = {r["day"] for r in records}
         simulated = clock.SimulatedClock(stamp_at(options.start - timedelta(days=1), 0))
         task = self.progress.add_task("replay", total=len(days), completed=len(done)) if self.progress else None
+        self.phase = (lambda text: self.progress.update(task, description=f"replay ({options.policy}) {text}")) \
+            if self.progress else (lambda text: None)
         try:
             with settings_in_environment(settings), use_api(settings.prefect_api_url), clock.use_clock(simulated), \
                     tags(*self.run_tags, options.policy):
@@ -408,7 +411,7 @@ class Replay:
                     records.append(record)
                     self.on_day(record)
                     if self.progress:
-                        self.progress.update(task, advance=1, description=f"replay {day} ({options.policy})")
+                        self.progress.update(task, advance=1)
         finally:
             self.timings["total"] = time.perf_counter() - started
         return summarize(self, truth, records)
@@ -460,6 +463,7 @@ class Replay:
 
         # 01:00: yesterday's file.
         simulated.set(stamp_at(day, 1))
+        self.phase(f"{day}: ingest")
         step = time.perf_counter()
         rows = truth[truth["date"] == yesterday]
         for injection in options.injections:
@@ -477,6 +481,7 @@ class Replay:
         simulated.set(stamp_at(day, 2))
         step = time.perf_counter()
         if options.retrains_on(day):
+            self.phase(f"{day}: retrain")
             drills = [i.drill for i in options.injections if i.drill and first_retrain_on_or_after(options, i.start) == day]
             config = options.config.model_copy(update={"warm_start": options.warm_start,
                                                        "drill": drills[0] if drills else None})
@@ -494,6 +499,7 @@ class Replay:
 
         # 06:00: the stores.
         simulated.set(stamp_at(day, 6))
+        self.phase(f"{day}: {len(devices)} stores sync and forecast")
         step = time.perf_counter()
         record["stores"] = [device.sync_and_forecast(settings, truth[truth["store"] == device.store], day, root)
                             for device in devices]
@@ -620,7 +626,8 @@ def summarize(replay: Replay, truth: pd.DataFrame, records: list[dict]) -> dict:
         "promotions": len([p for p in promotions if p["canary"]]),
         "stable_moves": len([p for p in promotions if p["stable"]]),
         "promotion_log": promotions,
-        "rollbacks": 0,
+        "rollbacks": channel_moves(replay.settings, "rollback"),
+        "channel_moves": channel_moves(replay.settings),
         "alerts": alerts,
         "critical_alerts": sum(1 for a in alerts if a["severity"] == "critical"),
         "model_bytes_to_stores": int(sum(bytes_by_day.values())),
@@ -640,6 +647,21 @@ def summarize(replay: Replay, truth: pd.DataFrame, records: list[dict]) -> dict:
         "policy": policy,
         "injections": [judge_injection(i, options, scored, alerts, records) for i in options.injections],
     }
+
+
+def channel_moves(settings: Settings, action: str | None = None) -> int | None:
+    """Moves in the channels' own logs (every move, or those of one action such as `rollback`); None when the
+    replay's S3 server is not running to ask (a report from a stopped replay's folder)."""
+    from urllib.parse import urlparse
+
+    from shelfcast.delivery.channels import read_log
+    from shelfcast.stack.process import port_open
+
+    if not port_open(urlparse(settings.s3_endpoint_url or "").port or 443):
+        return None
+    objects = wiring.bucket(settings)
+    entries = [e for channel in ("canary", "stable") for e in read_log(objects, channel)]
+    return sum(1 for e in entries if action is None or e.action == action)
 
 
 def phase_seconds(folder: Path, records: list[dict]) -> dict[str, float]:
