@@ -75,6 +75,13 @@ def test_shelfcast_run_goes_from_landing_files_to_registered_versions(installed_
         assert (store["status"], store["serving"]) == ("updated", chosen["version"])
         assert store["model_bytes"] == chosen["tflite_bytes"]
         assert [f["item"] for f in store["forecasts"]] == list(range(1, 11)) and all(f["sales"] > 0 for f in store["forecasts"])
+        # What the stores were served: five stores, three days, scored against what they sold; the model crossed
+        # the wire once per store, on the day the stable channel followed canary.
+        served = summary["served"]
+        assert served["days"] == 3 and served["stores"] == 5
+        assert [d["n"] for d in served["daily"]] == [50, 50, 50]
+        assert summary["served"]["noise_floor_pct"] < served["mape_pct"] < 30
+        assert served["model_bytes_to_stores"] == 5 * chosen["tflite_bytes"]
         # The replay's own clock: ingesting past days raises no freshness alert, nor any other.
         assert summary["alerts"] == []
 

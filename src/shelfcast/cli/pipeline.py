@@ -320,7 +320,8 @@ def run(
     promote: bool = typer.Option(True, help="hand the candidates over to promotion"),
     seed: int = typer.Option(0),
 ) -> None:
-    """The main job: stack up, history, daily deliveries + ingest, one nightly retrain, promotion, summary."""
+    """The main job: stack up, history, one nightly retrain and promotion, then the last days replayed: deliveries,
+    ingest, stores syncing and forecasting, scored; summary."""
     _quiet_logs()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -386,9 +387,15 @@ def print_summary(console, summary: dict) -> None:
                   + (" (`shelfcast alerts list`)" if alerts else ""))
     store = summary.get("store") or {}
     if store:
-        console.print(f"store {store['store']} ({store['channel']}): {store['status']}, serving "
-                      f"{'v' + store['serving'] if store.get('serving') else 'nothing yet'}; "
-                      f"{len(store.get('forecasts', []))} forecasts for tomorrow in {store['folder']}")
+        console.print(f"store {store['store']} ({store['channel']}) on {store['day']}: {store['status']}, serving "
+                      f"{'v' + store['serving'] if store.get('serving') else 'nothing yet'} "
+                      f"({store['model_bytes']:,} bytes downloaded); {len(store.get('forecasts', []))} forecasts "
+                      f"in {store['folder']}")
+    served = summary.get("served") or {}
+    if served.get("mape_pct") is not None:
+        console.print(f"served: {served['stores']} stores over {served['days']} days, MAPE {served['mape_pct']:.2f} % "
+                      f"against the actual sales (seasonal-naive rule {served['seasonal_naive_mape_pct']:.2f} %); "
+                      f"{served['model_bytes_to_stores']:,} model bytes moved to stores")
     where = Table(title="where to look")
     where.add_column("what")
     where.add_column("address")
@@ -400,7 +407,8 @@ def print_summary(console, summary: dict) -> None:
     console.print(where)
     t = summary["timings"]
     console.print(f"done in {t['total_seconds']:.0f}s (stack {t.get('stack_seconds', 0):.0f}s, ingest "
-                  f"{t['ingest_seconds']:.0f}s, retrain {t['retrain_seconds']:.0f}s). The stack keeps running: "
+                  f"{t['ingest_seconds']:.0f}s, retrain {t['retrain_seconds']:.0f}s, stores "
+                  f"{t.get('store_seconds', 0):.0f}s). The stack keeps running: "
                   "`shelfcast stack status`, `shelfcast stack down`.")
 
 

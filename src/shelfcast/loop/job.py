@@ -1,14 +1,16 @@
 """The main job (`shelfcast run`, `make run`): the whole nightly loop on a fresh machine, in a few minutes.
 
+It is a short replay (`shelfcast.loop.replay`) on the stack the settings name:
+
 1. start the local stack (SeaweedFS S3, Prefect server, MLflow server) or reuse the one already running;
 2. make history with the synthetic generator (or read `--data` in Kaggle format);
-3. deliver the history before the last days as one file, then the last days one file per day, running the
-   ingest flow after each delivery (as the hourly schedule would);
-4. run one nightly retrain on a quick configuration;
-5. hand the candidates over to promotion;
-6. a store (store 1, on the canary channel) syncs the promoted model with its own identity and forecasts
-   tomorrow from its recent sales, as a device in the shop would;
-7. print a summary and where to look (Prefect UI, MLflow UI, S3 keys), and write it as JSON.
+3. deliver the history before the last days as one file and run the ingest flow;
+4. run one nightly retrain on a quick configuration and hand its candidates to promotion (canary);
+5. replay the last days one morning at a time, on the loop's own clock: the day's file delivered and ingested
+   (with the live checks on the model stores serve), stable advanced once canary has served a day, and every store
+   syncing the promoted model with its own identity and forecasting the day from its recent sales, scored
+   against what it then sold;
+6. print a summary and where to look (Prefect UI, MLflow UI, S3 keys), and write it as JSON.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ import pandas as pd
 from shelfcast import wiring
 from shelfcast.config import Settings
 from shelfcast.contract import clock
-from shelfcast.data.ingest import deliver_days, deliver_range, open_landing
 from shelfcast.pipeline.config import RetrainConfig
 from shelfcast.pipeline.night import watch
 from shelfcast.pipeline.nightly import parent_sizes
@@ -60,9 +61,8 @@ def make_history(options: JobOptions) -> pd.DataFrame:
 
 def run_job(settings: Settings, options: JobOptions, say=print, progress=None) -> dict:
     """Run the whole loop; returns the summary (also written to `<home>/last-run.json`)."""
-    from shelfcast.flows.ingest import ingest_flow
-    from shelfcast.flows.retrain import retrain_flow
     from shelfcast.flows.serve import use_api
+    from shelfcast.loop.replay import Replay, ReplayOptions
     from shelfcast.stack.local import LocalStack, ui_addresses
 
     started = time.perf_counter()
@@ -72,64 +72,64 @@ def run_job(settings: Settings, options: JobOptions, say=print, progress=None) -
         LocalStack(settings).up(on_step=lambda message: say(f"stack: {message}"))
         timings["stack_seconds"] = time.perf_counter() - step
 
-    step = time.perf_counter()
     history = make_history(options)
     days = sorted(history["date"].unique())
-    if len(days) <= options.deliver_days:
-        raise ValueError(f"history has {len(days)} days; it needs more than the {options.deliver_days} delivered daily")
-    landing = open_landing("landing/", wiring.bucket(settings))
-    split = days[-options.deliver_days - 1]
-    history_key = deliver_range(landing, history, days[0], split, kind="history")
+    if len(days) <= options.deliver_days + 60:
+        raise ValueError(f"history has {len(days)} days; it needs more than the {options.deliver_days} delivered daily "
+                         "and two months before them")
+    end = pd.Timestamp(days[-1]).date()
+    replay_options = ReplayOptions(
+        data=options.data, stores=options.stores, items=options.items, start=end - timedelta(days=options.deliver_days - 1),
+        end=end, policy="weekly", config=options.config, seed=options.seed,
+        history_days=options.history_days - options.deliver_days,
+    )
     say(f"history: {len(history):,} rows, {history.groupby(['store', 'item']).ngroups} series, "
-        f"{pd.Timestamp(days[0]):%Y-%m-%d}..{pd.Timestamp(days[-1]):%Y-%m-%d}; delivered {history_key}")
+        f"{pd.Timestamp(days[0]):%Y-%m-%d}..{end}; the last {options.deliver_days} days are replayed one morning "
+        "at a time")
+    folder = Path(settings.home) / "runs" / clock.now().strftime("%Y%m%dT%H%M%S")
+    specs = list(options.config.model_config_obj().variants)
+    steps = progress.add_task("retrain", total=len(parent_sizes(specs)) + len(specs)) if progress else None
 
-    # Each delivery is ingested on the morning after its last day, as the hourly schedule would, and the retrain
-    # runs at 02:00 after the last one: freshness, future dates and alert times follow that clock, so the replay
-    # of past days raises no alert of its own making.
-    simulated = clock.SimulatedClock(morning_after(split))
-    reports: list[dict] = []
-    from prefect import tags
+    def advance(kind: str, name: str) -> None:
+        if progress:
+            progress.update(steps, advance=1, description=f"retrain: {kind} {name} done")
 
-    with use_api(settings.prefect_api_url) as on_server, clock.use_clock(simulated), tags("shelfcast", "main-job"):
+    def served(record: dict) -> None:
+        store = record["stores"][0]
+        score = record["score"]["mape_pct"]
+        say(f"{record['day']}: ingested {record['ingest']['rows_accepted']} rows; {len(record['stores'])} stores served "
+            f"v{store['serving']}" + (f", MAPE {score:.1f} % against the day's sales" if score is not None else ""))
+
+    with use_api(settings.prefect_api_url) as on_server, watch(advance):
         if not on_server:
             say("SHELFCAST_PREFECT_API_URL is empty: flows run on a temporary local API that keeps nothing")
-        reports += ingest_flow()
-        task = progress.add_task("daily deliveries", total=len(days[-options.deliver_days:])) if progress else None
-        for day in days[-options.deliver_days:]:
-            simulated.set(morning_after(day))
-            (key,) = deliver_days(landing, history, [day])
-            reports += ingest_flow()
-            say(f"delivered {key} and ran the ingest flow at {clock.stamp()}")
-            if progress:
-                progress.advance(task)
-        timings["ingest_seconds"] = time.perf_counter() - step
-
-        step = time.perf_counter()
-        simulated.advance(timedelta(hours=1))
-        specs = list(options.config.model_config_obj().variants)
-        say(f"retrain at {clock.stamp()}: {', '.join(spec.name for spec in specs)} on the last "
-            f"{options.config.window_days} days")
-        steps = progress.add_task("retrain", total=len(parent_sizes(specs)) + len(specs)) if progress else None
-
-        def advance(kind: str, name: str) -> None:
-            if progress:
-                progress.update(steps, advance=1, description=f"retrain: {kind} {name} done")
-
-        with watch(advance):
-            night = retrain_flow(options.config, promote=options.promote)
-        timings["retrain_seconds"] = time.perf_counter() - step
-
-        step = time.perf_counter()
-        store = store_step(settings, history, say)
-        timings["store_seconds"] = time.perf_counter() - step
-        alerts = [{"id": a.id, "rule": a.rule, "severity": a.severity, "scope": a.scope_label, "status": a.status,
-                   "message": a.message} for a in wiring.alert_log(settings).list()]
-
+        replay = Replay(folder, replay_options, settings, say=say, on_day=served, own_stack=False,
+                        run_tags=("shelfcast", "main-job"))
+        if not options.promote:
+            raise ValueError("the main job replays what stores are served; run `shelfcast retrain` to train without "
+                             "promoting")
+        doc = replay.run()
+    timings["ingest_seconds"] = replay.timings["ingest"]
+    timings["retrain_seconds"] = replay.timings["retrain"]
+    timings["store_seconds"] = replay.timings["stores"]
+    records = [json.loads(line) for line in replay.days_path.read_text().splitlines()]
+    first_store = records[0]["stores"][0]
+    store = {**first_store, "day": records[0]["day"], "folder": str(folder / "stores" / f"store-{first_store['store']}"),
+             "forecasts": [{"item": int(item), "date": records[0]["day"], "sales": round(value, 1)}
+                           for item, value in sorted(first_store["forecasts"].items(), key=lambda kv: int(kv[0]))]}
+    alerts = [{"id": a.id, "rule": a.rule, "severity": a.severity, "scope": a.scope_label, "status": a.status,
+               "message": a.message} for a in wiring.alert_log(settings).list()]
     timings["total_seconds"] = time.perf_counter() - started
+    policy = doc["policy"]
     summary = {
-        "night": night,
+        "night": replay.first_night,
         "ingest": [{k: r[k] for k in ("name", "action", "rows_read", "rows_accepted", "rows_duplicate",
-                                        "rows_rejected", "error")} for r in reports],
+                                        "rows_rejected", "error")} for r in replay.ingest_reports],
+        "served": {"days": policy["days"], "mape_pct": policy["served_mape_pct"],
+                   "seasonal_naive_mape_pct": policy["seasonal_naive_mape_pct"],
+                   "noise_floor_pct": doc["noise_floor_pct"],
+                   "daily": [{"day": d["day"], "mape_pct": d["mape_pct"], "n": d["n"]} for d in policy["daily"]],
+                   "model_bytes_to_stores": policy["model_bytes_to_stores"], "stores": len(records[0]["stores"])},
         "where": {**ui_addresses(settings), "MLflow UI": wiring.tracker(settings).runs_url()},
         "store": store,
         "alerts": alerts,
@@ -140,44 +140,6 @@ def run_job(settings: Settings, options: JobOptions, say=print, progress=None) -
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(summary, indent=1, default=str))
     summary["summary_path"] = str(path)
-    return summary
-
-
-def morning_after(day) -> str:
-    """01:00 UTC on the day after `day`: when the hourly ingest first sees a file of that day's sales."""
-    return clock.stamp(pd.Timestamp(day).to_pydatetime() + timedelta(days=1, hours=1))
-
-
-STORE_ID, STORE_CHANNEL = 1, "canary"  # canary stores get a new model first
-
-
-def store_step(settings: Settings, history: pd.DataFrame, say) -> dict:
-    """What a shop device does next: sync the channel with the store identity (verify the signed metadata, pull,
-    verify, atomic swap), then forecast tomorrow for every item from the store's recent sales."""
-    from shelfcast.device.forecast import predict_store
-    from shelfcast.device.sync import StoreClient
-
-    folder = Path(settings.home) / "stores" / f"store-{STORE_ID}"
-    signer = wiring.signer(settings)  # the device is provisioned with the bucket's root, as `keys show --root-out`
-    result = StoreClient(wiring.bucket(settings, "store"), STORE_CHANNEL, folder, store_id=STORE_ID,
-                         trusted_root=signer.root_bytes() if signer else None).sync()
-    summary = {"store": STORE_ID, "channel": STORE_CHANNEL, "folder": str(folder), "status": result.status,
-               "serving": result.serving, "model_bytes": result.model_bytes, "message": result.message}
-    say(f"store {STORE_ID} sync ({STORE_CHANNEL}): {result.status}, serving "
-        f"{'v' + result.serving if result.serving else 'nothing yet'} ({result.model_bytes:,} bytes downloaded)")
-    if result.serving is None:
-        return summary
-    recent = history[history["store"] == STORE_ID]
-    recent = recent[recent["date"] > recent["date"].max() - pd.Timedelta(days=120)]
-    sales_csv = folder / "recent-sales.csv"
-    recent[["date", "store", "item", "sales"]].to_csv(sales_csv, index=False, date_format="%Y-%m-%d")
-    report = predict_store(folder, sales_csv, STORE_ID)
-    forecasts = sorted(report.forecasts, key=lambda f: f.item)
-    summary["forecasts"] = [{"item": f.item, "date": f.date, "sales": round(f.sales, 1)} for f in forecasts]
-    if forecasts:
-        shown = ", ".join(f"item {f.item}: {f.sales:.1f}" for f in forecasts[:4])
-        say(f"store {STORE_ID} forecast for {forecasts[0].date} with v{report.version}: {shown}"
-            + (f" (+{len(forecasts) - 4} more)" if len(forecasts) > 4 else ""))
     return summary
 
 
