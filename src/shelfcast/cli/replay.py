@@ -67,7 +67,6 @@ def replay(
             doc = runner.run()
         finally:
             if not keep_stack:
-                drain_prefect()  # while its API is still up: else the exit waits on retries to a stopped server
                 LocalStack(runner.settings).down()
     _finish(console, doc, folder / "result.json", out)
 
@@ -81,15 +80,6 @@ def _finish(console, doc: dict, result: Path, out: Path | None) -> None:
     if out is not None:
         png = merge_result(out, doc)
         console.print(f"merged into {out}; plot {png}")
-
-
-def drain_prefect(timeout_s: float = 10.0) -> None:
-    """Send the logs and events Prefect still holds for this process."""
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-
-    for worker in (APILogWorker, EventsWorker):
-        worker.drain_all(timeout=timeout_s, at_exit=False)
 
 
 def _day(text: str, option: str) -> date:

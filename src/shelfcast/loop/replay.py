@@ -245,6 +245,15 @@ def replay_settings(base: Settings, folder: Path, ports: dict[str, int]) -> Sett
     })
 
 
+def drain_prefect(timeout_s: float = 10.0) -> None:
+    """Send the logs and events Prefect still holds and stop its background services, while this replay's API is
+    still up: the next flow (another replay's stack, another API) starts services of its own instead of calling
+    a stopped server, and an interrupted replay exits instead of retrying one."""
+    from prefect._internal.concurrency.services import QueueService
+
+    QueueService.drain_all(timeout=timeout_s, at_exit=False)
+
+
 @contextmanager
 def settings_in_environment(settings: Settings):
     """The flows read their settings from the environment (as a deployment's worker does): point them at the
@@ -414,6 +423,7 @@ class Replay:
                         self.progress.update(task, advance=1)
         finally:
             self.timings["total"] = time.perf_counter() - started
+            drain_prefect()
         return summarize(self, truth, records)
 
     def report(self) -> dict:
