@@ -9,7 +9,7 @@ export PYTHONUNBUFFERED := 1
 
 DATA ?= ../shared/data/demand-forecasting-kernels-only.zip
 
-.PHONY: install run test test-fast lint bench-compression clean
+.PHONY: install run test test-random test-fast lint bench-compression clean
 
 install: $(STAMP)
 
@@ -23,8 +23,19 @@ $(STAMP): pyproject.toml requirements.lock
 run: $(STAMP)
 	$(BIN)/shelfcast run
 
+# In file order; `test-random` runs the same tests in random orders.
 test: $(STAMP)
-	$(BIN)/python -m pytest -p no:cacheprovider --timeout=1800
+	$(BIN)/python -m pytest -p no:cacheprovider -p no:randomly --timeout=1800
+
+# The suite (or TESTS, e.g. TESTS=tests/unit) once per seed in SEEDS, in pytest-randomly's order for that seed:
+# a test that passes only after another one ran fails here. `--randomly-seed=N` reproduces an order.
+SEEDS ?= 1 2 3
+TESTS ?=
+test-random: $(STAMP)
+	for seed in $(SEEDS); do \
+		$(BIN)/python -m pytest -p no:cacheprovider -p randomly --randomly-seed=$$seed --timeout=1800 $(TESTS) \
+			|| exit 1; \
+	done
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m unit

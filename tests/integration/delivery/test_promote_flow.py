@@ -5,6 +5,7 @@ import json
 
 import pytest
 from prefect import flow
+from tests.integration._prefect import run_and_artifacts
 
 from shelfcast.flows.promote import promote_candidates
 from shelfcast.delivery.channels import read_head
@@ -43,8 +44,6 @@ def _register(client, settings, tiny_tflite, tmp_path, night):
 
 def test_nightly_flow_promotes_registered_candidates(prefect_api, pipeline_env, tiny_tflite, tmp_path):
     from mlflow import MlflowClient
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     settings = pipeline_env
     client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
@@ -54,7 +53,7 @@ def test_nightly_flow_promotes_registered_candidates(prefect_api, pipeline_env, 
     def nightly():
         return promote_candidates(tracked, night="2026-01-05", settings=settings)
 
-    report = nightly()
+    report, artifacts = run_and_artifacts(nightly, "promotion")
     assert report["status"] == "promoted" and report["decision"]["action"] == "bootstrap", report
     chosen = tracked[1].version
     assert report["canary"]["version"] == chosen and report["canary"]["alias"] == "canary"
@@ -65,9 +64,8 @@ def test_nightly_flow_promotes_registered_candidates(prefect_api, pipeline_env, 
     loser = client.get_model_version(settings.registered_model, tracked[0].version).tags
     assert loser["shelfcast.selection"] == "rejected" and "13.20 vs 14.00" in loser["shelfcast.selection_reason"]
 
-    with get_client(sync_client=True) as prefect:
-        artifacts = prefect.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["promotion"])))
-    assert artifacts and "**chosen**" in artifacts[0].data and "rejected (outranked)" in artifacts[0].data
+    (artifact,) = artifacts  # this run's own, whichever promotions ran before it
+    assert "**chosen**" in artifact and "rejected (outranked)" in artifact
 
     again = promote_candidates(tracked, night="2026-01-05", settings=settings)  # a rerun outside any flow
     assert again["status"] == "already serving" and read_head(objects, "canary").seq == 1

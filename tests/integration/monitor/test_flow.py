@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 from prefect import flow
+from tests.integration._prefect import run_and_artifacts
 from tests.integration.monitor.test_webhook import Receiver
 
 from shelfcast.config import Settings
@@ -21,15 +22,6 @@ from shelfcast.data.ingest import IngestOptions, ingest_landing, open_landing
 from shelfcast.monitor.alert_log import AlertLog
 
 pytestmark = pytest.mark.integration
-
-
-def artifacts(key: str) -> list[str]:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-    with get_client(sync_client=True) as client:
-        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
-    return [a.data or "" for a in found]
 
 
 @pytest.fixture
@@ -51,14 +43,14 @@ def test_after_retrain_task_publishes_links_and_notifies(prefect_api, tmp_path, 
     def night():
         return check_after_retrain([bad], settings=settings, experiment_id="3")
 
-    summary = night()
+    summary, artifacts = run_and_artifacts(night, "shelfcast-alerts-candidates")
     assert summary["opened"] == [1] and summary["delivered"] == 1
     assert summary["findings"] == ["critical int8_drop shelfcast-demand/lstm16-int8 v12"]
     alert = AlertLog(settings.alerts_db).get(1)
     assert alert.prefect_flow_run_id and alert.mlflow_url == "http://127.0.0.1:5999/#/experiments/3/runs/abc"
     assert "int8_drop" in receiver.requests[0]["json"]["text"]
-    assert any("shelfcast-demand/lstm16-int8 v12" in text and "int8_drop" in text
-               for text in artifacts("shelfcast-alerts-candidates"))
+    (text,) = artifacts
+    assert "shelfcast-demand/lstm16-int8 v12" in text and "int8_drop" in text
 
 
 @pytest.fixture
@@ -100,14 +92,15 @@ def test_after_ingest_task_checks_the_mlflow_champion_on_the_sales_store(prefect
     def hourly():
         return check_store_after_ingest(sales_store, settings=settings, tracker=champion_registry)
 
-    summary = hourly()
+    summary, artifacts = run_and_artifacts(hourly, "shelfcast-alerts-live")
     # the newest sales day is 2016-06-30, long before now: the whole feed is stale, one chain alert
     assert "critical freshness all stores" in summary["findings"]
     assert summary["accuracy_points"] == 2 * 28
     assert not any("live_accuracy" in s for s in summary["skipped"])  # the champion forecast every day
     points = pd.DataFrame(AlertLog(settings.alerts_db).accuracy("champion", "store"))
     assert set(points["store"]) == {1, 2} and points["date"].max() == "2016-06-30"
-    assert any("live champion" in text for text in artifacts("shelfcast-alerts-live"))
+    (text,) = artifacts
+    assert "live champion" in text
 
 
 def test_after_ingest_task_with_plain_arguments(prefect_api, tmp_path, tiny_tflite):
