@@ -1,7 +1,8 @@
 """Roll a channel back: move its pointer to an earlier version that still exists, matches its checksum and loads.
 
 Without `--to`, the target is the newest version the channel served before the current one, skipping versions
-that were themselves rolled back from (a second rollback goes further back, never forward to a bad model).
+that were themselves rolled back from (a second rollback goes further back, never forward to a bad model) unless
+the channel moved to them again after that rollback (a version re-promoted once fixed is good again).
 A target that is missing, corrupt or does not load is refused with the reason; the channel keeps its version.
 """
 
@@ -19,8 +20,13 @@ from shelfcast.contract.objects import ObjectStore
 
 def rollback_target(log: Sequence[Pointer], current: str) -> str | None:
     """The version a plain rollback returns to (see the module docstring), or None when there is none."""
-    rolled_back_from = {e.previous_version for e in log if e.action == "rollback" and e.previous_version}
-    for entry in sorted(log, key=lambda e: e.seq, reverse=True):
+    moves = sorted(log, key=lambda e: e.seq)
+    rolled_back_from: set[str] = set()
+    for entry in moves:  # oldest first: a move to a version clears it, a rollback away from one marks it
+        rolled_back_from.discard(entry.version)
+        if entry.action == "rollback" and entry.previous_version:
+            rolled_back_from.add(entry.previous_version)
+    for entry in reversed(moves):
         if entry.version != current and entry.version not in rolled_back_from:
             return entry.version
     return None

@@ -10,7 +10,7 @@ from shelfcast.device.sync import StoreClient
 from shelfcast.contract.manifest import model_key
 from shelfcast.delivery.publish import make_manifest, move_channel, publish_model
 from shelfcast.delivery.registry import MlflowRegistry
-from shelfcast.delivery.rollback import rollback, rollback_target
+from shelfcast.delivery.rollback import rollback
 
 pytestmark = pytest.mark.integration
 
@@ -100,16 +100,3 @@ def test_rollback_moves_the_mlflow_alias_with_the_pointer(trainer_store, served,
     assert result.alias == "champion" and result.alias_error is None
     assert registry.get_alias("champion") == "2"
     assert any("repaired alias 'champion': None -> 3" in note for note in result.notes)
-
-
-def test_plain_rollback_target_skips_versions_rolled_back_from():
-    from shelfcast.contract.manifest import Pointer
-
-    def entry(seq, version, action="promote", previous=None):
-        return Pointer("c", "m", version, "0" * 64, 1, seq, str(seq), "2026-01-01T00:00:00Z", action, "t",
-                       previous_version=previous)
-
-    log = [entry(1, "1"), entry(2, "2"), entry(3, "3"), entry(4, "2", "rollback", "3")]
-    assert rollback_target(log, "2") == "1"
-    assert rollback_target(log[:3], "3") == "2"
-    assert rollback_target(log[:1], "1") is None
