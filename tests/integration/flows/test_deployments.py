@@ -16,7 +16,6 @@ import yaml
 from shelfcast import wiring
 from shelfcast.pipeline.config import INGEST_CRON, RETRAIN_CRON
 
-pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]
 PREFECT_YAML = ROOT / "deployments" / "prefect.yaml"
 
@@ -36,6 +35,7 @@ def next_runs(cron: str, tz: str, count: int = 3) -> list[datetime]:
     return asyncio.run(CronSchedule(cron=cron, timezone=tz).get_dates(n=count, start=start))
 
 
+@pytest.mark.unit  # the files and the schedule model, no server
 def test_every_entrypoint_imports_and_accepts_its_parameters(project):
     from prefect.flows import load_flow_from_entrypoint
 
@@ -51,6 +51,7 @@ def test_every_entrypoint_imports_and_accepts_its_parameters(project):
     assert config.task_runner == "thread" and config.model_config_obj().variants
 
 
+@pytest.mark.unit  # the files and the schedule model, no server
 def test_schedules_parse_hourly_ingest_and_retrain_at_two(project):
     names = {d["name"]: d for d in project["deployments"]}
     (ingest,) = names["ingest-hourly"]["schedules"]
@@ -83,6 +84,7 @@ def prefect_deploy(prefect_api: str) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
+@pytest.mark.integration
 def test_prefect_deploy_registers_both_deployments(prefect_api, project):
     from prefect.client.orchestration import get_client
 
@@ -97,6 +99,7 @@ def test_prefect_deploy_registers_both_deployments(prefect_api, project):
     assert retrain.parameters["promote"] is True and retrain.parameters["config"]["window_days"] == 730
 
 
+@pytest.mark.unit  # the files and the schedule model, no server
 def test_serve_builds_the_same_schedules_in_the_chosen_timezone():
     from shelfcast.flows.serve import build_deployments
 
@@ -107,6 +110,7 @@ def test_serve_builds_the_same_schedules_in_the_chosen_timezone():
     assert retrain.parameters["promote"] is True
 
 
+@pytest.mark.integration
 def test_shelfcast_serve_runs_a_flow_run_of_its_deployment_then_stops_on_sigterm(pipeline_env, prefect_api):
     """`shelfcast serve` as an operator starts it: it refuses to serve deployments a worker already has, takes
     them over with --replace, picks up a run of its ingest deployment (created the way the scheduler or the UI

@@ -7,7 +7,7 @@ import pytest
 
 from bench.alert_scenarios import main, run
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.unit
 
 
 @pytest.fixture(scope="module")

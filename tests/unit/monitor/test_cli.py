@@ -1,4 +1,4 @@
-"""The on-call CLI end to end through Typer's CliRunner on a real alert log file."""
+"""The on-call CLI end to end through Typer's CliRunner on a real alert log file (SQLite, no server)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from shelfcast.monitor.evaluation import ExpectedError, evaluation_frame
 from shelfcast.monitor.alert_log import AlertLog
 from shelfcast.monitor.thresholds import load_thresholds
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.unit
 
 THRESHOLDS = load_thresholds()
 
