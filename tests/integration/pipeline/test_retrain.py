@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from tests.integration._prefect import run_and_artifacts
 
 from shelfcast import wiring
 from shelfcast.config import Settings
@@ -48,10 +49,16 @@ def night_env(make_pipeline_env, mlflow_server, prefect_api, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def first_night(night_env):
+def first_night_run(night_env):
+    """The first night's report and the `retrain-summary` artifacts of its own flow run."""
     from shelfcast.flows.retrain import retrain_flow
 
-    return retrain_flow(RetrainConfig.load("quick", **TINY), night="first")
+    return run_and_artifacts(retrain_flow, "retrain-summary", RetrainConfig.load("quick", **TINY), night="first")
+
+
+@pytest.fixture(scope="module")
+def first_night(first_night_run):
+    return first_night_run[0]
 
 
 def tracker_for(settings) -> Tracker:
@@ -85,23 +92,35 @@ def test_every_variant_is_a_nested_run_and_a_registered_candidate(night_env, fir
     assert {c["version"] for c in first_night["candidates"]} == {c.version for c in candidates.values()}
 
 
-def test_the_night_leaves_a_prefect_summary(first_night):
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-    with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["retrain-summary"])))
-    assert any(first_night["parent_run_id"] in (a.data or "") and "| LSTM-8+INT8 | ok |" in a.data for a in artifacts)
+def test_the_night_leaves_a_prefect_summary(first_night_run):
+    first_night, artifacts = first_night_run
+    (summary,) = artifacts
+    assert first_night["parent_run_id"] in summary and "| LSTM-8+INT8 | ok |" in summary
 
 
-def test_dask_runner_fans_out_on_two_local_worker_processes(night_env, first_night):
+def test_dask_runner_fans_out_on_two_worker_processes(night_env, first_night):
+    """The night on a Dask cluster of two worker processes (the test's own, so its task stream shows who ran
+    what): two sizes make two parents that start at once, and each worker runs some of the night's tasks."""
+    from distributed import Client, LocalCluster, get_task_stream
+
     from shelfcast.flows.retrain import retrain_flow
 
-    report = retrain_flow(RetrainConfig.load("quick", **TINY, task_runner="dask", workers=2), night="dask")
-    assert [v["status"] for v in report["variants"]] == ["ok", "ok"]
-    sizes = {v["name"]: v["metrics"]["tflite_bytes"] for v in report["variants"]}
+    variants = [*TINY["variants"], "lstm4"]
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        with get_task_stream(client) as stream:
+            report = retrain_flow(RetrainConfig.load("quick", **{**TINY, "variants": variants}, task_runner="dask",
+                                                     dask_address=cluster.scheduler_address), night="dask")
+        workers = set(cluster.scheduler_info["workers"])
+    assert [v["status"] for v in report["variants"]] == ["ok", "ok", "ok"]
+    assert len(stream.data) == 2 + 3  # the two parents and the three variants, each one task on the cluster
+    ran = {}
+    for record in stream.data:
+        ran[record["worker"]] = ran.get(record["worker"], 0) + 1
+    assert set(ran) == workers and len(workers) == 2, ran  # both worker processes ran tasks of the night
+    sizes = {v["name"]: v["metrics"]["tflite_bytes"] for v in report["variants"] if v["name"] != "LSTM-4"}
     assert sizes == {v["name"]: v["metrics"]["tflite_bytes"] for v in first_night["variants"]}
-    assert len(report["candidates"]) == 2
+    assert len(report["candidates"]) == 3
 
 
 def test_warm_start_fine_tunes_the_champion_and_scores_it_on_the_same_holdout(night_env, first_night):
@@ -205,13 +224,19 @@ def test_a_retrain_killed_half_way_leaves_no_candidate(night_env, prefect_api, t
     assert tracker.candidates("killed") == []
 
 
-def test_the_night_records_the_sales_table_version_it_trained_on(night_env, first_night):
+def test_the_night_records_the_sales_table_version_it_trained_on(night_env, first_night, tmp_path):
+    from shelfcast.contract.objects import LocalObjects
     from shelfcast.pipeline.nightly import load_training_data
 
     settings, _ = night_env
     parent = tracker_for(settings).client.get_run(first_night["parent_run_id"])
     version = int(parent.data.params["sales_table_version"])
-    store = SalesTable(wiring.bucket(settings))
+    # The later delivery goes to a copy of the bucket: the module's other nights train on the table they share.
+    bucket, copy = wiring.bucket(settings), LocalObjects(tmp_path / "bucket")
+    for info in bucket.list(""):
+        copy.put(info.key, bucket.get(info.key).body)
+    store = SalesTable(copy)
+    assert store.version() == SalesTable(bucket).version()
     config = RetrainConfig.load("quick", **TINY)
     night = load_training_data(store, config, version=version)
     assert night.table_version == version and night.rows == first_night["data"]["rows"]
