@@ -13,8 +13,12 @@ pytestmark = pytest.mark.integration
 @pytest.mark.parametrize("scaling", ["window_mean", "profile"])
 def test_sync_and_predict_with_the_trainer_stack_refused(seaweedfs, trainer_store, tiny_tflite, tmp_path, signing,
                                                          scaling):
-    """`profile`: the edge configuration's scaling, its pooled factors read from the manifest, numpy only."""
+    """`profile`: the edge configuration's scaling, its pooled factors read from the manifest, numpy only. The
+    forecast printed is the one the same `.tflite` gives in this process, with the full stack loaded."""
     from dataclasses import replace
+
+    from shelfcast.contract.runtime import TFLiteForecaster
+    from shelfcast.device.forecast import forecast_series, read_recent_sales
 
     spec = replace(tiny_tflite["spec"], scaling=scaling, weekday_factors=(0.8, 0.9, 1.0, 1.0, 1.0, 1.1, 1.2),
                    month_factors=(1.1,) * 6 + (0.9,) * 6)
@@ -37,4 +41,6 @@ def test_sync_and_predict_with_the_trainer_stack_refused(seaweedfs, trainer_stor
     lines = predict.stdout.strip().splitlines()
     assert lines[0] == "date,store,item,forecast,model_version" and len(lines) == 3
     assert all(line.startswith("2018-03-15,3,") and line.endswith(",7") for line in lines[1:])
-    assert all(float(line.split(",")[3]) >= 0 for line in lines[1:])
+    known = forecast_series(read_recent_sales(tmp_path / "recent.csv"), TFLiteForecaster(tiny_tflite["v2"]), spec, "7")
+    assert [f.sales > 0 for f in known.forecasts] == [True, True]  # real numbers, not the clip at zero
+    assert predict.stdout.strip() == known.to_csv().strip()
