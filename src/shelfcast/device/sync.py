@@ -400,12 +400,28 @@ class StoreClient:
         return results
 
 
+def _installed_versions(directory: Path) -> list[str]:
+    """The versions installed under `versions/` whose manifest reads (their models are checked when served)."""
+    try:
+        folders = sorted(p.name for p in (directory / VERSIONS).iterdir() if p.is_dir())
+    except OSError:
+        return []
+    return [name for name in folders if read_installed(directory, name) is not None]
+
+
 def serving_model(directory: str | Path) -> tuple[TFLiteForecaster, Manifest, str | None]:
     """The store's current model, checked and loaded; falls back to the previous one if the current file was
     damaged on disk. Returns (forecaster, manifest, note about a fallback or None)."""
     directory = Path(directory)
     active = read_json(directory / ACTIVE)
     if not active.get("current"):
+        on_disk = _installed_versions(directory)
+        if on_disk:  # a damaged or lost active.json, or a crash between the first install's rename and it
+            state = "damaged" if (directory / ACTIVE).exists() else "missing"
+            raise ModelLoadError(
+                f"{directory / ACTIVE} is {state} (it names no current version) but {directory / VERSIONS} holds "
+                f"version {', '.join(on_disk)}; run `shelfcast store sync --dir {directory}` to activate the "
+                "channel's version again (from disk when it is one of them)")
         raise ModelLoadError(f"{directory} holds no model yet; run `shelfcast store sync --dir {directory}` first")
     problems = []
     for role in ("current", "previous"):

@@ -12,14 +12,15 @@ import numpy as np
 import pytest
 
 from shelfcast.delivery.channels import move_pointer
-from shelfcast.device.sync import StoreClient, assigned_channel, parse_every, serving_model
+from shelfcast.device.sync import StoreClient, serving_model
 from shelfcast.device.forecast import predict_store
 from shelfcast.contract.manifest import Pointer, model_key, pointer_key
 from shelfcast.delivery.publish import make_manifest, publish_model
 from shelfcast.contract.runtime import TFLiteForecaster
-from shelfcast.device.cli import DEFAULTS, main as store_main
+from shelfcast.device.cli import main as store_main
 from shelfcast.contract.features import build_inputs, calendar_features
 from shelfcast.stack.process import free_port
+from shelfcast.contract.errors import ModelLoadError
 
 pytestmark = pytest.mark.integration
 
@@ -61,14 +62,47 @@ def _forge(trainer_store, name, channel, version, stored_bytes, manifest_of, sig
     signing.sign_targets(move_targets(trainer_store, pointer_key(channel), pointer.to_json(), manifest))
 
 
-def test_sync_installs_then_polls_for_free_then_swaps_keeping_the_previous(store_identity_store, channel, tmp_path,
+def recorded_store(seaweedfs):
+    """The store identity's bucket with every HTTP exchange recorded: (method, path, If-None-Match, status).
+    Its boto3 client is its own (not the process-wide one), so the recording sees this test's calls only."""
+    import boto3
+    from botocore.config import Config
+
+    from shelfcast.contract.objects import ObjectStore
+    from tests.conftest import BUCKET, STORE
+
+    client = boto3.client("s3", endpoint_url=seaweedfs.urls["s3"], aws_access_key_id=STORE[0],
+                          aws_secret_access_key=STORE[1], region_name="us-east-1",
+                          config=Config(s3={"addressing_style": "path"}))
+    objects = ObjectStore(client, BUCKET)
+    sent, exchanges = [], []
+
+    def before_send(request, **_):
+        condition = request.headers.get("If-None-Match")
+        condition = condition.decode() if isinstance(condition, bytes) else condition
+        sent.append((request.method, request.url.split(f"/{BUCKET}/", 1)[-1], condition))
+
+    def after_call(http_response, **_):
+        exchanges.append((*sent.pop(0), http_response.status_code))
+
+    objects.client.meta.events.register("before-send.s3", before_send)
+    objects.client.meta.events.register("after-call.s3", after_call)
+    return objects, exchanges
+
+
+def test_sync_installs_then_polls_for_free_then_swaps_keeping_the_previous(seaweedfs, trainer_store, channel, tmp_path,
                                                                           tiny_tflite, signing):
     name, ch, publish = channel
-    client = StoreClient(store_identity_store, ch, tmp_path / "store", trusted_root=signing.trusted_root)
+    objects, exchanges = recorded_store(seaweedfs)
+    client = StoreClient(objects, ch, tmp_path / "store", trusted_root=signing.trusted_root)
     first = client.sync()
     assert (first.status, first.serving, first.model_bytes) == ("updated", "1", len(tiny_tflite["v1"]))
+    exchanges.clear()
     again = client.sync()
     assert (again.status, again.serving, again.model_bytes) == ("unchanged", "1", 0)
+    # The whole poll is one conditional HEAD of the signed timestamp, answered 304 Not Modified: nothing read.
+    timestamp = trainer_store.head("metadata/timestamp.json").etag
+    assert exchanges == [("HEAD", "metadata/timestamp.json", timestamp, 304)]
 
     publish("2", tiny_tflite["v2"])
     update = client.sync()
@@ -79,6 +113,57 @@ def test_sync_installs_then_polls_for_free_then_swaps_keeping_the_previous(store
     publish("3")
     client.sync()
     assert sorted(p.name for p in (tmp_path / "store" / "versions").iterdir()) == ["2", "3"]  # two kept
+
+
+class PowerCut(BaseException):
+    """Stops a sync where it is, like a crash: no handler of the sync catches it."""
+
+
+def test_a_store_killed_between_the_version_rename_and_active_json_serves_the_old_model_then_swaps(
+        store_identity_store, channel, tmp_path, tiny_tflite, signing, monkeypatch):
+    """The crash is raised where active.json would be rewritten: the new version is already renamed into
+    versions/, active.json still names the old one, as a power cut there leaves the folder."""
+    name, ch, publish = channel
+    folder = tmp_path / "store"
+    assert StoreClient(store_identity_store, ch, folder, trusted_root=signing.trusted_root).sync().serving == "1"
+    publish("2", tiny_tflite["v2"])
+
+    def cut(self, version, previous):
+        raise PowerCut(version)
+
+    monkeypatch.setattr(StoreClient, "_activate", cut)
+    with pytest.raises(PowerCut):
+        StoreClient(store_identity_store, ch, folder, trusted_root=signing.trusted_root).sync()
+    monkeypatch.undo()
+    assert sorted(p.name for p in (folder / "versions").iterdir()) == ["1", "2"]
+    _, manifest, note = serving_model(folder)
+    assert (manifest.version, note) == ("1", None)  # the old model, whole, and nothing to report
+
+    restarted = StoreClient(store_identity_store, ch, folder, trusted_root=signing.trusted_root)
+    result = restarted.sync()
+    assert (result.status, result.serving, result.model_bytes) == ("updated", "2", 0)  # verified on disk, no download
+    assert "already on disk, verified" in result.message
+    assert restarted.active()["previous"] == "1" and serving_model(folder)[1].version == "2"
+
+
+def test_a_damaged_active_json_names_the_models_on_disk_and_the_next_sync_repairs_it(
+        store_identity_store, channel, tmp_path, tiny_tflite, signing):
+    name, ch, publish = channel
+    folder = tmp_path / "store"
+    client = StoreClient(store_identity_store, ch, folder, trusted_root=signing.trusted_root)
+    client.sync()
+    publish("2", tiny_tflite["v2"])
+    assert client.sync().serving == "2"
+    (folder / "active.json").write_bytes(b'{"current": "2", "previ')  # torn by the disk
+    with pytest.raises(ModelLoadError) as refused:
+        serving_model(folder)
+    assert str(refused.value) == (
+        f"{folder / 'active.json'} is damaged (it names no current version) but {folder / 'versions'} holds "
+        f"version 1, 2; run `shelfcast store sync --dir {folder}` to activate the channel's version again (from "
+        "disk when it is one of them)")
+    result = client.sync()
+    assert (result.status, result.serving, result.model_bytes) == ("updated", "2", 0)
+    assert serving_model(folder)[1].version == "2"
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -432,25 +517,6 @@ def test_store_cli_sync_once_loop_and_predict(seaweedfs, channel, tmp_path, monk
     monkeypatch.setenv("SHELFCAST_STORE_SECRET_KEY", "wrong")
     assert store_main(["sync", "--store-id", "4", "--channel", ch, "--dir", folder]) == 1
     assert "status=error serving=1" in capsys.readouterr().out
-
-
-def test_store_settings_default_like_the_trainer_settings():
-    from shelfcast.config import Settings
-
-    settings = Settings(_env_file=None)
-    assert DEFAULTS == {"SHELFCAST_S3_ENDPOINT_URL": settings.s3_endpoint_url, "SHELFCAST_S3_REGION": settings.s3_region,
-                        "SHELFCAST_BUCKET": settings.bucket, "SHELFCAST_STORE_ACCESS_KEY": settings.store_access_key,
-                        "SHELFCAST_HOME": str(settings.home)}
-
-
-def test_channel_assignment_and_poll_interval_parsing():
-    fleet = {"default": "stable", "channels": {"canary": [1, 2], "pilot": [7]}}
-    assert [assigned_channel(s, fleet) for s in (1, 2, 3, 7)] == ["canary", "canary", "stable", "pilot"]
-    with pytest.raises(ValueError, match="several channels"):
-        assigned_channel(1, {"default": "stable", "channels": {"canary": [1], "pilot": [1]}})
-    assert [parse_every(t) for t in ("15m", "30s", "1h", "90")] == [900, 30, 3600, 90]
-    with pytest.raises(ValueError, match="15m"):
-        parse_every("soon")
 
 
 def test_predict_with_a_profile_scaled_model_uses_the_manifests_pooled_factors(store_identity_store, trainer_store,
