@@ -3,6 +3,7 @@ killed half way, the nightly promotion with a real MLflow registry (SQLite backe
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -69,33 +70,58 @@ def test_an_unloadable_model_is_never_published(trainer_store, tiny_tflite):
     assert trainer_store.head(model_key(name, "1")) is None
 
 
+class ClaimsAtOnce:
+    """The real bucket, except that a claim of a promotion-log entry first waits at `barrier`: every racer has
+    then read the same head and checked its version, and all of them claim the same entry together (threads
+    started together alone often finish one promotion before the next one reads the head)."""
+
+    def __init__(self, objects, barrier: threading.Barrier):
+        self.objects, self.barrier = objects, barrier
+
+    def __getattr__(self, name):
+        return getattr(self.objects, name)
+
+    def put_if_absent(self, key, body, content_type="application/octet-stream"):
+        if key.startswith("promotions/") and "/log/" in key:
+            self.barrier.wait(timeout=60)
+        return self.objects.put_if_absent(key, body, content_type)
+
+
 @pytest.mark.parametrize("racers", [2, 4])
 def test_two_promotions_at_once_exactly_one_wins(trainer_store, tiny_tflite, racers):
+    """Three rounds on one channel; in each, `racers` promotions decided against the same head claim the next
+    move at the same moment: one moves the channel, each other one is refused with the winner named."""
     name, channel, spec = f"demand-{_uid()}", f"canary-{_uid()}", tiny_tflite["spec"]
     base = _publish(trainer_store, name, "0", tiny_tflite["v1"], spec)
     move_channel(trainer_store, channel, base, action="bootstrap", actor="test", reason="base")
-    manifests = [_publish(trainer_store, name, f"r{i}", tiny_tflite["v1"], spec) for i in range(racers)]
-    barrier, wins, conflicts = threading.Barrier(racers), [], []
+    served = ["0"]
+    for round_ in range(1, 4):
+        manifests = [_publish(trainer_store, name, f"r{round_}-{i}", tiny_tflite["v1"], spec) for i in range(racers)]
+        objects, wins, conflicts = ClaimsAtOnce(trainer_store, threading.Barrier(racers)), [], []
 
-    def promote(manifest):
-        barrier.wait()
-        try:
-            move_channel(trainer_store, channel, manifest, action="promote", actor=f"racer-{manifest.version}",
-                         reason="race", expect="0")
-            wins.append(manifest.version)
-        except PromotionConflict as exc:
-            conflicts.append(str(exc))
+        def promote(manifest):
+            try:
+                move_channel(objects, channel, manifest, action="promote", actor=f"racer-{manifest.version}",
+                             reason="race", expect=served[-1])
+                wins.append(manifest.version)
+            except PromotionConflict as exc:
+                conflicts.append(str(exc))
 
-    threads = [threading.Thread(target=promote, args=(m,)) for m in manifests]
-    [t.start() for t in threads]
-    [t.join() for t in threads]
+        threads = [threading.Thread(target=promote, args=(m,)) for m in manifests]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
 
-    assert len(wins) == 1 and len(conflicts) == racers - 1, (wins, conflicts)
-    head = read_head(trainer_store, channel)
-    assert head.version == wins[0] and head.seq == 2
-    assert trainer_store.head(model_key(name, head.version)) and trainer_store.head(manifest_key(name, head.version))
-    assert [e.version for e in read_log(trainer_store, channel)] == ["0", wins[0]]
-    assert all("changed nothing" in c or "another promotion moved it" in c for c in conflicts)
+        assert len(wins) == 1 and len(conflicts) == racers - 1, (round_, wins, conflicts)
+        head = read_head(trainer_store, channel)
+        assert head.version == wins[0] and head.seq == round_ + 1
+        winner = head.pointer
+        assert conflicts == [
+            f"channel {channel}: move #{round_ + 1} was taken by another promotion (racer-{winner.version}: "
+            f"promote to {winner.version} at {winner.moved_at}); this one changed nothing"
+        ] * (racers - 1)
+        served.append(winner.version)
+    assert trainer_store.head(model_key(name, served[-1])) and trainer_store.head(manifest_key(name, served[-1]))
+    assert [e.version for e in read_log(trainer_store, channel)] == served
 
 
 def test_a_pointer_never_names_a_missing_object(trainer_store, tiny_tflite):
@@ -117,7 +143,10 @@ from shelfcast.tracking import Candidate
 endpoint, key, secret, bucket, name, channel, model_path, spec, crash_at = sys.argv[1:]
 objects = ObjectStore(make_s3_client(endpoint, key, secret), bucket)
 die = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
-if crash_at == "before-pointer":   # model and manifest written, channel not moved yet
+if crash_at == "before-manifest":  # model written, its manifest not yet
+    real_once = ObjectStore.put_if_absent
+    ObjectStore.put_if_absent = lambda self, k, *a, **kw: die() if k.endswith("manifest.json") else real_once(self, k, *a, **kw)
+elif crash_at == "before-pointer":   # model and manifest written, channel not moved yet
     promotion.move_channel = die
 elif crash_at == "after-claim":    # move claimed in the promotion log, latest.json not rewritten yet
     real = ObjectStore.put_if_match
@@ -131,8 +160,11 @@ print(json.dumps(outcome.to_dict()))
 """
 
 
-@pytest.mark.parametrize("crash_at", ["before-pointer", "after-claim"])
+@pytest.mark.parametrize("crash_at", ["before-manifest", "before-pointer", "after-claim"])
 def test_trainer_killed_between_model_and_pointer(seaweedfs, trainer_store, tiny_tflite, tmp_path, crash_at):
+    """A real promoter process killed (SIGKILL) after the model and before its manifest, after both before the
+    channel's claim, or after the claim before the pointer: stores keep the previous version, nothing can point
+    at a version without its manifest, and the rerun completes."""
     from tests.conftest import TRAINER
 
     name, channel, spec = f"demand-{_uid()}", f"canary-{_uid()}", tiny_tflite["spec"]
@@ -149,7 +181,13 @@ def test_trainer_killed_between_model_and_pointer(seaweedfs, trainer_store, tiny
 
     killed = run(crash_at)
     assert killed.returncode == -9, killed.stderr[-2000:]
-    assert trainer_store.exists(model_key(name, "2")) and trainer_store.exists(manifest_key(name, "2"))
+    assert trainer_store.get(model_key(name, "2")).body == tiny_tflite["v2"]
+    assert trainer_store.exists(manifest_key(name, "2")) is (crash_at != "before-manifest")
+    if crash_at == "before-manifest":  # a half-published version can be named by no channel
+        half = make_manifest(tiny_tflite["v2"], name=name, version="2", input_spec=spec.to_dict())
+        with pytest.raises(PromotionRefused, match=f"{re.escape(manifest_key(name, '2'))} does not exist; "
+                                                   "publish version 2 first"):
+            move_channel(trainer_store, channel, half, action="promote", actor="test", reason="")
     pointer = read_head(trainer_store, channel, heal=False).pointer
     assert pointer.version == "1"  # stores still get the previous version
     assert trainer_store.exists(log_key(channel, 2)) is (crash_at == "after-claim")
@@ -160,7 +198,7 @@ def test_trainer_killed_between_model_and_pointer(seaweedfs, trainer_store, tiny
     head = read_head(trainer_store, channel)
     assert head.version == "2" and head.seq == 2
     assert [e.seq for e in read_log(trainer_store, channel)] == [1, 2]
-    assert outcome["status"] == ("promoted" if crash_at == "before-pointer" else "already serving")
+    assert outcome["status"] == ("already serving" if crash_at == "after-claim" else "promoted")
 
 
 def test_force_needs_a_reason_and_is_logged_with_who_and_why(trainer_store, tiny_tflite):
