@@ -32,11 +32,17 @@ def results(tmp_path_factory):
 
 
 def test_every_variant_is_built_and_measured(results):
-    _, by_name = results
+    """Each MAPE is that of the variant's own test predictions (its `.tflite` file's) against the raw sales,
+    computed here by hand over the days with sales."""
+    windows, by_name = results
     assert all(r.status == "ok" for r in by_name.values()), [r.reason for r in by_name.values()]
+    sold = windows.y_test != 0
     for r in by_name.values():
         assert r.tflite_bytes == r.tflite_path.stat().st_size
-        assert 0 < r.mape_pct < 100 and r.latency_us_median > 0
+        assert r.predictions.shape == windows.y_test.shape
+        by_hand = 100 * np.mean(np.abs(r.predictions[sold] - windows.y_test[sold]) / windows.y_test[sold])
+        assert r.mape_pct == pytest.approx(by_hand, rel=1e-9), r.name
+        assert r.latency_us_median > 0
 
 
 @pytest.mark.parametrize("name, sparsity", [("Pruned-50%", 0.5), ("one-shot Pruned-70%", 0.7)])
@@ -87,7 +93,8 @@ def test_int8_file_agrees_with_keras_within_tolerance(results):
     # Scaled targets are around 1; full-integer rounding stays within a few hundredths.
     assert np.max(np.abs(keras_scaled - tflite_scaled)) < 0.08
     assert np.mean(np.abs(keras_scaled - tflite_scaled)) < 0.02
-    assert abs(by_name["LSTM-16+INT8"].mape_pct - by_name["LSTM-16"].mape_pct) < 1.0
+    # The README's target for an INT8 file: within 0.3 MAPE points of its float parent.
+    assert abs(by_name["LSTM-16+INT8"].mape_pct - by_name["LSTM-16"].mape_pct) <= 0.3
 
 
 def test_failed_conversion_is_an_outcome_and_the_others_still_convert(results, tmp_path):
