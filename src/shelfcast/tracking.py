@@ -2,7 +2,9 @@
 
 One parent run per night, one nested run per variant (parameters, seed, every metric, the five size figures,
 training time, the `.tflite` file and the Keras model), and one version of the registered model per variant,
-tagged with its technique and sizes. A version becomes a *candidate* (tag `candidate=true`) only in
+tagged with its technique and sizes. The version is an MLflow pyfunc model around the `.tflite`
+(`shelfcast.model.pyfunc`: signature and input example, so the version page shows its schema), and the night
+and variant runs record the sales they trained on as an MLflow dataset input (days, series, table version). A version becomes a *candidate* (tag `candidate=true`) only in
 `mark_candidates`, after every variant of the night is logged and registered, so a night that dies half way
 leaves versions nobody will promote.
 
@@ -13,6 +15,7 @@ rather than minutes.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -193,15 +196,19 @@ class Tracker:
     """Nights, variants and registry versions in one MLflow tracking server (or an SQLite URI)."""
 
     def __init__(self, tracking_uri: str, registered_model: str, experiment: str = EXPERIMENT,
-                 http_retries: int = 2, http_timeout_s: int = 20):
+                 http_retries: int = 2, http_timeout_s: int = 20, sales_uri: str = "sales"):
         self.tracking_uri = tracking_uri
         self.registered_model = registered_model
         self.experiment = experiment
+        self.sales_uri = sales_uri  # the sales table the nights train on, the source of their dataset input
         self.client = mlflow_client(tracking_uri, http_retries, http_timeout_s)
         self._experiment_id: str | None = None
 
     @classmethod
     def from_settings(cls, settings, **kwargs) -> "Tracker":
+        from shelfcast.data.sales import SALES_TABLE
+
+        kwargs.setdefault("sales_uri", f"s3://{settings.bucket}/{SALES_TABLE}")
         return cls(settings.mlflow_tracking_uri, settings.registered_model, **kwargs)
 
     def check(self) -> None:
@@ -239,7 +246,31 @@ class Tracker:
             tags={"night": night, "kind": "night", "night_status": "running", **source_tags(), **(tags or {})},
         )
         self.log_params(run.info.run_id, params)
+        self.log_training_data(run.info.run_id, params)
         return run.info.run_id
+
+    def log_training_data(self, run_id: str, params: Mapping[str, Any]) -> None:
+        """The sales the run trained on as an MLflow dataset input (context `training`): the Delta table and its
+        version as the source, the first and last day, series and rows as its profile and input tags. `params`
+        are the night's (`start`, `end`, `series`, `rows`, `sales_table_version`); a run without them trained
+        on nothing from the sales table and records no input."""
+        from mlflow.data.delta_dataset_source import DeltaDatasetSource
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        if not {"start", "end", "series", "sales_table_version"} <= set(params):
+            return
+        first, last = str(params["start"])[:10], str(params["end"])[:10]
+        version = int(params["sales_table_version"])
+        profile = {"first_day": first, "last_day": last, "series": int(params["series"]),
+                   "rows": int(params.get("rows", 0)), "sales_table_version": version}
+        meta = MetaDataset(DeltaDatasetSource(path=self.sales_uri, delta_table_version=version),
+                           name=f"sales {first}..{last}")
+        entity = meta._to_mlflow_entity()
+        dataset = Dataset(entity.name, entity.digest, entity.source_type, entity.source, entity.schema,
+                          json.dumps(profile))
+        tags = [InputTag("mlflow.data.context", "training"), *(InputTag(k, str(v)) for k, v in profile.items())]
+        self.client.log_inputs(run_id, datasets=[DatasetInput(dataset, tags)])
 
     def log_params(self, run_id: str, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
@@ -282,6 +313,7 @@ class Tracker:
             "float_parent": result.float_parent, **params,
         }
         self.log_params(run_id, variant_params)
+        self.log_training_data(run_id, params)
         metrics = {**result.metrics(), **(extra_metrics or {})}
         self.log_metrics(run_id, metrics)
         if result.status != "ok":
@@ -290,12 +322,38 @@ class Tracker:
         self.log_artifact(run_id, result.tflite_path, "tflite")
         if result.keras_path is not None:
             self.log_artifact(run_id, result.keras_path, "keras")
-        version = self.register(run_id, run.info.artifact_uri, result, night)
+        model = self.log_model(run_id, result)
+        version = self.register(run_id, model, result, night)
         self.client.set_terminated(run_id, "FINISHED", end_time=_now_ms())
         return LoggedVariant(result.name, "ok", run_id, version, finite_metrics(metrics))
 
-    def register(self, run_id: str, artifact_uri: str, result, night: str) -> str:
-        """A version of the registered model for this variant, tagged with technique and sizes (not a candidate)."""
+    def log_model(self, run_id: str, result):
+        """The variant's `.tflite` as an MLflow logged model of its run (a pyfunc with signature and input
+        example, `shelfcast.model.pyfunc`); returns the `LoggedModel`. Through the client alone, like every other
+        call here: no global tracking URI or active run, so variants can be logged from threads."""
+        from mlflow.entities import LoggedModelOutput
+        from mlflow.models import Model
+
+        from shelfcast.model.pyfunc import save_tflite_pyfunc
+
+        if getattr(result, "input_example", None) is None:
+            raise ValueError(f"variant {result.name} has no input example (build_variant sets one from the "
+                             "holdout windows): MLflow's model needs one to show its schema")
+        model = self.client.create_logged_model(
+            self.experiment_id(), name="model", source_run_id=run_id, model_type="tflite",
+            tags={"variant": result.name, "technique": result.technique})
+        self.client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=0)])
+        with tempfile.TemporaryDirectory(prefix="shelfcast-pyfunc-") as tmp:
+            folder = save_tflite_pyfunc(
+                Path(tmp) / "model", Path(result.tflite_path), result.input_example,
+                Model(artifact_path=model.artifact_location, model_uuid=model.model_id, run_id=run_id,
+                      model_id=model.model_id))
+            self.client.log_model_artifacts(model.model_id, str(folder))
+        return self.client.finalize_logged_model(model.model_id, "READY")
+
+    def register(self, run_id: str, model, result, night: str) -> str:
+        """A version of the registered model for this variant (its logged pyfunc model), tagged with technique
+        and sizes (not a candidate)."""
         from mlflow.exceptions import MlflowException
 
         try:
@@ -313,11 +371,22 @@ class Tracker:
             **{name: str(getattr(result, name)) for name in SIZE_FIELDS},
             "mape_pct": f"{result.mape_pct:.4f}",
         }
-        version = self.client.create_model_version(
-            self.registered_model, source=f"{artifact_uri}/tflite", run_id=run_id, tags=tags,
-            description=f"{result.name} ({result.technique}) from night {night}",
-        )
+        with self._registry_store_scope():
+            version = self.client.create_model_version(
+                self.registered_model, source=f"models:/{model.model_id}", run_id=run_id, model_id=model.model_id,
+                tags=tags, description=f"{result.name} ({result.technique}) from night {night}",
+            )
         return str(version.version)
+
+    def _registry_store_scope(self):
+        """A tracking server resolves a `models:/<id>` source itself; a database URI used in-process (SQLite)
+        resolves it through MLflow's process-wide tracking URI (an MLflow limitation), so point that at ours
+        for the call."""
+        if self.tracking_uri.startswith(("http://", "https://")):
+            return contextlib.nullcontext()
+        from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+        return _use_tracking_uri(self.tracking_uri)
 
     def mark_candidates(self, logged: list[LoggedVariant], night: str) -> list[Candidate]:
         """Tag the night's registered versions as candidates: the last step, after everything is logged."""
@@ -353,7 +422,7 @@ class Tracker:
                 name=self.registered_model, version=str(v.version), run_id=v.run_id, variant=tags.get("variant", ""),
                 technique=tags.get("technique", ""), night=tags.get("night", ""),
                 metrics={**run.data.metrics, "variant": tags.get("variant", "")}, tags=tags,
-                tflite_uri=f"{v.source}/{Path(tags.get('tflite_file', 'tflite/model.tflite')).name}",
+                tflite_uri=f"{run.info.artifact_uri}/{tags.get('tflite_file', 'tflite/model.tflite')}",
                 input_spec=json.loads(run.data.params.get("input_spec", "{}")),
             ))
         return out

@@ -22,6 +22,7 @@ from shelfcast.contract.errors import ConversionError
 from shelfcast.model.lstm import TrainConfig, TrainedModel, predict_scaled, train_lstm
 from shelfcast.model.metrics import score
 
+INPUT_EXAMPLE_WINDOWS = 5  # the model's input example in MLflow: enough to show its shape, small on every run
 TECHNIQUES = ("baseline", "sizing", "pruning", "int8", "pruning+int8", "sizing+int8")
 
 
@@ -111,6 +112,7 @@ class VariantResult:
     tflite_path: Path | None = None
     keras_path: Path | None = None
     predictions: np.ndarray | None = field(default=None, repr=False)
+    input_example: np.ndarray | None = field(default=None, repr=False)  # a few scaled holdout windows, for MLflow
 
     def metrics(self) -> dict:
         keys = ("mape_pct", "smape_pct", "wape_pct", "keras_mape_pct", "latency_us_median", "train_seconds",
@@ -247,6 +249,7 @@ def evaluate_variant(result: VariantResult, weights: _Weights, path: Path, windo
     result.latency_us_median = forecaster.latency_us(windows.x_test, repeats=latency_repeats)
     result.tflite_path = path
     result.predictions = predictions
+    result.input_example = np.asarray(windows.x_test[:INPUT_EXAMPLE_WINDOWS], dtype=np.float32)
 
 
 def build_variant(

@@ -8,6 +8,7 @@ import json
 from datetime import date
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 from prefect import flow
@@ -73,9 +74,11 @@ def champion_registry(tmp_path, tiny_tflite):
 
     path = tmp_path / "lstm4.tflite"
     path.write_bytes(tiny_tflite["v1"])
+    spec = tiny_tflite["spec"]
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "demand-monitor-test")
     result = VariantResult(name="lstm4", technique="size", units=4, sparsity=0.0, quantization="float32", seed=0,
-                           status="ok", mape_pct=15.0, tflite_path=path)
+                           status="ok", mape_pct=15.0, tflite_path=path,
+                           input_example=np.ones((2, spec.lookback, spec.n_features), np.float32))
     params = {"input_spec": json.dumps(tiny_tflite["spec"].to_dict()), "start": "2016-01-01", "end": "2016-04-30"}
     logged = tracker.log_variant(tracker.start_night("2016-04-30", {}), "2016-04-30", result, params)
     tracker.client.set_registered_model_alias("demand-monitor-test", "champion", logged.version)

@@ -90,6 +90,13 @@ def test_every_variant_is_a_nested_run_and_a_registered_candidate(night_env, fir
     assert candidates["LSTM-8+INT8"].tags["technique"] == "sizing+int8"
     assert int(candidates["LSTM-8+INT8"].tags["tflite_bytes"]) < int(candidates["LSTM-8"].tags["tflite_bytes"]) + 1
     assert {c["version"] for c in first_night["candidates"]} == {c.version for c in candidates.values()}
+    # Each version is an MLflow model (pyfunc around the .tflite) with a schema the version page shows.
+    version = tracker.client.get_model_version(settings.registered_model, candidates["LSTM-8+INT8"].version)
+    (output,) = tracker.client.get_run(int8.info.run_id).outputs.model_outputs
+    logged = tracker.client.get_logged_model(output.model_id)
+    assert version.source == f"models:/{logged.model_id}" and logged.source_run_id == int8.info.run_id
+    assert {a.path for a in tracker.client.list_logged_model_artifacts(logged.model_id)} >= {
+        "MLmodel", "input_example.json", "artifacts"}
 
 
 def test_the_night_leaves_a_prefect_summary(first_night_run):
@@ -240,6 +247,12 @@ def test_the_night_records_the_sales_table_version_it_trained_on(night_env, firs
     config = RetrainConfig.load("quick", **TINY)
     night = load_training_data(store, config, version=version)
     assert night.table_version == version and night.rows == first_night["data"]["rows"]
+    # MLflow shows the same lineage as the night's dataset input: which sales days, from which table version.
+    (given,) = parent.inputs.dataset_inputs
+    tags = {tag.key: tag.value for tag in given.tags}
+    assert (tags["first_day"], tags["last_day"], tags["sales_table_version"], tags["series"]) == (
+        first_night["data"]["start"], "2016-10-26", str(version), "4")
+    assert json.loads(given.dataset.source)["path"] == store.uri()
     # A later delivery moves the table on; that night's training set still reads back exactly.
     later = generate_sales(stores=2, items=2, start="2016-10-27", end="2016-10-27", seed=4)
     deliver_range(open_landing("landing/", store.objects), later, "2016-10-27", "2016-10-27", kind="late")
