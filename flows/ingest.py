@@ -7,7 +7,9 @@ the run's markdown artifact.
 
 from __future__ import annotations
 
+import uuid
 from datetime import date
+from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
@@ -19,6 +21,8 @@ from shelfcast.config import load_settings
 from shelfcast.contract import clock
 from shelfcast.data.sales import SalesTable
 from shelfcast.data.ingest import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_NEW_SERIES, DEFAULT_MAX_SALES, DEFAULT_MAX_WITHDRAWN_SHARE, FileReport, IngestOptions, Landing, ingest_file, open_landing, pending, render_markdown
+from shelfcast.flows.crashed import reap_crashed
+from shelfcast.pipeline import leases
 from shelfcast.pipeline.transient import retry_on_io
 
 IO_RETRIES = dict(retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
@@ -60,12 +64,18 @@ def ingest_flow(
 ) -> list[dict]:
     """Ingest every new or changed file of `landing` (a bucket prefix, `s3://...`, or a folder)."""
     settings = load_settings()
+    run_id = str(flow_run.get_id() or "")
+    reap_crashed(settings.home, "ingest")  # an earlier ingest killed mid-run stays RUNNING otherwise
+    with leases.hold(Path(settings.home).resolve(), "ingest", run_id or uuid.uuid4().hex):
+        return _ingest(settings, landing, IngestOptions(
+            today=today, max_file_bytes=max_file_bytes, allow_corrections=allow_corrections, max_sales=max_sales,
+            max_withdrawn_share=max_withdrawn_share, max_new_series=max_new_series, flow_run_id=run_id))
+
+
+def _ingest(settings, landing: str, options: IngestOptions) -> list[dict]:
     objects = wiring.bucket(settings)
     store = SalesTable(objects)
     location = open_landing(landing, objects)
-    options = IngestOptions(today=today, max_file_bytes=max_file_bytes, allow_corrections=allow_corrections,
-                            max_sales=max_sales, max_withdrawn_share=max_withdrawn_share,
-                            max_new_series=max_new_series, flow_run_id=str(flow_run.get_id() or ""))
     reports = [ingest_one(store, location, info, options) for info in list_pending(store, location)]
     create_markdown_artifact(render_markdown(reports, location.describe(), objects.describe()),
                              key="ingest-summary", description="files ingested, corrected and quarantined")

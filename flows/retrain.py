@@ -19,6 +19,7 @@ from prefect.runtime import flow_run
 from shelfcast import wiring
 from shelfcast.config import load_settings
 from shelfcast.contract import clock
+from shelfcast.flows.crashed import night_crashed
 from shelfcast.flows.runners import make_task_runner
 from shelfcast.pipeline import night as steps
 from shelfcast.pipeline import nightly
@@ -78,7 +79,7 @@ def retrain_flow(config: RetrainConfig = RetrainConfig(), night: str | None = No
         warm_weights=warm_weights, log_variant=log_variant, log_night=log_night, tag_candidates=tag_candidates,
         fan_out=lambda bundle, specs, sizes, workdir: fan_out.with_options(
             task_runner=make_task_runner(config, workdir))(bundle, specs, sizes),
-        check_candidates=check_candidates, publish=publish_summary,
+        check_candidates=check_candidates, publish=publish_summary, crashed=night_crashed,
     )
     report, candidates = steps.run_night(config, wiring.sales(settings), wiring.tracker(settings), settings, run_steps,
                                          night=night, run_id=str(flow_run.get_id() or "") or None, log=logger.info)

@@ -399,13 +399,36 @@ class Tracker:
         self.client.set_tag(parent_run_id, "night_status", status)
         self.client.set_terminated(parent_run_id, "FINISHED" if status == "complete" else "FAILED")
 
-    def fail_night(self, parent_run_id: str, reason: str) -> None:
-        """Best effort: record the failure when MLflow still answers (it may be the thing that failed)."""
+    def fail_night(self, parent_run_id: str, reason: str) -> bool:
+        """Best effort: record the failure when MLflow still answers (it may be the thing that failed); returns
+        whether it was recorded."""
         try:
             self.client.set_tag(parent_run_id, "night_error", reason[:5000])
             self.finish_night(parent_run_id, "failed")
         except Exception:  # noqa: BLE001 - the caller re-raises the original error
-            pass
+            return False
+        return True
+
+    def mark_crashed(self, parent_run_id: str, reason: str) -> bool:
+        """A night whose process died without a word: its parent run, still RUNNING, becomes FAILED with
+        `night_status=crashed` and the reason, and any variant run it left RUNNING becomes KILLED. A night that
+        ended (however) is left as it is; returns whether anything was marked."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            run = self.client.get_run(parent_run_id)
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":  # its store was reset: nothing left to mark
+                return False
+            raise
+        if run.info.status != "RUNNING":
+            return False
+        for child in self.night_runs(parent_run_id):
+            if child.info.status == "RUNNING":
+                self.client.set_terminated(child.info.run_id, "KILLED", end_time=_now_ms())
+        self.client.set_tag(parent_run_id, "night_error", reason[:5000])
+        self.finish_night(parent_run_id, "crashed")
+        return True
 
     # ---- queries --------------------------------------------------------------------------------------------
     def candidates(self, night: str | None = None) -> list[Candidate]:

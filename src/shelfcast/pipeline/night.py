@@ -11,7 +11,8 @@ the plain functions below, so the benchmark measures the flow against exactly th
 
 Candidates are tagged only after every variant is logged, so a night that dies half way leaves no candidate;
 a night that raises is marked failed in MLflow. The night's work folder (its inputs bundle and plot) is
-removed once everything worth keeping is in MLflow.
+removed once everything worth keeping is in MLflow, or when it fails. A night killed outright (SIGKILL) is
+found by the next one through its lease (`shelfcast.pipeline.leases`): marked crashed, its folder removed.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from shelfcast.pipeline import nightly
+from shelfcast.pipeline import leases, nightly
 from shelfcast.pipeline.config import RetrainConfig
 
 
@@ -127,6 +128,7 @@ class NightSteps:
     log_night: Callable = log_night
     tag_candidates: Callable = tag_candidates
     check_candidates: Callable | None = None
+    crashed: Callable = lambda facts: None  # an earlier night found killed (its lease): the flow marks its run
     publish: Callable = lambda markdown, night: None
 
 
@@ -151,10 +153,16 @@ def run_night(config: RetrainConfig, sales, tracker, settings, steps: NightSteps
     data_info = {"rows": data.rows, "series": data.series, "start": str(data.start), "end": str(data.end),
                  "sales_table_version": data.table_version, "holdout_days": config.holdout_days, "train_windows": windows.n_train, "test_windows": windows.n_test,
                  "series_too_short": len(windows.skipped_series)}
+    for facts in nightly.clean_up_crashed_nights(Path(settings.home).resolve(), tracker):
+        log("night %s (run %s) had crashed: marked failed, work folder removed", facts.get("night"), facts["run_id"])
+        steps.crashed(facts)
+    lease = leases.hold(Path(settings.home).resolve(), "night", run_id, night=night, work_folder=str(workdir),
+                        tracking_uri=tracker.tracking_uri)
     input_spec = json.dumps(windows.spec.to_dict())  # JSON, so promotion and warm start can read it back
     params = {"model": model.name, "input_spec": input_spec, **model.train.to_dict(),
               **config.model_dump(exclude={"variants"}), "variants": [s.name for s in specs], **data_info}
     parent_run_id = steps.start_night(tracker, night, params, {"prefect_flow_run_id": run_id})
+    lease.update(mlflow_run_id=parent_run_id)
     log("night %s: MLflow run %s, %d variants from %d parent size(s), %s", night, parent_run_id, len(specs),
         len(sizes), data_info)
     try:
@@ -184,7 +192,9 @@ def run_night(config: RetrainConfig, sales, tracker, settings, steps: NightSteps
         steps.log_night(tracker, parent_run_id, night_metrics, plot, nightly.night_markdown(report, tracker.tracking_uri))
         candidates = steps.tag_candidates(tracker, logged, night, parent_run_id)
     except BaseException as exc:
-        tracker.fail_night(parent_run_id, f"{type(exc).__name__}: {exc}")
+        recorded = tracker.fail_night(parent_run_id, f"{type(exc).__name__}: {exc}")
+        shutil.rmtree(workdir, ignore_errors=True)
+        lease.release() if recorded else lease.abandon()  # unrecorded: the next night marks it crashed
         raise
     report.candidates = [c.to_dict() for c in candidates]
     if steps.check_candidates is not None:  # before the promotion gate reads the alert log
@@ -193,4 +203,5 @@ def run_night(config: RetrainConfig, sales, tracker, settings, steps: NightSteps
     report.seconds = time.perf_counter() - started
     steps.publish(nightly.night_markdown(report, tracker.tracking_uri), night)
     shutil.rmtree(workdir, ignore_errors=True)  # everything worth keeping is in MLflow now
+    lease.release()
     return report, candidates

@@ -10,6 +10,7 @@ the same holdout (`champion_mape_pct`).
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -23,6 +24,7 @@ from shelfcast.data.windows import SplitSpec, WindowSet, make_windows
 from shelfcast.contract.errors import ConfigError, SalesSchemaError
 from shelfcast.contract.features import InputSpec, build_inputs
 from shelfcast.model.baselines import same_weekday_two_weeks
+from shelfcast.pipeline import leases
 from shelfcast.model.metrics import score
 from shelfcast.pipeline.config import RetrainConfig
 
@@ -61,6 +63,27 @@ def load_training_data(store: SalesTable, config: RetrainConfig, version: int | 
     first = frame["date"].min().date()
     series = int(frame.groupby(["store", "item"]).ngroups)
     return TrainingData(frame, first, end, series, dt.version())
+
+
+def clean_up_crashed_nights(home: Path, tracker) -> list[dict]:
+    """Nights of this home whose process died mid-run (`leases`): the MLflow parent run each left RUNNING on
+    this tracker is marked FAILED (`night_status=crashed`), its work folder removed. Returns what each lease recorded (the
+    Prefect flow run is `run_id`), for the caller to mark the flow run crashed too."""
+    found = []
+    for lease in leases.abandoned(home, "night"):
+        facts = lease.describe()
+        if facts.get("tracking_uri", tracker.tracking_uri) != tracker.tracking_uri:
+            lease.abandon()  # recorded on another MLflow: a night tracking there marks it
+            continue
+        reason = (f"crashed: process {facts.get('pid')} on {facts.get('host')} ended without finishing the night "
+                  f"(started {facts.get('started')}); marked by the next night")
+        if facts.get("mlflow_run_id"):
+            tracker.mark_crashed(facts["mlflow_run_id"], reason)
+        if facts.get("work_folder"):
+            shutil.rmtree(facts["work_folder"], ignore_errors=True)
+        lease.release()
+        found.append({**facts, "reason": reason})
+    return found
 
 
 def night_windows(data: TrainingData, input_spec: InputSpec, holdout_days: int) -> WindowSet:

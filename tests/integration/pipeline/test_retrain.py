@@ -230,6 +230,25 @@ def test_a_retrain_killed_half_way_leaves_no_candidate(night_env, prefect_api, t
     assert "candidate" not in versions[0].tags  # ...but it is not a candidate
     assert tracker.candidates("killed") == []
 
+    # Left as it died: MLflow and Prefect say RUNNING, the work folder is on disk. The next night cleans up.
+    (parent,) = tracker.client.search_runs([tracker.experiment_id()], "tags.night = 'killed' and tags.kind = 'night'")
+    assert parent.info.status == "RUNNING"
+    (folder,) = (Path(settings.home) / "nights").glob("killed-*")
+    flow_run_id = parent.data.tags["prefect_flow_run_id"]
+    assert folder.name == f"killed-{flow_run_id[:8]}" and (folder / "inputs.pkl").exists()
+    from prefect.client.orchestration import get_client
+    from shelfcast.flows.retrain import retrain_flow
+
+    retrain_flow(RetrainConfig.load("quick", **TINY), night="after-kill")
+    parent = tracker.client.get_run(parent.info.run_id)
+    assert parent.info.status == "FAILED" and parent.data.tags["night_status"] == "crashed"
+    assert "ended without finishing the night" in parent.data.tags["night_error"]
+    assert all(run.info.status != "RUNNING" for run in tracker.night_runs(parent.info.run_id))
+    assert not folder.exists()
+    with get_client(sync_client=True) as client:
+        assert client.read_flow_run(flow_run_id).state.is_crashed()
+    assert list((Path(settings.home) / "nights").glob("*")) == []  # the night after cleaned up after itself too
+
 
 def test_the_night_records_the_sales_table_version_it_trained_on(night_env, first_night, tmp_path):
     from shelfcast.contract.objects import LocalObjects
