@@ -140,6 +140,33 @@ def make_pipeline_env(seaweedfs, trainer_store):
     return lambda home, mlflow_uri: pipeline_env_vars(seaweedfs, home, mlflow_uri)
 
 
+@pytest.fixture
+def own_s3(tmp_path, make_pipeline_env, monkeypatch):
+    """A SeaweedFS server of this test alone (the test stops and restarts it on the same data folder)."""
+    from shelfcast.config import Settings
+    from shelfcast.stack.local import ensure_bucket, identities
+    from shelfcast.stack.process import free_port
+    from shelfcast.stack.seaweedfs import start_seaweedfs
+
+    port = free_port()
+    env = make_pipeline_env(tmp_path / "home", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    env["SHELFCAST_S3_ENDPOINT_URL"] = f"http://127.0.0.1:{port}"
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    data_dir = tmp_path / "weed"
+    services = [start_seaweedfs(data_dir, identities(settings), port)]
+    ensure_bucket(settings)
+
+    def restart():
+        services.append(start_seaweedfs(data_dir, identities(settings), port))
+        return services[-1]
+
+    yield settings, services[0], restart
+    for service in services:
+        service.stop()
+
+
 @pytest.fixture(scope="session")
 def tiny_tflite(tmp_path_factory):
     """Two real fused-LSTM `.tflite` models with random weights (nothing trained), for protocol tests: a dict with

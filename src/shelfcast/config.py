@@ -10,6 +10,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shelfcast.contract.objects import S3_MAX_ATTEMPTS
+
 
 class Settings(BaseSettings):
     """Where shelfcast keeps things and how it reaches its services. Every field reads `SHELFCAST_<NAME>`."""
@@ -21,6 +23,8 @@ class Settings(BaseSettings):
     # S3 (SeaweedFS locally, AWS S3 in production)
     s3_endpoint_url: str | None = "http://127.0.0.1:8333"
     s3_region: str = "us-east-1"
+    s3_max_attempts: int = Field(S3_MAX_ATTEMPTS, ge=1, le=10,
+                                 description="tries per S3 request in all: the one S3 retry layer (botocore)")
     bucket: str = "shelfcast"
     # Secret keys left unset are generated once per installation into <home>/secrets.json (0600; see
     # `local_secret`): the local stack's identities get them, and so does every client built from these settings.

@@ -2,7 +2,13 @@
 
 Conditional writes are first-class: `put_if_absent` (`IfNoneMatch='*'`) for immutable objects and
 `put_if_match` (`IfMatch` on an ETag) for compare-and-swap pointers. Reads may be conditional too
-(`get_if_changed`, a 304 means unchanged). I/O errors are retried with backoff; precondition failures are not.
+(`get_if_changed`, a 304 means unchanged).
+
+Retries live in one layer, botocore's standard retry mode: every HTTP request (a GET, a page of a listing, a part
+of a multipart upload) is tried up to `S3_MAX_ATTEMPTS` times in all on connection errors, timeouts, throttling
+and 5xx answers, with exponential backoff and jitter; precondition failures are never retried. `ObjectStore`
+adds no retries on top (its `attempts` stays 1 unless a caller's client retries nothing itself), and the flows'
+Prefect tasks do not retry S3 errors again (`shelfcast.pipeline.transient.retry_on_io`).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionEr
 
 from shelfcast.contract.errors import ShelfcastError, WriteConflict
 
+S3_MAX_ATTEMPTS = 3  # tries per S3 request in all (the first one included), the one place they are set
 RETRYABLE_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "503", "500"}
 
 
@@ -49,9 +56,11 @@ class Fetched:
 
 @functools.lru_cache(maxsize=32)
 def make_s3_client(endpoint_url: str | None, access_key: str, secret_key: str, region: str = "us-east-1",
-                   connect_timeout: float = 3.0, read_timeout: float = 30.0, max_attempts: int = 2):
-    """One client per endpoint and identity for the life of the process: building a boto3 client loads its
-    service model (a large share of a short flow's time), and a client is safe to share between threads."""
+                   connect_timeout: float = 3.0, read_timeout: float = 30.0, max_attempts: int = S3_MAX_ATTEMPTS):
+    """The boto3 S3 client every side uses: path-style addressing, bounded timeouts, and the project's one retry
+    layer (botocore's standard mode, `max_attempts` tries per request in all). One client per endpoint and
+    identity for the life of the process: building a boto3 client loads its service model (a large share of a
+    short flow's time), and a client is safe to share between threads."""
     return boto3.client(
         "s3",
         endpoint_url=endpoint_url,
@@ -62,7 +71,7 @@ def make_s3_client(endpoint_url: str | None, access_key: str, secret_key: str, r
             s3={"addressing_style": "path"},
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
-            retries={"max_attempts": max_attempts, "mode": "standard"},
+            retries={"total_max_attempts": max_attempts, "mode": "standard"},  # botocore: max_attempts = retries
         ),
     )
 
@@ -72,9 +81,10 @@ def _code(exc: ClientError) -> str:
 
 
 class ObjectStore:
-    """Objects in one bucket. `attempts` retries transient I/O failures with exponential backoff."""
+    """Objects in one bucket. The client retries each request (`make_s3_client`); `attempts` > 1 adds tries of
+    whole calls on transient failures, only for a client that retries nothing itself (`max_attempts=1`)."""
 
-    def __init__(self, client, bucket: str, attempts: int = 3, backoff_s: float = 0.2):
+    def __init__(self, client, bucket: str, attempts: int = 1, backoff_s: float = 0.2):
         self.client = client
         self.bucket = bucket
         self.attempts = attempts
@@ -83,7 +93,8 @@ class ObjectStore:
     @classmethod
     def from_settings(cls, settings, role: str = "trainer", **kwargs) -> "ObjectStore":
         key, secret = settings.credentials(role)
-        client = make_s3_client(settings.s3_endpoint_url, key, secret, settings.s3_region)
+        client = make_s3_client(settings.s3_endpoint_url, key, secret, settings.s3_region,
+                                max_attempts=settings.s3_max_attempts)
         return cls(client, settings.bucket, **kwargs)
 
     def _call(self, fn, **kwargs):

@@ -1,7 +1,9 @@
 """Which failures are worth a retry: I/O that may succeed a moment later (S3, MLflow, the network).
 
 Retries are for I/O only (never for training or for data errors); the flows' tasks pass `retry_on_io` as
-their Prefect `retry_condition_fn`.
+their Prefect `retry_condition_fn`. An S3 error reaching a task has already been tried `S3_MAX_ATTEMPTS` times
+by botocore (the one S3 retry layer, `shelfcast.contract.objects`), so tasks retry only the other I/O (MLflow,
+the network below delta-rs); `is_transient` still says whether an S3 error was transient, for messages.
 """
 
 from __future__ import annotations
@@ -44,10 +46,23 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+def retried_by_s3_client(exc: BaseException) -> bool:
+    """True for what botocore raises: its retry layer has already spent every attempt on it."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, (BotoCoreError, ClientError)):
+            return True
+        seen = seen.__cause__
+    return False
+
+
 def retry_on_io(task, task_run, state) -> bool:
-    """Prefect `retry_condition_fn`: retry the task only when it failed on transient I/O."""
+    """Prefect `retry_condition_fn`: retry the task only when it failed on transient I/O that no layer below
+    has retried already (S3 calls are retried inside the client)."""
     try:
         state.result()
     except Exception as exc:  # noqa: BLE001 - classify whatever the task raised
-        return is_transient(exc)
+        return is_transient(exc) and not retried_by_s3_client(exc)
     return False

@@ -82,7 +82,7 @@ class StopServerBeforeLedger(ObjectStore):
     outage hits after that file's rows were committed to the sales table and before the ledger records them."""
 
     def __init__(self, store: ObjectStore, service, entries: int):
-        super().__init__(store.client, store.bucket, attempts=2, backoff_s=0.05)
+        super().__init__(store.client, store.bucket)
         self.service, self.remaining = service, entries
 
     def put_if_absent(self, key, body, content_type="application/octet-stream"):
@@ -91,33 +91,6 @@ class StopServerBeforeLedger(ObjectStore):
                 self.service.stop()
             self.remaining -= 1
         return super().put_if_absent(key, body, content_type)
-
-
-@pytest.fixture
-def own_s3(tmp_path, make_pipeline_env, monkeypatch):
-    """A SeaweedFS server of this test alone (the test stops and restarts it on the same data folder)."""
-    from shelfcast.config import Settings
-    from shelfcast.stack.local import ensure_bucket, identities
-    from shelfcast.stack.process import free_port
-    from shelfcast.stack.seaweedfs import start_seaweedfs
-
-    port = free_port()
-    env = make_pipeline_env(tmp_path / "home", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    env["SHELFCAST_S3_ENDPOINT_URL"] = f"http://127.0.0.1:{port}"
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    settings = Settings()
-    data_dir = tmp_path / "weed"
-    services = [start_seaweedfs(data_dir, identities(settings), port)]
-    ensure_bucket(settings)
-
-    def restart():
-        services.append(start_seaweedfs(data_dir, identities(settings), port))
-        return services[-1]
-
-    yield settings, services[0], restart
-    for service in services:
-        service.stop()
 
 
 def test_s3_down_during_ingest_then_rerun_completes_exactly_once(own_s3, sales):
