@@ -68,37 +68,85 @@ def run_markdown(title: str, summary, alerts: list[Alert], skipped: list[str], o
     return "\n\n".join(parts) + "\n"
 
 
-def accuracy_png(alert_log: AlertLog, out_path: Path, since: str | None = None) -> Path | None:
-    """Daily MAPE of the live champion per store against its threshold, one panel per store."""
+FEW_DAYS = 14  # fewer live days than this: every store on one chart (panels of a few dots say nothing)
+
+
+def accuracy_figure(points):
+    """The figure of `accuracy_png` from its points (`date`, `store`, `mape_pct`, `threshold_pct`).
+
+    Readable from the first live day: every day is a marker (one day is a dot, not nothing), each threshold is a
+    step line drawn across the whole x range (a one-day line would be invisible), the x axis spans the days
+    measured plus half a day each side (never years), and with fewer than `FEW_DAYS` days every store shares one
+    chart with its own colour and a legend inside the axes; with more, one panel per store."""
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    points = points.assign(date=pd.to_datetime(points["date"])).sort_values(["store", "date"])
+    stores = sorted(points["store"].unique())
+    first, last = points["date"].min(), points["date"].max()
+    xlim = (first - pd.Timedelta(hours=12), last + pd.Timedelta(hours=12))
+    days = points["date"].nunique()
+    colours = plt.get_cmap("tab10" if len(stores) <= 10 else "tab20")
+    shared = days < FEW_DAYS
+    cols = 1 if shared else min(5, len(stores))
+    rows = 1 if shared else -(-len(stores) // cols)
+    size = (8.0, 4.5) if shared else (3.2 * cols, 2.4 * rows + 0.6)
+    fig, axes = plt.subplots(rows, cols, figsize=size, sharex=True, sharey=not shared, squeeze=False)
+    for ax in axes.ravel()[1 if shared else len(stores):]:
+        ax.set_visible(False)
+    for index, number in enumerate(stores):
+        ax = axes.ravel()[0 if shared else index]
+        part = points[points["store"] == number]
+        colour = colours(index % colours.N) if shared else "tab:blue"
+        ax.plot(part["date"], part["mape_pct"], marker="o", ms=4, lw=1.2, color=colour,
+                label=f"store {number}" if shared else "MAPE")
+        # The threshold as a step over the whole x range, so a single day still shows where it lies.
+        steps_x = [xlim[0], *part["date"].iloc[1:], xlim[1]]
+        steps_y = [*part["threshold_pct"], part["threshold_pct"].iloc[-1]]
+        ax.step(steps_x, steps_y, where="post", lw=1.0, ls="--", color="tab:red" if not shared else colour,
+                alpha=0.9, label="threshold" if not shared else f"store {number} threshold")
+        over = part[part["mape_pct"] > part["threshold_pct"]]
+        ax.scatter(over["date"], over["mape_pct"], s=40, facecolors="none", edgecolors="tab:red", zorder=3,
+                   label="over threshold" if len(over) and (not shared or index == 0) else None)
+        if not shared:
+            ax.set_title(f"store {number}", fontsize=9)
+    for ax in axes.ravel():
+        if not ax.get_visible():
+            continue
+        ax.set_xlim(*xlim)
+        if days <= 7:  # one tick per day, named by its date
+            ax.xaxis.set_major_locator(mdates.DayLocator())
+            ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d"))
+        else:
+            locator = mdates.AutoDateLocator(minticks=2, maxticks=6)
+            ax.xaxis.set_major_locator(locator)
+            ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+        ax.tick_params(labelsize=8)
+        ax.grid(alpha=0.3)
+        top = max(points["mape_pct"].max(), points["threshold_pct"].max())
+        ax.set_ylim(0, top * 1.15)
+    axes[0][0].set_ylabel("MAPE %", fontsize=9)
+    axes[0][0].legend(fontsize=7, loc="lower left", ncol=2 if shared and len(stores) > 3 else 1, framealpha=0.9)
+    span = f"{first:%Y-%m-%d}" if days == 1 else f"{first:%Y-%m-%d} to {last:%Y-%m-%d}"
+    fig.suptitle(f"Live champion: daily MAPE per store against its alert threshold ({days} day(s), {span})",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_png(alert_log: AlertLog, out_path: Path, since: str | None = None) -> Path | None:
+    """Daily MAPE of the live champion per store against its threshold (`accuracy_figure`), as a PNG."""
     import matplotlib.pyplot as plt
     import pandas as pd
 
     points = pd.DataFrame(alert_log.accuracy("champion", "store", since))
     if points.empty:
         return None
-    points["date"] = pd.to_datetime(points["date"])
-    stores = sorted(points["store"].unique())
-    cols = min(5, len(stores))
-    rows = -(-len(stores) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), sharex=True, squeeze=False)
-    for ax in axes.ravel()[len(stores):]:
-        ax.set_visible(False)
-    for ax, number in zip(axes.ravel(), stores):
-        part = points[points["store"] == number]
-        ax.plot(part["date"], part["mape_pct"], lw=1.2, color="tab:blue", label="MAPE")
-        ax.plot(part["date"], part["threshold_pct"], lw=1.0, ls="--", color="tab:red", label="threshold")
-        over = part[part["mape_pct"] > part["threshold_pct"]]
-        ax.scatter(over["date"], over["mape_pct"], s=10, color="tab:red", zorder=3)
-        ax.set_title(f"store {number}", fontsize=9)
-        ax.tick_params(labelsize=7)
-        ax.tick_params(axis="x", rotation=45)
-    axes[0][0].set_ylabel("MAPE %", fontsize=8)
-    axes[0][0].legend(fontsize=7, loc="upper left")
-    fig.suptitle("Live champion: daily MAPE per store against its alert threshold", fontsize=10)
-    fig.tight_layout()
+    fig = accuracy_figure(points)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_path, dpi=110)
     plt.close(fig)
