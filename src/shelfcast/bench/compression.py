@@ -193,36 +193,96 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
-def plot_pareto(doc: dict, path: Path) -> None:
+def place_labels(ax, labels: list, pad_px: float = 2.0) -> None:
+    """Move point labels (annotations in offset points) so none overlaps another or leaves the axes: each label
+    in turn goes to the first free slot above or below its point, flipped to the left of it near the right edge."""
+    from matplotlib.text import Text
+
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    text_box = lambda label: Text.get_window_extent(label, renderer)  # noqa: E731 - the text, not its leader
+    placed = []
+    for label in labels:
+        box = text_box(label)
+        if box.x1 > frame.x1 - pad_px:
+            label.set_horizontalalignment("right")
+            label.xyann = (-4, label.xyann[1])
+            box = text_box(label)
+        base = label.xyann
+        for step in range(0, 40):
+            dy = (step + 1) // 2 * (box.height + pad_px) * (1 if step % 2 else -1)
+            label.xyann = (base[0], base[1] + dy * 72.0 / fig.dpi)
+            box = text_box(label)
+            inside = frame.y0 + pad_px <= box.y0 and box.y1 <= frame.y1 - pad_px
+            if inside and not any(box.overlaps(other) for other in placed):
+                break
+        placed.append(box)
+
+
+def pareto_figure(doc: dict):
+    """MAPE against `.tflite` bytes: one colour per configuration, circles float32 and squares INT8, the Pareto
+    front, the zero-byte rules and peers and the noise floor as lines named in the legend; every label inside
+    the axes and clear of the others."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     rows = [r for r in doc["variants"] if "mape_mean" in r]
     points = [(r["tflite_bytes"], r["mape_mean"]) for r in rows]
     front = pareto_front(points)
-    fig, ax = plt.subplots(figsize=(9, 5.5))
-    colors = {"article": "tab:blue", "edge": "tab:green"}
+    configs = sorted({r["config"] for r in rows})
+    palette = plt.get_cmap("tab10")
+    colours = {name: palette(i % 10) for i, name in enumerate(configs)}
+    fig, ax = plt.subplots(figsize=(10, 6.5))
+    labels = []
     for row in rows:
         marker = "s" if row["quantization"] == "int8" else "o"
-        ax.scatter(row["tflite_bytes"], row["mape_mean"], marker=marker, color=colors.get(row["config"], "gray"))
-        ax.annotate(f"{row['config']}:{row['name']}", (row["tflite_bytes"], row["mape_mean"]), fontsize=7,
-                    xytext=(3, 3), textcoords="offset points")
+        ax.scatter(row["tflite_bytes"], row["mape_mean"], marker=marker, s=36, color=colours[row["config"]],
+                   edgecolors="black", linewidths=0.4, zorder=3)
+        labels.append(ax.annotate(row["name"], (row["tflite_bytes"], row["mape_mean"]), fontsize=7,
+                                  xytext=(5, 0), textcoords="offset points", va="center",
+                                  color=colours[row["config"]],
+                                  arrowprops=dict(arrowstyle="-", lw=0.4, color=colours[row["config"]],
+                                                  shrinkA=0, shrinkB=3)))  # a leader once a label moves
     fx = [points[i][0] for i in front]
     fy = [points[i][1] for i in front]
-    ax.step(fx, fy, where="post", color="black", linewidth=1, label="Pareto front")
-    for row in doc["baselines"]:
-        ax.axhline(row["mape_pct"], linestyle=":", linewidth=0.8, color="gray")
-        ax.text(min(fx) * 0.8, row["mape_pct"], row["name"], fontsize=6, va="bottom")
+    ax.step(fx, fy, where="post", color="black", linewidth=1, zorder=2)
+    handles = [Line2D([], [], color=colours[c], marker="o", ls="", label=f"{c} configuration") for c in configs]
+    handles += [Line2D([], [], color="gray", marker="o", ls="", label="float32"),
+                Line2D([], [], color="gray", marker="s", ls="", label="INT8"),
+                Line2D([], [], color="black", lw=1, label="Pareto front")]
+    styles = [":", "-.", (0, (5, 2)), (0, (1, 3)), (0, (3, 1, 1, 1))]
+    for index, row in enumerate(doc["baselines"]):
+        style = styles[index % len(styles)]
+        ax.axhline(row["mape_pct"], linestyle=style, linewidth=0.9, color="dimgray", zorder=1)
+        handles.append(Line2D([], [], color="dimgray", ls=style, lw=0.9,
+                              label=f"{row['name'][:60]}: {row['mape_pct']:.2f}%"))
     floor = doc["noise_floor"]["mape_pct_true_mean"]
-    ax.axhline(floor, color="red", linewidth=1, label=f"noise floor {floor:.2f}%")
+    ax.axhline(floor, color="tab:red", linewidth=1.2, zorder=1)
+    handles.append(Line2D([], [], color="tab:red", lw=1.2, label=f"noise floor (true mean known): {floor:.2f}%"))
     ax.set_xscale("log")
+    low, high = min(p[0] for p in points), max(p[0] for p in points)
+    ax.set_xlim(low / 1.25, high * 1.6)  # room on the right for the largest model's labels
+    ys = [p[1] for p in points] + [r["mape_pct"] for r in doc["baselines"]] + [floor]
+    ax.set_ylim(min(ys) - 0.3, max(ys) + 0.3 + 0.08 * (max(ys) - min(ys)) * len(handles) / 3)
     ax.set_xlabel(".tflite file size (bytes, log scale)")
     ax.set_ylabel("MAPE % (interpreter, mean over seeds)")
-    ax.set_title(f"MAPE against deployable size — {doc['data']}")
-    ax.legend(loc="upper right", fontsize=8)
+    ax.set_title(f"MAPE against deployable size\n{doc['data']}", fontsize=10)
+    ax.grid(alpha=0.25, which="both")
+    ax.legend(handles=handles, loc="upper right", fontsize=7, ncol=2, framealpha=0.95)
     fig.tight_layout()
+    place_labels(ax, labels)
+    return fig
+
+
+def plot_pareto(doc: dict, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = pareto_figure(doc)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
