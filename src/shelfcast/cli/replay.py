@@ -52,8 +52,14 @@ def replay(
     )
     folder = folder or Path(settings.home) / "replays" / f"{policy}-{options.start}-{options.end}"
     log_path = folder / "replay.log"
-    if report:
-        doc = Replay(folder, options, settings, say=console.print).report()
+    if report:  # the replay's stack comes up for the channels' logs, then goes down again
+        runner = Replay(folder, options, settings, say=console.print)
+        with stderr_to(log_path):
+            LocalStack(runner.settings).up()
+            try:
+                doc = runner.report()
+            finally:
+                LocalStack(runner.settings).down()
         return _finish(console, doc, folder / "report.json", out)
     folder.mkdir(parents=True, exist_ok=True)
     console.print(f"[dim]replay folder {folder}; the servers' and libraries' own output goes to {log_path}[/dim]")

@@ -86,7 +86,7 @@ def run_job(settings: Settings, options: JobOptions, say=print, progress=None) -
     say(f"history: {len(history):,} rows, {history.groupby(['store', 'item']).ngroups} series, "
         f"{pd.Timestamp(days[0]):%Y-%m-%d}..{end}; the last {options.deliver_days} days are replayed one morning "
         "at a time")
-    folder = Path(settings.home) / "runs" / clock.now().strftime("%Y%m%dT%H%M%S")
+    folder = Path(settings.home) / "main-job" / clock.now().strftime("%Y%m%dT%H%M%S")
     specs = list(options.config.model_config_obj().variants)
     steps = progress.add_task("retrain", total=len(parent_sizes(specs)) + len(specs)) if progress else None
 

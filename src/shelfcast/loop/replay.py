@@ -66,7 +66,7 @@ INJECTIONS: dict[str, InjectionKind] = {
     "broken-candidate": InjectionKind("seasonal_naive|champion_regression", "model", "the first retrain on or after `date` "
                                       "trains without its calendar inputs (drill calendar-lost)"),
     "lossy-int8": InjectionKind("int8_drop", "model", "the first retrain on or after `date` calibrates INT8 on a "
-                                "range a quarter of the real one (drill int8-miscalibrated)"),
+                                "range a fiftieth of the real one (drill int8-miscalibrated)"),
 }
 WEEKEND_PROFILE = np.array([0.6, 0.6, 0.6, 0.6, 1.5, 1.5, 1.5])
 
@@ -598,7 +598,9 @@ def summarize(replay: Replay, truth: pd.DataFrame, records: list[dict]) -> dict:
     floor = noise_floor(period[["store", "item", "date"]], period["sales"].to_numpy()) if len(period) > 60 else None
     naive = [r["seasonal_naive_mape_pct"] for r in records if r.get("seasonal_naive_mape_pct") is not None]
 
-    alerts = [alert_record(a) for a in wiring.alert_log(replay.settings).list()]
+    # Every alert the replay raised, resolved ones too (a feed outage's freshness alert resolves when the days arrive).
+    alerts = [alert_record(a) for a in wiring.alert_log(replay.settings).list(
+        statuses=("open", "acknowledged", "resolved"), limit=100_000)]
     promotions = [{"day": r["day"], "canary": r["night"].get("canary"), "stable": r["night"].get("stable"),
                    "chosen": r["night"].get("chosen"), "reason": r["night"].get("reason")}
                   for r in records if r.get("night") and (r["night"].get("canary") or r["night"].get("stable"))]
@@ -748,7 +750,10 @@ def judge_injection(injection: Injection, options: ReplayOptions, scored: pd.Dat
               "alerts": [a["id"] for _, a in raised][:10]}
     if injection.drill:
         result["blocked"] = bool(night) and night.get("canary") is None
-        result["night"] = {k: night.get(k) for k in ("night", "chosen", "reason", "drill", "rejections")}
+        result["night"] = {k: night.get(k) for k in ("night", "chosen", "reason", "drill", "rejections", "error")}
+        if not night.get("variants"):  # the night never made candidates: nothing of it could be detected
+            result.update(detected=False, delay_nights=None, scope_correct=False,
+                          note=f"the drill's night made no candidates: {night.get('error', 'no night on that day')}")
     area = scored
     if expected.scope == "store" and injection.store is not None:
         area = scored[scored["store"] == injection.store]

@@ -147,7 +147,7 @@ def run_night(config: RetrainConfig, sales, tracker, settings, steps: NightSteps
     night = night or data.end.isoformat()
     windows = steps.make_windows(data, model.input_spec, config.holdout_days)
     if config.drill == "int8-miscalibrated":
-        windows.calibration_scale = 0.25
+        windows.calibration_scale = 0.02
     run_id = run_id or str(uuid.uuid4())
     workdir = Path(settings.home).resolve() / "nights" / f"{night}-{run_id[:8]}"
     data_info = {"rows": data.rows, "series": data.series, "start": str(data.start), "end": str(data.end),
