@@ -117,7 +117,7 @@ def plot(doc: dict, out: Path) -> Path:
                        clip_on=False)
         critical = pd.to_datetime([a["first_seen"][:10] for a in entry["alerts"] if a["severity"] == "critical"])
         if len(critical):
-            ax.scatter(critical, np.full(len(critical), 0.97), marker="v", s=40, color=colour,
+            ax.scatter(critical, np.full(len(critical), 0.98), marker="v", s=50, color=colour, zorder=5,
                        transform=ax.get_xaxis_transform())
     if doc.get("noise_floor_pct"):
         ax.axhline(doc["noise_floor_pct"], color="black", lw=1,
@@ -128,7 +128,7 @@ def plot(doc: dict, out: Path) -> Path:
     ax.xaxis.set_major_locator(mdates.MonthLocator())
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%b %Y"))
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", fontsize=8, ncol=2, framealpha=0.9)
+    ax.legend(loc="upper right", fontsize=8, ncol=2, framealpha=0.9)
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
@@ -157,27 +157,31 @@ def verdict(doc: dict) -> str:
 
 def replay_tables(doc: dict) -> str:
     """The README's replay section: the verdict, one row per policy, then one per injection."""
-    lines = [verdict(doc), "",
-        "| policy | days | served MAPE % | frozen, same days | gain (points) | noise floor | seasonal naive | "
+    lines = [
+        verdict(doc), "",
+        "| policy | days | served MAPE % | noise floor | seasonal naive | on frozen's days: this / frozen / gain | "
         "retrains (failed) | canary promotions | critical alerts | model bytes to stores | on quiet days | wall |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for p in doc["policies"] + doc["injected_runs"]:
         name = p["name"] + (" + " + str(len(p["injections"])) + " injections" if p["injections"] else "")
         days = str(p["days"]) if p.get("planned_days", p["days"]) == p["days"] else f"{p['days']} of {p['planned_days']}"
+        same = (f"{_num(p.get('same_days_mape_pct'))} / {_num(p.get('frozen_same_days_mape_pct'))} / "
+                f"{_num(p.get('gain_over_frozen_pts'))} ({p.get('compared_days', 0)} days)"
+                if p.get("gain_over_frozen_pts") is not None else "-")
         lines.append(
             f"| {name} | {days} ({p['first_day']}..{p['last_day']}) | {_num(p['served_mape_pct'])} | "
-            f"{_num(p.get('frozen_same_days_mape_pct'))} | {_num(p.get('gain_over_frozen_pts'), 2)} | "
-            f"{_num(p.get('noise_floor_pct'))} | {_num(p['seasonal_naive_mape_pct'])} | {p['retrains']} "
+            f"{_num(p.get('noise_floor_pct'))} | {_num(p['seasonal_naive_mape_pct'])} | {same} | {p['retrains']} "
             f"({p['failed_retrains']}) | {p['promotions']} | {p['critical_alerts']} | {p['model_bytes_to_stores']:,} | "
             f"{p['model_bytes_on_quiet_days']:,} | {p['wall_seconds'] / 60:.0f} min |")
     if doc.get("injections"):
         lines += ["", "| injection | rule expected | detected | nights to detect | scope right | days to recover |",
                   "|---|---|---|--:|---|--:|"]
         for i in doc["injections"]:
-            lines.append(f"| {i['name']} | {i['rule'] or 'none (no critical alert)'} | "
-                         f"{'yes' if i['detected'] else 'no'} | {_num(i['delay_nights'], 0) if i['delay_nights'] is not None else '-'} | "
-                         f"{'yes' if i['scope_correct'] else 'no'} | "
+            rule = " or ".join(i["rule"].split("|")) if i["rule"] else "none: no critical alert on it"
+            lines.append(f"| {i['name']} | {rule} | {'yes' if i['detected'] else 'no'} | "
+                         f"{i['delay_nights'] if i['delay_nights'] is not None else '-'} | "
+                         f"{('yes' if i['scope_correct'] else 'no') if i['rule'] else '-'} | "
                          f"{i['recovered_days'] if i['recovered_days'] is not None else '-'} |")
     return "\n".join(lines)
 

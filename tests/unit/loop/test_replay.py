@@ -173,7 +173,7 @@ def test_results_merge_compare_with_frozen_and_render(tmp_path):
     assert weekly["gain_over_frozen_pts"] == pytest.approx(1.5)
     assert png.exists() and png.stat().st_size > 10_000
     table = replay_tables(doc)
-    assert "| weekly | 20 (2017-01-01..2017-01-20) | 13.00 | 14.50 | 1.50 | 12.70 | 20.00 |" in table
+    assert "| weekly | 20 (2017-01-01..2017-01-20) | 13.00 | 12.70 | 20.00 | 13.00 / 14.50 / 1.50 (20 days) |" in table
     assert table.startswith("Retraining weekly paid: stores were served 13.00 % MAPE against 14.50 % from the frozen "
                             "first model on the same 20 days (+1.50 points); over its 20 days it served 13.00 % against "
                             "a noise floor of 12.70 % (0.30 points above it).")
