@@ -39,6 +39,9 @@ def convert(job: dict) -> bytes:
 
     _reset_state_between_calibration_samples()
 
+    # A fresh graph per conversion: the child lives across many, and Keras name counters
+    # (model, model_1, ...) would otherwise make the same weights convert to files of different bytes.
+    tf_keras.backend.clear_session()
     arrays = np.load(job["npz"])
     weights = [arrays[f"w{i}"] for i in range(job["n_weights"])]
     inputs = tf_keras.Input(shape=(job["lookback"], job["n_features"]), batch_size=1, name="sales_window")

@@ -59,3 +59,11 @@ def test_a_failing_job_reports_its_reason_and_the_child_keeps_serving(tmp_path):
     assert good.exists()
     assert isinstance(broken, ConversionError) and "float32 conversion of LSTM-4 (bad.tflite) failed: ValueError" in str(broken)
     assert CONVERTER._process.pid == pid
+
+
+def test_the_same_weights_convert_to_the_same_bytes_in_a_long_lived_child(tmp_path):
+    """Keras numbers each model it builds (model, model_1, ...); without a fresh graph per conversion the second
+    conversion of the same weights in the same child wrote a file 4 bytes longer."""
+    first, second = export_many([_job(tmp_path / "one.tflite"), _job(tmp_path / "two.tflite")])
+    (third,) = export_many([_job(tmp_path / "three.tflite")])
+    assert first.read_bytes() == second.read_bytes() == third.read_bytes()
