@@ -19,9 +19,10 @@ import os
 import socket
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
+
+from shelfcast.contract import clock
 
 
 def leases_dir(home: Path) -> Path:
@@ -82,7 +83,7 @@ def hold(home: Path, kind: str, run_id: str, **facts) -> Lease:
     handle = open(temporary, "w+", encoding="utf-8")
     fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
     facts = {"pid": os.getpid(), "host": socket.gethostname(),
-             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), **facts}
+             "started": clock.stamp(), **facts}
     lease = Lease(final, kind, run_id, facts, handle)
     lease.update()
     os.replace(temporary, final)  # the lock belongs to the open file, so it survives the rename
