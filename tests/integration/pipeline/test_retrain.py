@@ -271,7 +271,7 @@ def test_the_night_records_the_sales_table_version_it_trained_on(night_env, firs
     tags = {tag.key: tag.value for tag in given.tags}
     assert (tags["first_day"], tags["last_day"], tags["sales_table_version"], tags["series"]) == (
         first_night["data"]["start"], "2016-10-26", str(version), "4")
-    assert json.loads(given.dataset.source)["path"] == store.uri()
+    assert json.loads(given.dataset.source)["path"] == SalesTable(bucket).uri()  # the night read the bucket
     # A later delivery moves the table on; that night's training set still reads back exactly.
     later = generate_sales(stores=2, items=2, start="2016-10-27", end="2016-10-27", seed=4)
     deliver_range(open_landing("landing/", store.objects), later, "2016-10-27", "2016-10-27", kind="late")
