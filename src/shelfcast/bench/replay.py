@@ -8,6 +8,7 @@ the same-days comparison with `frozen` when a frozen run covers those days.
 from __future__ import annotations
 
 import json
+import os
 import platform
 from pathlib import Path
 
@@ -48,16 +49,10 @@ def merge_result(path: Path, run: dict) -> Path:
     doc["noise_floor_pct"] = widest["noise_floor_pct"]
     doc["noise_floor_mape_optimal_pct"] = widest["noise_floor_mape_optimal_pct"]
     compare_with_frozen(doc)
-    doc["machine"] = f"{platform.machine()}, {_cores()} cores, Python {platform.python_version()}"
+    doc["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=1, default=str) + "\n")
     return plot(doc, path.with_suffix(".png"))
-
-
-def _cores() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def compare_with_frozen(doc: dict) -> None:
@@ -95,8 +90,8 @@ def plot(doc: dict, out: Path) -> Path:
     import pandas as pd
 
     runs = doc["policies"] + doc["injected_runs"]
+    longest = max(runs, key=lambda r: r["days"])  # the seasonal-naive rule is drawn over its days
     fig, ax = plt.subplots(figsize=(12, 5.5), constrained_layout=True)
-    naive_drawn = False
     for entry in runs:
         label = entry["name"] + (" + injections" if entry["injections"] else "")
         days = pd.to_datetime([d["day"] for d in entry["daily"]])
@@ -107,10 +102,9 @@ def plot(doc: dict, out: Path) -> Path:
         ax.plot(days, rolling([d["mape_pct"] for d in entry["daily"]]), style, color=colour,
                 lw=1.4 if entry["name"] == "frozen" else 2.0, zorder=3 if entry["name"] == "frozen" else 2,
                 label=f"{label}: {mape:.2f} % over {entry['days']} days" if mape is not None else label)
-        if not naive_drawn and entry is max(runs, key=lambda r: r["days"]):
+        if entry is longest:
             ax.plot(days, rolling([d["seasonal_naive_mape_pct"] for d in entry["daily"]]), ":", color="#444444",
                     lw=1.2, label="seasonal-naive rule (mean of lags 7, 14)")
-            naive_drawn = True
         moves = pd.to_datetime([p["day"] for p in entry["promotion_log"] if p.get("canary")])
         if len(moves):
             ax.scatter(moves, np.full(len(moves), 0.0), marker="|", s=120, color=colour, transform=ax.get_xaxis_transform(),

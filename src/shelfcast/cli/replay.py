@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 from typing import List, Optional
@@ -63,7 +64,6 @@ def replay(
         return _finish(console, doc, folder / "report.json", out)
     folder.mkdir(parents=True, exist_ok=True)
     console.print(f"[dim]replay folder {folder}; the servers' and libraries' own output goes to {log_path}[/dim]")
-    runner = None
     with stderr_to(log_path), Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                        TimeElapsedColumn(), TimeRemainingColumn(), console=console,
                                        transient=True) as progress:
@@ -81,7 +81,7 @@ def _finish(console, doc: dict, result: Path, out: Path | None) -> None:
     from shelfcast.bench.replay import merge_result, render_line
 
     console.print(render_line(doc))
-    result.write_text(_json(doc))
+    result.write_text(json.dumps(doc, indent=1, default=str))
     console.print(f"result: {result}")
     if out is not None:
         png = merge_result(out, doc)
@@ -93,12 +93,6 @@ def _day(text: str, option: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise typer.BadParameter(f"{text!r} is not a date; write YYYY-MM-DD", param_hint=option) from None
-
-
-def _json(doc: dict) -> str:
-    import json
-
-    return json.dumps(doc, indent=1, default=str)
 
 
 def register(app: typer.Typer) -> None:

@@ -112,7 +112,7 @@ def run_job(settings: Settings, options: JobOptions, say=print, progress=None) -
     timings["ingest_seconds"] = replay.timings["ingest"]
     timings["retrain_seconds"] = replay.timings["retrain"]
     timings["store_seconds"] = replay.timings["stores"]
-    records = [json.loads(line) for line in replay.days_path.read_text().splitlines()]
+    records = replay.done_days()
     first_store = records[0]["stores"][0]
     store = {**first_store, "day": records[0]["day"], "folder": str(folder / "stores" / f"store-{first_store['store']}"),
              "forecasts": [{"item": int(item), "date": records[0]["day"], "sales": round(value, 1)}

@@ -314,18 +314,23 @@ class StoreDevice:
         return record
 
 
+def served_errors(records: list[dict], truth: pd.DataFrame) -> pd.DataFrame:
+    """Every forecast the stores were served on the days of `records` (date, store, item, forecast), with its
+    actual sales and absolute percentage error; days without sales are left out, as MAPE leaves them out."""
+    from shelfcast.monitor.evaluation import ape_pct
+
+    rows = [(pd.Timestamp(record["day"]), store["store"], int(item), forecast)
+            for record in records for store in record["stores"] for item, forecast in store["forecasts"].items()]
+    served = pd.DataFrame(rows, columns=["date", "store", "item", "forecast"])
+    scored = served.merge(truth[["date", "store", "item", "sales"]], on=["date", "store", "item"], how="inner")
+    return scored.assign(ape=ape_pct(scored["sales"], scored["forecast"])).dropna(subset=["ape"])
+
+
 def score_day(record: dict, truth_day: pd.DataFrame) -> dict:
-    """Absolute percentage errors of what was served, against the day's actual sales (days with sales only)."""
-    actual = {(int(s), int(i)): float(v) for s, i, v in truth_day[["store", "item", "sales"]].itertuples(index=False)}
-    errors: dict[str, list[float]] = {}
-    for store in record["stores"]:
-        for item, forecast in store["forecasts"].items():
-            y = actual.get((store["store"], int(item)))
-            if y is not None and y > 0:
-                errors.setdefault(str(store["store"]), []).append(abs(forecast - y) / y * 100)
-    pooled = [e for values in errors.values() for e in values]
-    return {"mape_pct": float(np.mean(pooled)) if pooled else None, "n": len(pooled),
-            "per_store": {s: float(np.mean(v)) for s, v in errors.items()}}
+    """The day's served MAPE, pooled and per store, against its actual sales."""
+    scored = served_errors([record], truth_day)
+    return {"mape_pct": float(scored["ape"].mean()) if len(scored) else None, "n": int(len(scored)),
+            "per_store": {str(k): float(v) for k, v in scored.groupby("store")["ape"].mean().items()}}
 
 
 def seasonal_naive_day(truth: pd.DataFrame, day: pd.Timestamp, served_keys: set) -> float | None:
@@ -398,6 +403,7 @@ class Replay:
         count = options.stores_simulated or len(panel_stores)
         devices = [StoreDevice(int(s), "canary" if n < CANARY_STORES else "stable",
                                self.folder / "stores" / f"store-{s}") for n, s in enumerate(panel_stores[:count])]
+        sales_of = {device.store: truth[truth["store"] == device.store] for device in devices}  # each shop's own POS
         days = [d.date() for d in pd.date_range(options.start, options.end)]
         records = self.done_days()
         done = {r["day"] for r in records}
@@ -414,7 +420,7 @@ class Replay:
                 for day in days:
                     if day.isoformat() in done:
                         continue
-                    record = self.one_day(day, truth, devices, simulated, root)
+                    record = self.one_day(day, truth, devices, sales_of, simulated, root)
                     with self.days_path.open("a") as handle:
                         handle.write(json.dumps(record, default=str) + "\n")
                     records.append(record)
@@ -462,7 +468,8 @@ class Replay:
             {"seconds": {k: v for k, v in self.timings.items() if v}, "night": night_record(night, None)}, default=str))
         self.say(f"first model: {describe_promotion(night)}")
 
-    def one_day(self, day: date, truth: pd.DataFrame, devices: list[StoreDevice], simulated, root) -> dict:
+    def one_day(self, day: date, truth: pd.DataFrame, devices: list[StoreDevice], sales_of: dict[int, pd.DataFrame],
+                simulated, root) -> dict:
         from shelfcast.data.ingest import frame_to_csv, open_landing
         from shelfcast.flows.ingest import ingest_flow
         from shelfcast.flows.retrain import retrain_flow
@@ -511,8 +518,7 @@ class Replay:
         simulated.set(stamp_at(day, 6))
         self.phase(f"{day}: {len(devices)} stores sync and forecast")
         step = time.perf_counter()
-        record["stores"] = [device.sync_and_forecast(settings, truth[truth["store"] == device.store], day, root)
-                            for device in devices]
+        record["stores"] = [device.sync_and_forecast(settings, sales_of[device.store], day, root) for device in devices]
         record["seconds"]["stores"] = time.perf_counter() - step
         for phase, seconds in record["seconds"].items():
             self.timings[phase] = self.timings.get(phase, 0.0) + seconds
@@ -582,16 +588,7 @@ def summarize(replay: Replay, truth: pd.DataFrame, records: list[dict]) -> dict:
 
     options = replay.options
     records = sorted(records, key=lambda r: r["day"])
-    served_rows = []
-    for record in records:
-        for store in record["stores"]:
-            for item, forecast in store["forecasts"].items():
-                served_rows.append((pd.Timestamp(record["day"]), store["store"], int(item), forecast))
-    served = pd.DataFrame(served_rows, columns=["date", "store", "item", "forecast"])
-    scored = served.merge(truth, on=["date", "store", "item"], how="inner")
-    scored = scored[scored["sales"] > 0]
-    ape = (scored["forecast"] - scored["sales"]).abs() / scored["sales"] * 100
-    scored = scored.assign(ape=ape)
+    scored = served_errors(records, truth)
 
     period = truth[(truth["date"] >= pd.Timestamp(options.start)) & (truth["date"] <= pd.Timestamp(records[-1]["day"]))] \
         if records else truth.iloc[:0]
@@ -617,13 +614,14 @@ def summarize(replay: Replay, truth: pd.DataFrame, records: list[dict]) -> dict:
             if not history or history[-1]["version"] != store["serving"]:
                 history.append({"from": record["day"], "version": store["serving"]})
     retrains = [r for r in records if r.get("retrain")]
+    moves, phases = channel_moves(replay.settings), phase_seconds(replay.folder, records)
     policy = {
         "name": options.policy,
         "days": len(records),
         "first_day": records[0]["day"] if records else None,
         "last_day": records[-1]["day"] if records else None,
         "served_mape_pct": float(scored["ape"].mean()) if len(scored) else None,
-        "served_forecasts": int(len(served)),
+        "served_forecasts": sum(len(s["forecasts"]) for r in records for s in r["stores"]),
         "scored_forecasts": int(len(scored)),
         "served_mape_pct_per_store": {str(k): float(v) for k, v in scored.groupby("store")["ape"].mean().items()},
         "seasonal_naive_mape_pct": float(np.mean(naive)) if naive else None,
@@ -638,14 +636,14 @@ def summarize(replay: Replay, truth: pd.DataFrame, records: list[dict]) -> dict:
         "promotions": len([p for p in promotions if p["canary"]]),
         "stable_moves": len([p for p in promotions if p["stable"]]),
         "promotion_log": promotions,
-        "rollbacks": channel_moves(replay.settings, "rollback"),
-        "channel_moves": channel_moves(replay.settings),
+        "rollbacks": moves.get("rollback") if moves is not None else None,
+        "channel_moves": sum(moves.values()) if moves is not None else None,
         "alerts": alerts,
         "critical_alerts": sum(1 for a in alerts if a["severity"] == "critical"),
         "model_bytes_to_stores": int(sum(bytes_by_day.values())),
         "model_bytes_on_quiet_days": int(sum(b for d, b in bytes_by_day.items() if d not in moved_days)),
-        "seconds_per_phase": phase_seconds(replay.folder, records),
-        "wall_seconds": round(sum(phase_seconds(replay.folder, records).values()), 1),
+        "seconds_per_phase": phases,
+        "wall_seconds": round(sum(phases.values()), 1),
         "planned_days": (options.end - options.start).days + 1,
         "training": training_description(options),
         "injections": [i.name for i in options.injections],
@@ -661,9 +659,10 @@ def summarize(replay: Replay, truth: pd.DataFrame, records: list[dict]) -> dict:
     }
 
 
-def channel_moves(settings: Settings, action: str | None = None) -> int | None:
-    """Moves in the channels' own logs (every move, or those of one action such as `rollback`); None when the
+def channel_moves(settings: Settings) -> dict[str, int] | None:
+    """Moves in the channels' own logs, counted by action (`promote`, `advance`, `rollback`, ...); None when the
     replay's S3 server is not running to ask (a report from a stopped replay's folder)."""
+    from collections import Counter
     from urllib.parse import urlparse
 
     from shelfcast.delivery.channels import read_log
@@ -672,8 +671,8 @@ def channel_moves(settings: Settings, action: str | None = None) -> int | None:
     if not port_open(urlparse(settings.s3_endpoint_url or "").port or 443):
         return None
     objects = wiring.bucket(settings)
-    entries = [e for channel in ("canary", "stable") for e in read_log(objects, channel)]
-    return sum(1 for e in entries if action is None or e.action == action)
+    counts = Counter(e.action for channel in ("canary", "stable") for e in read_log(objects, channel))
+    return {"rollback": 0, **counts}
 
 
 def phase_seconds(folder: Path, records: list[dict]) -> dict[str, float]:

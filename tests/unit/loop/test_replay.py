@@ -114,7 +114,7 @@ def test_policies_retrain_on_their_schedule_never_on_the_first_day():
 def test_score_day_pools_absolute_percentage_errors_on_days_with_sales():
     truth = pd.DataFrame({"date": pd.Timestamp("2017-01-05"), "store": [1, 1, 2], "item": [1, 2, 1],
                           "sales": [10, 0, 20]})
-    record = {"stores": [{"store": 1, "forecasts": {"1": 12.0, "2": 5.0}}, {"store": 2, "forecasts": {"1": 15.0}}]}
+    record = {"day": "2017-01-05", "stores": [{"store": 1, "forecasts": {"1": 12.0, "2": 5.0}}, {"store": 2, "forecasts": {"1": 15.0}}]}
     score = score_day(record, truth)
     assert score["n"] == 2  # the zero-sales day is left out
     assert score["mape_pct"] == pytest.approx((20 + 25) / 2)
