@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from shelfcast.contract import clock
-from shelfcast.data.schema import DEFAULT_MAX_SALES, KEY, read_sales_stream
+from shelfcast.data.schema import DEFAULT_MAX_SALES, KEY, blocks, read_sales_stream
 from shelfcast.data.sales import (
     COMMIT_ATTEMPTS,
     Catalog,
@@ -155,12 +155,14 @@ def check_history(rows: pd.DataFrame, existing: pd.DataFrame, catalog: Catalog |
     written only for the rows that get one, so a large clean file costs a few vector operations.
     """
     rows = rows.reset_index(drop=True)
-    reason = np.full(len(rows), None, dtype=object)
+    has_reason = np.zeros(len(rows), dtype=bool)
+    found: list[tuple[np.ndarray, np.ndarray]] = []  # (row positions, their reasons): only rows that get one
 
     def reject(mask: np.ndarray, text) -> None:
-        fresh = np.flatnonzero(mask & pd.isna(reason))
+        fresh = np.flatnonzero(mask & ~has_reason)
         if len(fresh):
-            reason[fresh] = text(rows.iloc[fresh], fresh)
+            has_reason[fresh] = True
+            found.append((fresh, np.asarray(text(rows.iloc[fresh], fresh), dtype=object)))
 
     reject((rows["date"] > pd.Timestamp(today)).to_numpy(),
            lambda r, _: ("date=" + r["date"].dt.strftime("%Y-%m-%d")
@@ -186,17 +188,28 @@ def check_history(rows: pd.DataFrame, existing: pd.DataFrame, catalog: Catalog |
             + " already ingested for this date, store and item from " + merged["source"].iloc[index].to_numpy()
             + "; to change a delivered value, deliver a corrected " + merged["source"].iloc[index].to_numpy()
             + " under the same name").to_numpy())
-        duplicate = same & pd.isna(reason)
-    has_reason = ~pd.isna(reason)
+        duplicate = same & ~has_reason
     ok = ~has_reason & ~duplicate
-    rejected = pd.DataFrame({"line": rows["line"].to_numpy()[has_reason], "reason": reason[has_reason]})
+    positions = np.concatenate([at for at, _ in found]) if found else np.zeros(0, np.int64)
+    texts = np.concatenate([text for _, text in found]) if found else np.zeros(0, object)
+    order = np.argsort(positions, kind="stable")
+    rejected = pd.DataFrame({"line": rows["line"].to_numpy()[positions[order]], "reason": texts[order]})
     accepted = rows if ok.all() else rows.loc[ok].reset_index(drop=True)  # a clean file is not copied
     return HistoryCheck(accepted, rejected, int(duplicate.sum()))
 
 
 def unique_days(rows: pd.DataFrame) -> list[date]:
-    """The distinct days of `rows`, sorted (through numpy: a Python object per row costs seconds per million)."""
-    return [day.item() for day in np.unique(rows["date"].to_numpy().astype("datetime64[D]"))]
+    """The distinct days of `rows`, sorted (through numpy, a block of rows at a time: a Python object per row
+    costs seconds per million, and a whole-column copy memory)."""
+    days = day_numbers(rows)
+    found = [np.unique(days[start:stop] // 86400) for start, stop in blocks(len(rows))]
+    unique = np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
+    return [day.item() for day in unique.astype("datetime64[D]")]
+
+
+def day_numbers(rows: pd.DataFrame) -> np.ndarray:
+    """The date column as Unix seconds (int64), a view where the column is datetime64[s] already."""
+    return rows["date"].to_numpy().astype("datetime64[s]", copy=False).view(np.int64)
 
 
 def gap_warnings(accepted: pd.DataFrame, known_dates: list[date], series: pd.DataFrame | None) -> list[str]:
@@ -217,15 +230,23 @@ def gap_warnings(accepted: pd.DataFrame, known_dates: list[date], series: pd.Dat
     if missing_days:
         warnings.append(f"gap: the file skips {len(missing_days)} day(s) in its range, first {missing_days[0]}")
     if series is not None and len(series):
-        known = series_keys(series)
-        day_index = np.searchsorted(np.array(days, dtype="datetime64[D]"),
-                                    accepted["date"].to_numpy().astype("datetime64[D]"))
-        present = np.bincount(day_index[np.isin(series_keys(accepted), known)], minlength=len(days))
+        known = np.sort(series_keys(series))
+        day_array, seconds = np.array(days, dtype="datetime64[D]"), day_numbers(accepted)
+
+        def block_keys(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+            day_index = np.searchsorted(day_array, (seconds[start:stop] // 86400).astype("datetime64[D]"))
+            return day_index, series_keys(accepted.iloc[start:stop])
+
+        present = np.zeros(len(days), dtype=np.int64)
+        for start, stop in blocks(len(accepted)):
+            day_index, keys = block_keys(start, stop)
+            present += np.bincount(day_index[np.isin(keys, known)], minlength=len(days))
         short = len(known) - present  # keys are unique within a file, so this counts the missing series per day
         if short.any():
             first_day = int(np.flatnonzero(short)[0])
-            there = series_keys(accepted[day_index == first_day])
-            s, i = divmod(int(np.setdiff1d(known, there)[0]), 1 << 32)
+            there = [keys[day_index == first_day] for day_index, keys in
+                     (block_keys(start, stop) for start, stop in blocks(len(accepted)))]
+            s, i = divmod(int(np.setdiff1d(known, np.concatenate(there))[0]), 1 << 32)
             warnings.append(f"gap: {int(short.sum())} (date, series) rows missing on {int((short > 0).sum())} "
                             f"day(s), first {days[first_day]} store {s} item {i}; the series will have a hole until "
                             "it is delivered")
@@ -531,11 +552,14 @@ def new_series_of(accepted: pd.DataFrame, known: pd.DataFrame | None) -> pd.Data
     """The (store, item, first_date) of accepted rows whose series the catalogue lacks, sorted."""
     if accepted.empty:
         return pd.DataFrame({"store": [], "item": [], "first_date": []})
-    firsts = pd.Series(accepted["date"].to_numpy()).groupby(series_keys(accepted)).min()  # one int64 key
+    seconds = day_numbers(accepted)
+    firsts = pd.concat([pd.Series(seconds[start:stop]).groupby(series_keys(accepted.iloc[start:stop])).min()
+                        for start, stop in blocks(len(accepted))])  # one int64 key, a block at a time
+    firsts = firsts.groupby(level=0).min()
     keys = firsts.index.to_numpy(np.int64)
     fresh = ~np.isin(keys, series_keys(known)) if known is not None and len(known) else np.ones(len(keys), bool)
     return pd.DataFrame({"store": keys[fresh] >> 32, "item": keys[fresh] & 0xFFFFFFFF,
-                         "first_date": firsts.to_numpy()[fresh]})
+                         "first_date": firsts.to_numpy()[fresh].astype("datetime64[s]")})
 
 
 def _rejected_rows(validation: pd.DataFrame, history: pd.DataFrame, rows: pd.DataFrame, name: str) -> pd.DataFrame:

@@ -29,6 +29,7 @@ import hashlib
 import json
 import random
 import re
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import date
@@ -40,6 +41,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from shelfcast.contract import clock
 from shelfcast.contract.errors import WriteConflict
 from shelfcast.contract.objects import AlreadyExists, LocalObjects, ObjectMissing, Objects
 
@@ -296,13 +298,48 @@ class SalesTable:
                 write_deltalake(dt, data, mode="overwrite", predicate=f"source = {sql_text(source)}",
                                 commit_properties=props)
             else:
-                write_deltalake(dt, data, mode="append", commit_properties=props)
+                self._append(dt, data, props)
         except Exception as exc:
             if _commit_failed(exc):
                 raise TableMoved(f"the sales table moved past version {dt.version()}") from None
             raise
         dt.update_incremental()
         return dt.version()
+
+    def _append(self, dt, data: pa.RecordBatchReader, props) -> None:
+        """Append `data` as one commit: Parquet files written batch by batch, uploaded, then added to the log.
+
+        The same commit `write_deltalake` makes (add actions with their statistics, the application
+        transactions), but with memory bounded by one batch: delta-rs' writer holds a few hundred MB for a large
+        file. When the commit fails, the uploaded files are deleted (no version refers to them)."""
+        import pyarrow.parquet as pq
+        import uuid
+        from deltalake.transaction import AddAction
+
+        with tempfile.TemporaryDirectory(prefix="shelfcast-append-") as tmp:
+            name = f"part-00000-{uuid.uuid4()}-c000.snappy.parquet"
+            path = Path(tmp) / name
+            stats = FileStats(SALES_SCHEMA)
+            with pq.ParquetWriter(path, SALES_SCHEMA, compression="snappy") as writer:
+                for batch in data:
+                    writer.write_batch(batch, row_group_size=1 << 20)
+                    stats.add(batch)
+                    del batch
+                    pa.default_memory_pool().release_unused()
+            if stats.rows == 0:
+                return self._commit_actions(dt, [], props)
+            key = f"{SALES_TABLE}/{name}"
+            self.objects.upload(path, key)
+            add = AddAction(name, path.stat().st_size, {}, int(clock.now().timestamp() * 1000), True, stats.json())
+        try:
+            self._commit_actions(dt, [add], props)
+        except Exception:
+            self.objects.delete(key)
+            raise
+
+    @staticmethod
+    def _commit_actions(dt, actions: list, props) -> None:
+        dt.create_write_transaction(actions, mode="append", schema=SALES_SCHEMA, commit_properties=props)
 
     # ---- reading ------------------------------------------------------------------------------------------
     def load(self, start: date | None = None, end: date | None = None, exclude_source: str | None = None,
@@ -613,6 +650,32 @@ def to_frame(batches: Iterable[pa.RecordBatch], columns: list[str]) -> pd.DataFr
         data[name] = data[name][order]
     del order
     return pd.DataFrame(data, copy=False)
+
+
+class FileStats:
+    """The statistics of a data file's add action (row count, and per column minimum, maximum and nulls), as the
+    Delta protocol writes them and readers use to skip files."""
+
+    def __init__(self, schema: pa.Schema):
+        self.schema, self.rows = schema, 0
+        self.low: dict[str, object] = {}
+        self.high: dict[str, object] = {}
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows == 0:
+            return
+        self.rows += batch.num_rows
+        for name in self.schema.names:
+            low, high = (value.as_py() for value in pc.min_max(batch.column(name)).values())
+            self.low[name] = low if name not in self.low else min(self.low[name], low)
+            self.high[name] = high if name not in self.high else max(self.high[name], high)
+
+    def json(self) -> str:
+        text = lambda v: v.isoformat() if isinstance(v, date) else v  # noqa: E731 - dates as the log writes them
+        return json.dumps({"numRecords": self.rows,
+                           "minValues": {k: text(v) for k, v in self.low.items()},
+                           "maxValues": {k: text(v) for k, v in self.high.items()},
+                           "nullCount": {name: 0 for name in self.schema.names}})
 
 
 def new_series(series: pd.DataFrame, known: pd.DataFrame) -> pd.DataFrame:

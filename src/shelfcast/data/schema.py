@@ -198,7 +198,7 @@ class StreamedSales:
     """A sales file read block by block: accepted rows in compact columns, rejected rows with reasons."""
 
     source: str
-    accepted: pd.DataFrame  # date (datetime64[s]), store, item, sales (int64), line (int64)
+    accepted: pd.DataFrame  # date (datetime64[s]), store, item, line (int32), sales (`sales_dtype`)
     rejected: pd.DataFrame  # source, line, reason, date, store, item, sales (text as delivered)
     rows_read: int
 
@@ -207,11 +207,11 @@ INTEGER_TEXT = r"^\+?\d{1,%d}(\.0*)?$" % MAX_DIGITS
 
 
 def read_sales_stream(path: str | Path, source: str | None = None, max_sales: int = DEFAULT_MAX_SALES,
-                      block_bytes: int = 16 << 20) -> StreamedSales:
+                      block_bytes: int = 4 << 20) -> StreamedSales:
     """Read and validate a sales file in blocks of `block_bytes` with Arrow's CSV reader.
 
-    Memory holds one block at a time plus the accepted rows as 5 numeric columns (40 bytes a row), whatever the
-    file's size. First Arrow parses the columns as dates and 64-bit integers itself (exact, no float; a value it
+    Memory holds one block at a time plus the accepted rows as 5 numeric columns (24 bytes a row: the date as
+    datetime64[s], store, item and line as int32, sales as int32 unless `max_sales` needs int64). First Arrow parses the columns as dates and 64-bit integers itself (exact, no float; a value it
     cannot parse, such as `1e12` or a 20-digit number, ends that attempt); a file it refuses is read again as
     text, where each block's rows that the fast checks pass become numbers from their digits and the others go
     through `validate_sales` for their reason. Keys repeated inside the file are found once it is all read.
@@ -250,7 +250,9 @@ def _read_blocks(path: Path, source: str, names: dict[str, str], max_sales: int,
     # Accepted rows go straight into arrays sized for the most rows the file can hold (a valid row has at least
     # 17 bytes): untouched pages of np.empty are never resident, and no per-block pieces are joined at the end.
     capacity = path.stat().st_size // 17 + 1
-    out = {c: np.empty(capacity, dtype=np.int64) for c in ("date", "store", "item", "sales", "line")}
+    out = {"date": np.empty(capacity, np.int64), "store": np.empty(capacity, np.int32),
+           "item": np.empty(capacity, np.int32), "sales": np.empty(capacity, sales_dtype(max_sales)),
+           "line": np.empty(capacity, np.int32 if capacity < 2**31 - 2 else np.int64)}
     filled = 0
     reordered = False
 
@@ -273,6 +275,7 @@ def _read_blocks(path: Path, source: str, names: dict[str, str], max_sales: int,
                 raise  # a value Arrow's parser refuses: read as text, where each row gets its reason
             raise SalesSchemaError(f"file {source} after line {rows_read + 1}: not a readable CSV ({exc}); "
                                    "re-export it as plain CSV") from None
+        pa.default_memory_pool().release_unused()  # the last block's buffers, which the pool would keep
         lines = np.arange(rows_read, rows_read + batch.num_rows, dtype=np.int64) + 2  # line 1 is the header
         rows_read += batch.num_rows
         if typed:
@@ -317,22 +320,25 @@ def _read_blocks(path: Path, source: str, names: dict[str, str], max_sales: int,
         day_values = day.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
         keep(day_values[good], values["store"][good], values["item"][good], values["sales"][good], lines[good])
     columns = {name: values[:filled] for name, values in out.items()}
+    if reordered:  # rescued rows were kept after their block: put every row back in line order
+        order = np.argsort(columns["line"], kind="stable")
+        columns = {name: values[order] for name, values in columns.items()}
+        del order
+    keys = KeyCells(columns["date"], columns["store"], columns["item"])
+    first = first_of_each_key(keys)
+    if not first.all():
+        repeats = np.flatnonzero(~first)
+        origin = first_lines_of(keys, first, columns["line"])
+        dups = {name: values[repeats] for name, values in columns.items()}
+        rejected.append(pd.DataFrame({
+            "source": source, "line": dups["line"].astype(np.int64),
+            "reason": [f"duplicate of line {o} for the same date, store and item" for o in origin],
+            "date": np.datetime_as_string(dups["date"].astype("datetime64[s]"), unit="D"),
+            "store": dups["store"].astype(str), "item": dups["item"].astype(str), "sales": dups["sales"].astype(str)}))
+        columns = keep_rows(columns, first)
+    del keys
     columns["date"] = columns["date"].view("datetime64[s]")
     accepted = pd.DataFrame(columns, copy=False)
-    del columns, out
-    if reordered:
-        accepted = accepted.sort_values("line", kind="stable", ignore_index=True)
-    first = first_of_each_key(accepted)
-    if not first.all():
-        dups = accepted.loc[~first]
-        keys = accepted.loc[first].set_index(["date", "store", "item"])["line"]
-        origin = keys.reindex(pd.MultiIndex.from_frame(dups[["date", "store", "item"]])).to_numpy()
-        rejected.append(pd.DataFrame({
-            "source": source, "line": dups["line"].to_numpy(),
-            "reason": [f"duplicate of line {o} for the same date, store and item" for o in origin],
-            "date": dups["date"].dt.strftime("%Y-%m-%d").to_numpy(), "store": dups["store"].astype(str).to_numpy(),
-            "item": dups["item"].astype(str).to_numpy(), "sales": dups["sales"].astype(str).to_numpy()}))
-        accepted = accepted.loc[first].reset_index(drop=True)
     rejected_frame = (pd.concat(rejected, ignore_index=True).sort_values("line").reset_index(drop=True) if rejected
                       else pd.DataFrame(columns=["source", "line", "reason", *COLUMNS]))
     return StreamedSales(source, accepted, rejected_frame, rows_read)
@@ -378,17 +384,85 @@ def _digits_to_int64(text, mask: np.ndarray) -> np.ndarray:
     return values
 
 
-def first_of_each_key(frame: pd.DataFrame) -> np.ndarray:
+def sales_dtype(max_sales: int):
+    """The narrowest integer type holding every sales value up to `max_sales`."""
+    return np.int32 if max_sales <= np.iinfo(np.int32).max else np.int64
+
+
+BLOCK_ROWS = 1 << 20
+
+
+def blocks(rows: int, size: int = BLOCK_ROWS):
+    """(start, stop) of consecutive row blocks: whole-column temporaries are built one block at a time."""
+    for start in range(0, rows, size):
+        yield start, min(rows, start + size)
+
+
+class KeyCells:
+    """Each (date, store, item) key of a file as one int64 cell: series index x days + day offset.
+
+    Series are numbered densely among the file's own (store, item) pairs and days from its first day, so a
+    cell is exact and small, and the whole file's keys fit a table of `cells` flags when the file is dense
+    (as daily exports and histories are: every series on most days). `seconds` is the date in Unix seconds."""
+
+    def __init__(self, seconds: np.ndarray, store: np.ndarray, item: np.ndarray, size: int = BLOCK_ROWS):
+        self.seconds, self.store, self.item, self.size, self.rows = seconds, store, item, size, len(seconds)
+        series = [np.unique(self.series(start, stop)) for start, stop in blocks(self.rows, size)]
+        self.known = np.unique(np.concatenate(series)) if series else np.zeros(0, np.int64)
+        self.first_day = int(seconds.min()) // 86400 if self.rows else 0
+        self.days = int(seconds.max()) // 86400 - self.first_day + 1 if self.rows else 0
+        self.cells = len(self.known) * self.days
+
+    def series(self, start: int, stop: int) -> np.ndarray:
+        return (self.store[start:stop].astype(np.int64) << 32) | self.item[start:stop].astype(np.int64)
+
+    def of(self, start: int, stop: int) -> np.ndarray:
+        index = np.searchsorted(self.known, self.series(start, stop))
+        return index * self.days + (self.seconds[start:stop] // 86400 - self.first_day)
+
+
+def first_of_each_key(keys: KeyCells) -> np.ndarray:
     """True for the first row of every (date, store, item) key, False for later repeats (file order).
 
-    One stable sort of the keys (an index and two key columns in memory) instead of hashing three columns."""
-    first = np.ones(len(frame), dtype=bool)
-    if len(frame) < 2:
+    A dense file marks each key's cell in a table of flags, block by block (one byte per cell, about one cell a
+    row); a sparse file, whose table would be much larger than its rows, sorts its cells instead."""
+    first = np.ones(keys.rows, dtype=bool)
+    if keys.rows < 2:
         return first
-    day = frame["date"].to_numpy().astype("datetime64[D]").astype(np.int64)
-    series = (frame["store"].to_numpy(np.int64) << 32) | frame["item"].to_numpy(np.int64)
-    order = np.lexsort((series, day))  # stable: equal keys keep file order
-    day, series = day[order], series[order]
-    repeat = np.flatnonzero((day[1:] == day[:-1]) & (series[1:] == series[:-1])) + 1
+    if keys.cells <= 4 * keys.rows + (1 << 20):
+        seen = np.zeros(keys.cells, dtype=bool)
+        for start, stop in blocks(keys.rows, keys.size):
+            cell = keys.of(start, stop)
+            unique, at = np.unique(cell, return_index=True)  # stable: `at` is each cell's first row
+            block_first = np.zeros(len(cell), dtype=bool)
+            block_first[at] = True
+            first[start:stop] = block_first & ~seen[cell]
+            seen[unique] = True
+        return first
+    cell = np.concatenate([keys.of(start, stop) for start, stop in blocks(keys.rows, keys.size)])
+    order = np.argsort(cell, kind="stable")  # equal keys keep file order
+    cell = cell[order]
+    repeat = np.flatnonzero(cell[1:] == cell[:-1]) + 1
     first[order[repeat]] = False
     return first
+
+
+def first_lines_of(keys: KeyCells, first: np.ndarray, lines: np.ndarray) -> list[int]:
+    """For each repeated row (False in `first`, in row order) the line of its key's first row."""
+    wanted = np.concatenate([keys.of(start, stop)[~first[start:stop]] for start, stop in blocks(keys.rows, keys.size)])
+    line_of: dict[int, int] = {}
+    for start, stop in blocks(keys.rows, keys.size):
+        cell = keys.of(start, stop)
+        hit = first[start:stop] & np.isin(cell, wanted)
+        line_of.update(zip(cell[hit].tolist(), lines[start:stop][hit].tolist()))
+    return [line_of[c] for c in wanted.tolist()]
+
+
+def keep_rows(columns: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:
+    """The rows where `mask`, moved to the front of each column in place: one column's temporary at a time,
+    never a second copy of every column."""
+    kept = int(mask.sum())
+    for name, values in columns.items():
+        values[:kept] = values[mask]
+        columns[name] = values[:kept]
+    return columns

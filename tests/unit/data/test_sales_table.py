@@ -229,4 +229,78 @@ def test_the_streamed_reader_numbers_lines_and_finds_repeats_across_blocks(tmp_p
     assert read.accepted["line"].is_monotonic_increasing and len(read.accepted) == 2999
     rescued = read.accepted[read.accepted["line"] == 2001].iloc[0]
     assert (str(rescued["date"].date()), rescued["sales"]) == ("2017-01-21", 7)
-    assert read.accepted["sales"].dtype == "int64" and read.accepted.loc[0, "sales"] == 0
+    assert read.accepted["sales"].dtype == "int32" and read.accepted.loc[0, "sales"] == 0
+
+
+@pytest.mark.parametrize("days", [30, 60_000], ids=["dense-flag-table", "sparse-sort"])
+def test_repeated_keys_are_found_the_same_way_dense_or_sparse(days):
+    import numpy as np
+
+    from shelfcast.data.schema import KeyCells, first_lines_of, first_of_each_key
+
+    rng = np.random.default_rng(days)
+    n = 4000
+    frame = pd.DataFrame({"date": pd.Timestamp("2017-01-01") + pd.to_timedelta(rng.integers(0, days, n), "D"),
+                          "store": rng.integers(1, 4, n), "item": rng.integers(1, 9, n)})
+    seconds = frame["date"].to_numpy().astype("datetime64[s]").view(np.int64)
+    keys = KeyCells(seconds, frame["store"].to_numpy(), frame["item"].to_numpy(), size=512)  # 8 blocks
+    assert (keys.cells <= 4 * n + (1 << 20)) == (days == 30)  # each case takes the path its id names
+    first = first_of_each_key(keys)
+    expected = ~frame.duplicated(["date", "store", "item"], keep="first").to_numpy()
+    assert (first == expected).all() and (~first).sum() > 0
+    lines = np.arange(n) + 2
+    origin = first_lines_of(keys, first, lines)
+    firsts = frame.assign(line=lines)[first].set_index(["date", "store", "item"])["line"]
+    repeats = frame[~first]
+    assert origin == firsts.loc[list(zip(repeats["date"], repeats["store"], repeats["item"]))].tolist()
+
+
+def test_keep_rows_moves_the_kept_rows_to_the_front_in_order():
+    import numpy as np
+
+    from shelfcast.data.schema import keep_rows
+
+    columns = {"a": np.arange(10), "b": np.arange(10, 20, dtype=np.int32)}
+    mask = np.array([1, 0, 0, 1, 1, 0, 1, 0, 0, 1], dtype=bool)
+    kept = keep_rows(columns, mask)
+    assert kept["a"].tolist() == [0, 3, 4, 6, 9] and kept["b"].tolist() == [10, 13, 14, 16, 19]
+
+
+def test_an_appended_file_carries_the_statistics_readers_skip_files_by(tmp_path):
+    from deltalake import DeltaTable, write_deltalake
+
+    from shelfcast.data.sales import SALES_TABLE, sales_arrow, sales_batches
+
+    frame = generate_sales(stores=2, items=2, start="2017-01-01", end="2017-03-31", seed=1)
+    store = SalesTable(LocalObjects(tmp_path / "ours"))
+    store.commit_rows(store.table(), frame, "a.csv", "0" * 16, 1)
+    write_deltalake(str(tmp_path / "theirs"), sales_arrow(frame, "a.csv"), mode="append")
+    ours = pa_actions(DeltaTable(str(tmp_path / "ours" / SALES_TABLE)))
+    theirs = pa_actions(DeltaTable(str(tmp_path / "theirs")))
+    stat = [c for c in theirs if c.startswith(("min.", "max.", "null_count.")) or c == "num_records"]
+    assert len(stat) == 16 and {c: ours[c] for c in stat} == {c: theirs[c] for c in stat}
+    # A load of February reads only that month, and every row of it: the statistics prune nothing wrongly.
+    loaded = store.load(pd.Timestamp("2017-02-01").date(), pd.Timestamp("2017-02-28").date())
+    expected = frame[frame["date"].dt.month == 2].sort_values(["store", "item", "date"], ignore_index=True)
+    pd.testing.assert_frame_equal(loaded, expected[["date", "store", "item", "sales"]], check_dtype=False)
+    assert sales_batches(frame.iloc[:0], "x").read_all().num_rows == 0
+
+
+def pa_actions(dt) -> dict:
+    import pyarrow as pa
+
+    table = pa.table(dt.get_add_actions(flatten=True))
+    return {name: table.column(name).to_pylist() for name in table.column_names}
+
+
+def test_an_append_that_loses_the_commit_race_leaves_no_file_behind(tmp_path):
+    from shelfcast.data.sales import SALES_TABLE, TableMoved
+
+    frame = generate_sales(stores=1, items=2, start="2017-01-01", end="2017-01-10", seed=2)
+    store = SalesTable(LocalObjects(tmp_path))
+    stale = store.table()
+    store.commit_rows(store.table(), frame.iloc[:5], "a.csv", "1" * 16, 1)  # another writer takes version 1
+    with pytest.raises(TableMoved):
+        store.commit_rows(stale, frame.iloc[5:], "b.csv", "2" * 16, 1)
+    files = sorted(p.name for p in (tmp_path / SALES_TABLE).glob("*.parquet"))
+    assert files == [p.split("/")[-1] for p in store.table().file_uris()] and len(files) == 1
