@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from shelfcast.contract import clock
 from shelfcast.contract.errors import WriteConflict
@@ -347,13 +348,15 @@ class SalesTable:
              items: list[int] | None = None, version: int | None = None, dt=None) -> pd.DataFrame:
         """Committed rows within [start, end] of the given stores and items, sorted by store, item, date.
 
-        Every condition goes down to the reader: files whose statistics cannot match are never opened. Rows
-        arrive batch by batch as numbers, so memory peaks near the frame returned, not at Arrow's copy plus it.
+        Every condition goes down to the reader: files whose statistics cannot match are never opened. Each
+        batch is written straight into its rows of the frame (`to_frame`), so memory peaks near the frame
+        returned, not at Arrow's copy plus it.
         """
         columns = ["date", "store", "item", "sales"] + (["source"] if with_source else [])
         dataset = (dt or self.table(version)).to_pyarrow_dataset()
         where = row_filter(start, end, stores, items, exclude_source, only_source)
-        return to_frame(dataset.to_batches(filter=where, columns=columns), columns)
+        by_source = exclude_source is not None or only_source is not None
+        return to_frame(RowGroups(dataset, where, ["source"] if by_source else []), columns)
 
     def dates(self, start: date | None = None, end: date | None = None, dt=None) -> list[date]:
         """Days with committed rows (within [start, end]), reading the date column only."""
@@ -629,21 +632,142 @@ def sales_batches(rows: pd.DataFrame, source: str, batch_rows: int = 1 << 20) ->
     return pa.RecordBatchReader.from_batches(SALES_SCHEMA, batches())
 
 
-def to_frame(batches: Iterable[pa.RecordBatch], columns: list[str]) -> pd.DataFrame:
-    """Arrow batches as the frame the project reads: date as datetime64[us], ids and sales int64, sorted by store,
-    item, date. Each batch becomes numpy columns at once and is dropped; the sort permutes one column at a time."""
+FRAME_DTYPES = {"date": "datetime64[us]", "store": np.int64, "item": np.int64, "sales": np.int64, "source": object}
+GRID_CELLS_PER_ROW = 4  # a (series x day) grid larger than this many cells a row costs more than sorting the rows
+MAX_GRID_ID = 2**31 - 1  # store and item ids the grid packs into one int64 (the ingest accepts no others)
+READ_BATCH_ROWS = 16_384
+SERIES_MERGE_KEYS = 1 << 20  # series keys gathered from batches before they are merged into the sorted ones
+
+
+class RowGroups:
+    """The Parquet row groups of `dataset` whose statistics may match `where`, found once and read as often as a
+    load needs, a batch of `READ_BATCH_ROWS` rows at a time. The dataset's own scanner decodes whole row groups
+    (a million rows) and reads several ahead: ~90 MB in flight on a 7 M row load, where this holds a few MB.
+    `filter_columns`: columns `where` reads besides date, store and item."""
+
+    def __init__(self, dataset, where, filter_columns: list[str]):
+        self.where, self.filter_columns = where, filter_columns
+        self.files = []
+        for fragment in dataset.get_fragments(filter=where):
+            groups = [piece.row_groups[0].id for piece in fragment.split_by_row_group(filter=where)]
+            if groups:
+                self.files.append((fragment, groups))
+
+    def batches(self, columns: list[str]) -> Iterator[pa.RecordBatch]:
+        read = columns + [name for name in self.filter_columns if name not in columns]
+        for fragment, groups in self.files:
+            with fragment.open() as source:
+                parquet = pq.ParquetFile(source, metadata=fragment.metadata)
+                for group in groups:  # one at a time: `pre_buffer` holds the compressed row groups it is given
+                    for batch in parquet.iter_batches(READ_BATCH_ROWS, row_groups=[group], columns=read):
+                        yield (batch if self.where is None else batch.filter(self.where)).select(columns)
+
+
+def to_frame(row_groups: RowGroups, columns: list[str]) -> pd.DataFrame:
+    """The rows of `row_groups` as the frame the project reads: date as datetime64[us], ids and sales int64, sorted
+    by store, item, date.
+
+    The frame's columns are allocated once and every batch is written straight into its final rows, found on a
+    grid of (series, day) cells (`SeriesGrid`), so the peak is the frame plus a batch and the grid. Rows the grid
+    cannot place (ids outside 0..2**31-1, far fewer rows than cells, a key held twice) are sorted instead
+    (`sorted_frame`), which returns every row, duplicates included, for `verify` and the key checks to see."""
+    grid = SeriesGrid.of(row_groups)
+    if grid is None:
+        return sorted_frame(row_groups.batches(columns), columns)
+    data = {name: np.empty(grid.rows, FRAME_DTYPES[name]) for name in columns}
+    for batch in row_groups.batches(columns):
+        rows = grid.rows_of(batch)
+        for name in columns:
+            data[name][rows] = column_values(batch, name)
+    return pd.DataFrame(data, copy=False)
+
+
+def column_values(batch: pa.RecordBatch, name: str) -> np.ndarray:
+    """One column of a batch as numpy: date as datetime64[D] (cast to the frame's unit when stored)."""
+    column = batch.column(name)
+    if name == "date":
+        return column.cast(pa.int32()).to_numpy().astype("datetime64[D]")
+    if name == "source":
+        return column.to_numpy(zero_copy_only=False).astype(object)
+    return column.to_numpy().astype(np.int64, copy=False)
+
+
+def packed_series(batch: pa.RecordBatch) -> np.ndarray | None:
+    """(store, item) of each row as one int64, store * 2**32 + item, sorting as the pair does (None: an id the
+    packing cannot hold)."""
+    store, item = batch.column("store").to_numpy(), batch.column("item").to_numpy()
+    if len(store) and (min(store.min(), item.min()) < 0 or max(store.max(), item.max()) > MAX_GRID_ID):
+        return None
+    return (store.astype(np.int64, copy=False) << 32) | item.astype(np.int64, copy=False)
+
+
+@dataclass
+class SeriesGrid:
+    """Where each row of a load goes in the frame: the series found (packed, sorted) by the days from `first_day`,
+    one cell per (series, day), and a row's position the number of occupied cells before its own (None: every
+    cell occupied, the position is the cell)."""
+
+    series: np.ndarray
+    first_day: int
+    days: int
+    rows: int
+    position: np.ndarray | None
+
+    @classmethod
+    def of(cls, row_groups: RowGroups) -> "SeriesGrid | None":
+        """Two passes over the key columns: the series and days, then which cells hold a row (None: sort)."""
+        found, pending, rows, first_day, last_day = np.zeros(0, np.int64), [], 0, None, None
+        for batch in row_groups.batches(["store", "item", "date"]):
+            keys = packed_series(batch)
+            if keys is None:
+                return None
+            if not len(keys):
+                continue
+            pending.append(pd.unique(keys))
+            if sum(map(len, pending)) > max(len(found), SERIES_MERGE_KEYS):  # memory bounded by the series
+                found, pending = np.unique(np.concatenate([found, *pending])), []
+            low, high = pc.min_max(batch.column("date").cast(pa.int32())).values()
+            first_day = low.as_py() if first_day is None else min(first_day, low.as_py())
+            last_day = high.as_py() if last_day is None else max(last_day, high.as_py())
+            rows += len(keys)
+        if rows == 0:
+            return None
+        series = np.unique(np.concatenate([found, *pending]))
+        grid = cls(series, first_day, last_day - first_day + 1, rows, None)
+        cells = len(series) * grid.days
+        if cells > GRID_CELLS_PER_ROW * rows:
+            return None
+        occupied = np.zeros(cells, bool)
+        for batch in row_groups.batches(["store", "item", "date"]):
+            occupied[grid.cells(batch)] = True
+        held = np.count_nonzero(occupied)
+        if held < rows:  # a (date, store, item) key held by more than one row
+            return None
+        if held < cells:
+            grid.position = np.cumsum(occupied, dtype=np.int32 if rows < 2**31 else np.int64)
+            grid.position -= 1
+        return grid
+
+    def cells(self, batch: pa.RecordBatch) -> np.ndarray:
+        days = batch.column("date").cast(pa.int32()).to_numpy()
+        return np.searchsorted(self.series, packed_series(batch)) * self.days + (days - self.first_day)
+
+    def rows_of(self, batch: pa.RecordBatch) -> np.ndarray:
+        """The frame row of each row of `batch`."""
+        cells = self.cells(batch)
+        return cells if self.position is None else self.position[cells]
+
+
+def sorted_frame(batches: Iterable[pa.RecordBatch], columns: list[str]) -> pd.DataFrame:
+    """`to_frame` for rows the grid cannot place: each batch becomes numpy columns at once and is dropped, then
+    the rows are sorted by store, item, date, permuting one column at a time."""
     chunks: dict[str, list[np.ndarray]] = {name: [] for name in columns}
     for batch in batches:
         for name in columns:
-            column = batch.column(name)
-            if name == "date":
-                chunks[name].append(column.cast(pa.int32()).to_numpy().astype("datetime64[D]").astype("datetime64[us]"))
-            elif name == "source":
-                chunks[name].append(column.to_numpy(zero_copy_only=False).astype(object))
-            else:
-                chunks[name].append(column.to_numpy().astype(np.int64, copy=False))
-    empty = {"date": "datetime64[us]", "store": np.int64, "item": np.int64, "sales": np.int64, "source": object}
-    data = {name: np.concatenate(parts) if parts else np.zeros(0, dtype=empty[name]) for name, parts in chunks.items()}
+            values = column_values(batch, name)
+            chunks[name].append(values.astype("datetime64[us]") if name == "date" else values)
+    data = {name: np.concatenate(parts) if parts else np.zeros(0, dtype=FRAME_DTYPES[name])
+            for name, parts in chunks.items()}
     del chunks
     order = np.lexsort((data["date"], data["item"], data["store"]))
     for name in columns:
