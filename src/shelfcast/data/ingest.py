@@ -9,9 +9,9 @@ run against one version of the sales table and the rows commit as the next versi
 again).
 
 The landing is an inbox: once a file's ledger entry is written (whatever the outcome), the file moves to
-`archive/<source>/<seq>~<sha16>~<etag>.csv` in the bucket (`archive`), so a run lists only what waits and its cost
-does not grow with the history. A re-delivered file (same name, same bytes) is a no-op. A corrected file (same name, new bytes) replaces the
-rows of its earlier version, and the ledger records it as `corrected` with the rows it changed. A correction
+`archive/<source>/<seq>~<sha16>~<etag>.csv` in the bucket (`archive`), so a run lists only what waits, never the
+history. A re-delivered file (same name, same bytes) is a no-op. A corrected file (same name, new bytes) replaces
+the rows of its earlier version, and the ledger records it as `corrected` with the rows it changed. A correction
 that withdraws more than `max_withdrawn_share` of the rows it replaces (a broken re-export, an empty file), or a
 file that would add more than `max_new_series` series to the catalogue, is held in the quarantine until
 `shelfcast ingest approve`; `shelfcast ingest restore` brings a superseded version back. Rows that
