@@ -1,7 +1,7 @@
 """The ingest flow (hourly): new files in landing/ -> validated rows in the sales table, the rest quarantined.
 
-One task lists what changed, one task per file ingests it (in name order, so a day's correction follows the
-day). I/O failures are retried; a file's data problems never fail the run, they end in the quarantine and in
+One task lists what waits in the landing, one task per file ingests it and moves it to archive/ (in name order,
+so a day's correction follows the day). I/O failures are retried; a file's data problems never fail the run, they end in the quarantine and in
 the run's markdown artifact.
 """
 
@@ -29,8 +29,8 @@ IO_RETRIES = dict(retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=retr
 
 
 @task(name="list-pending", **IO_RETRIES)
-def list_pending(store: SalesTable, landing: Landing):
-    return pending(landing, store)
+def list_pending(landing: Landing):
+    return pending(landing)
 
 
 @task(name="ingest-file", task_run_name="ingest {info.key}", **IO_RETRIES)
@@ -76,7 +76,7 @@ def _ingest(settings, landing: str, options: IngestOptions) -> list[dict]:
     objects = wiring.bucket(settings)
     store = SalesTable(objects)
     location = open_landing(landing, objects)
-    reports = [ingest_one(store, location, info, options) for info in list_pending(store, location)]
+    reports = [ingest_one(store, location, info, options) for info in list_pending(location)]
     create_markdown_artifact(render_markdown(reports, location.describe(), objects.describe()),
                              key="ingest-summary", description="files ingested, corrected and quarantined")
     check_actuals(store, settings, sorted({day for r in reports if r.rows_accepted for day in r.dates}))

@@ -58,7 +58,8 @@ def test_shelfcast_run_goes_from_landing_files_to_registered_versions(installed_
         assert [v["status"] for v in night["variants"]] == ["ok", "ok"]
         assert len(night["candidates"]) == 2
         assert [r["action"] for r in summary["ingest"]] == ["ingested"] * 4  # history + 3 daily files
-        assert summary["s3_keys"]["landing/"] == 4 and summary["s3_keys"]["ledger/files/"] == 4
+        assert summary["s3_keys"]["landing/"] == 0 and summary["s3_keys"]["ledger/files/"] == 4
+        assert summary["s3_keys"]["archive/"] == 4  # every ingested file moved out of landing/
         assert summary["s3_keys"]["tables/sales/"] > 0  # the Delta table's data files and log
         from shelfcast.data.sales import SalesTable
 

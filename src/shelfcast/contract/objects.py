@@ -199,7 +199,12 @@ class ObjectStore:
 
     def download(self, key: str, path: Path) -> None:
         """Stream an object to a file (multipart for large files)."""
-        self.client.download_file(self.bucket, key, str(path))
+        try:
+            self.client.download_file(self.bucket, key, str(path))
+        except ClientError as exc:
+            if _code(exc) in ("NoSuchKey", "404", "NotFound"):
+                raise ObjectMissing(f"s3://{self.bucket}/{key} does not exist") from None
+            raise
 
     def upload(self, path: Path, key: str) -> None:
         """Stream a file to an object (multipart for large files)."""

@@ -8,8 +8,10 @@ reason, and the file is recorded in the ledger (see `shelfcast.data.sales` for t
 run against one version of the sales table and the rows commit as the next version, or everything is checked
 again).
 
-A re-delivered file (same name, same bytes) is a no-op. A corrected file (same name, new bytes) replaces the
-rows of its earlier version, and the ledger records it as `corrected` with the rows it changed. A correction
+The landing is an inbox: once a file's ledger entry is written (whatever the outcome), the file moves to
+`archive/<source>/<seq>~<sha16>~<etag>.csv` in the bucket (`archive`), so a run lists only what waits, never the
+history. A re-delivered file (same name, same bytes) is a no-op. A corrected file (same name, new bytes) replaces
+the rows of its earlier version, and the ledger records it as `corrected` with the rows it changed. A correction
 that withdraws more than `max_withdrawn_share` of the rows it replaces (a broken re-export, an empty file), or a
 file that would add more than `max_new_series` series to the catalogue, is held in the quarantine until
 `shelfcast ingest approve`; `shelfcast ingest restore` brings a superseded version back. Rows that
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -34,6 +35,7 @@ import pandas as pd
 from shelfcast.contract import clock
 from shelfcast.data.schema import DEFAULT_MAX_SALES, KEY, blocks, read_sales_stream
 from shelfcast.data.sales import (
+    ARCHIVE_PREFIX,
     COMMIT_ATTEMPTS,
     Catalog,
     LedgerEntry,
@@ -45,10 +47,9 @@ from shelfcast.data.sales import (
     source_id,
 )
 from shelfcast.contract.errors import ConfigError, SalesSchemaError, WriteConflict
-from shelfcast.contract.objects import AlreadyExists, LocalObjects, ObjectInfo, Objects
+from shelfcast.contract.objects import AlreadyExists, LocalObjects, ObjectInfo, ObjectMissing, Objects
 
 DEFAULT_MAX_FILE_BYTES = 256 * 1024**2
-SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*(?<!\.)")  # a name `source_id` keeps as it is
 DEFAULT_MAX_WITHDRAWN_SHARE = 0.2
 DEFAULT_MAX_NEW_SERIES = 50_000
 GAP_LOOKBACK_DAYS = 31
@@ -306,56 +307,85 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def pending(landing: Landing, store: SalesTable) -> list[ObjectInfo]:
-    """Landing files whose ETag differs from the one their latest ledger entry recorded: one listing of the
-    landing and one GET of the ledger heads, not a listing of the ledger (whose cost grows with every file)."""
-    index = store.ledger_heads()
-    result = []
-    for info in landing.files():
-        name = landing.name(info.key)
-        etag = index.etag(name if SAFE_NAME.fullmatch(name) else source_id(name))  # most names are ids already
-        if etag is None or (etag != info.etag and etag != clean_etag(info.etag)):
-            result.append(info)
-    return result
+def pending(landing: Landing) -> list[ObjectInfo]:
+    """Files waiting in the landing, in name order: all of them, since `ingest_file` moves every file it recorded
+    to the archive. One listing of what waits, whatever the history."""
+    return landing.files()
 
 
 def ingest_file(store: SalesTable, landing: Landing, info: ObjectInfo, options: IngestOptions) -> FileReport:
-    """Ingest one landing file. Data problems end in the quarantine and the report; I/O errors propagate."""
+    """Ingest one landing file and move it to the archive once its ledger entry is written, whatever the outcome.
+
+    Data problems end in the quarantine and the report; I/O errors propagate and leave the file in the landing. A
+    file whose ETag the source's latest entry already records (a run killed before its move) is only moved."""
     started = time.perf_counter()
     name = landing.name(info.key)
-    source = source_id(name)
-    today = options.today or clock.today()
-    latest = store.latest(source)
-    if latest is not None and latest.etag == clean_etag(info.etag):
-        store.repair_head(latest)  # pending only because a killed run left its head out
-        return FileReport(name, "unchanged", seconds=time.perf_counter() - started)
+    latest = store.latest(source_id(name))
+    recorded = latest is not None and latest.etag == clean_etag(info.etag)
     with tempfile.TemporaryDirectory(prefix="shelfcast-ingest-") as tmp:
         path = Path(tmp) / "delivery"
-        landing.objects.download(info.key, path)
-        sha = sha256_file(path)
-        entry = LedgerEntry(
-            source=source, name=name, seq=(latest.seq + 1) if latest else 1, sha256=sha,
-            bytes=path.stat().st_size, landing_etag=info.etag, action="ingested", data_sha16=sha[:16],
-            started_at=clock.stamp(), flow_run_id=options.flow_run_id,
-        )
-        previous = store.ledger_entry(latest) if latest is not None else None
-        if previous is not None and previous.sha256 == sha:
-            # Same bytes delivered again (new ETag): record the ETag so the next run skips it, change nothing.
-            entry.action, entry.previous_sha256, entry.data_sha16 = "redelivered", sha, latest.sha16
-            entry.table_version = previous.table_version
-            entry.finished_at = clock.stamp()
-            report = FileReport(name, "unchanged")
-            report.ledger_key = _write_ledger(store, entry, report)
+        try:
+            landing.objects.download(info.key, path)
+        except ObjectMissing:
+            report = FileReport(name, "unchanged", warnings=[
+                f"{info.key} left the landing before it was read (another ingest run archived it); nothing to do"])
             report.seconds = time.perf_counter() - started
             return report
-        if previous is not None:
-            entry.action, entry.previous_sha256 = "corrected", previous.sha256
-        try:
-            report = _ingest_content(store, path, name, entry, latest, today, options)
-        except SalesSchemaError as exc:
-            report = _quarantine_file(store, path, name, entry, latest, exc)
+        sha = sha256_file(path)
+        if recorded:
+            report, seq = FileReport(name, "unchanged"), latest.seq
+        else:
+            report, seq = _record(store, path, sha, name, info, latest, options), (latest.seq + 1 if latest else 1)
+            # A run that lost the sequence number to another run ("unchanged") moves the file only if the
+            # winner's entry is this very version (same key), since the winner may have read other bytes.
+            recorded = report.action != "unchanged" or store.objects.head(report.ledger_key) is not None
+        if recorded:
+            archive(store, landing, info, path, store.archive_key(source_id(name), seq, sha[:16], info.etag))
     report.seconds = time.perf_counter() - started
     return report
+
+
+def archive(store: SalesTable, landing: Landing, info: ObjectInfo, path: Path, key: str) -> None:
+    """Move a recorded landing file to `key` in the archive: a copy of the bytes that were read (`path`), then a
+    delete of the landing key, only when a HEAD finds it still at the ETag that was read.
+
+    A file re-delivered after it was read has another ETag, so it stays in the landing and the next run ingests
+    it (a correction, or "unchanged" for the same bytes); a run killed before the delete leaves the file there too,
+    and the next run finds its ETag in the ledger and only moves it. One window remains, between the HEAD and the
+    DELETE (one request's time): S3 has no conditional delete on every server, so a re-delivery landing exactly
+    then is deleted unread. The bucket keeps it as a noncurrent version (versioning is on), and delivering it
+    again ingests it."""
+    store.objects.upload(path, key)
+    current = landing.objects.head(info.key)
+    if current is not None and clean_etag(current.etag) == clean_etag(info.etag):
+        landing.objects.delete(info.key)
+
+
+def _record(store: SalesTable, path: Path, sha: str, name: str, info: ObjectInfo, latest: LedgerRef | None,
+            options: IngestOptions) -> FileReport:
+    """Check, commit and record a downloaded file version the ledger has not seen (its ETag is new)."""
+    source = source_id(name)
+    today = options.today or clock.today()
+    entry = LedgerEntry(
+        source=source, name=name, seq=(latest.seq + 1) if latest else 1, sha256=sha,
+        bytes=path.stat().st_size, landing_etag=info.etag, action="ingested", data_sha16=sha[:16],
+        started_at=clock.stamp(), flow_run_id=options.flow_run_id,
+    )
+    previous = store.ledger_entry(latest) if latest is not None else None
+    if previous is not None and previous.sha256 == sha:
+        # Same bytes delivered again (new ETag): record the ETag, change nothing.
+        entry.action, entry.previous_sha256, entry.data_sha16 = "redelivered", sha, latest.sha16
+        entry.table_version = previous.table_version
+        entry.finished_at = clock.stamp()
+        report = FileReport(name, "unchanged")
+        report.ledger_key = _write_ledger(store, entry, report)
+        return report
+    if previous is not None:
+        entry.action, entry.previous_sha256 = "corrected", previous.sha256
+    try:
+        return _ingest_content(store, path, name, entry, latest, today, options)
+    except SalesSchemaError as exc:
+        return _quarantine_file(store, path, name, entry, latest, exc)
 
 
 def _write_ledger(store: SalesTable, entry: LedgerEntry, report: FileReport) -> str:
@@ -630,8 +660,10 @@ def restore(store: SalesTable, name: str, seq: int, by: str, reason: str, option
     try:
         rows = store.load(only_source=source, version=target.table_version)
     except Exception as exc:
+        copy = f"{ARCHIVE_PREFIX}{source}/*~{target.sha16}~*.csv"
         raise ConfigError(f"version {target.table_version} of the sales table is no longer readable ({exc}); "
-                          "vacuum removed its files: restore from the quarantined or landing copy instead") from None
+                          f"vacuum removed its files: deliver its archived copy {copy} (or its quarantined copy) "
+                          f"to the landing again as {target.name}") from None
     entry = LedgerEntry(
         source=source, name=target.name, seq=latest.seq + 1, sha256=target.sha256, bytes=target.bytes,
         landing_etag=latest.landing_etag, action="restored", data_sha16=target.sha16, started_at=clock.stamp(),
@@ -645,7 +677,7 @@ def restore(store: SalesTable, name: str, seq: int, by: str, reason: str, option
 # ---- a run over the landing location -----------------------------------------------------------------------
 def ingest_landing(store: SalesTable, landing: Landing, options: IngestOptions) -> list[FileReport]:
     """Ingest every pending landing file in name order (the flow does the same, one task per file)."""
-    return [ingest_file(store, landing, info, options) for info in pending(landing, store)]
+    return [ingest_file(store, landing, info, options) for info in pending(landing)]
 
 
 def render_markdown(reports: list[FileReport], landing: str, store: str) -> str:

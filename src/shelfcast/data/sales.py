@@ -7,7 +7,7 @@ Everything lives in one object store (the S3 bucket, or a local folder with the 
     catalog/ids.json                                known store and item ids (small: thousands at most)
     ledger/files/<source>/<seq>~<sha16>~<etag>.json one entry per processed file version
     ledger/seq/<source>/<seq>.json                  the claim of a sequence number (written once)
-    index/ledger-heads.txt                          the latest entry of every source, one line each (a hint)
+    archive/<source>/<seq>~<sha16>~<etag>.csv       every landing file, moved here once ledger entry <seq> records it
     quarantine/<source>/<sha16>/...                 rejected rows, or the whole file and its error
 
 `<source>` is the landing file name made safe for a key; `<sha16>` the first 16 hex digits of its sha256.
@@ -43,7 +43,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from shelfcast.contract import clock
-from shelfcast.contract.errors import WriteConflict
 from shelfcast.contract.objects import AlreadyExists, LocalObjects, ObjectMissing, Objects
 
 SALES_TABLE = "tables/sales"
@@ -51,8 +50,7 @@ SERIES_TABLE = "tables/series"
 IDS_KEY = "catalog/ids.json"
 LEDGER_PREFIX = "ledger/files/"
 LEDGER_CLAIMS_PREFIX = "ledger/seq/"
-HEADS_KEY = "index/ledger-heads.txt"
-HEADS_ATTEMPTS = 50
+ARCHIVE_PREFIX = "archive/"
 QUARANTINE_PREFIX = "quarantine/"
 LEDGER_RE = re.compile(r"^([A-Za-z0-9._-]+)/(\d{6})~([0-9a-f]{16})~([A-Za-z0-9-]*)\.json$")
 SALES_SCHEMA = pa.schema([
@@ -168,43 +166,6 @@ class LedgerRef:
     key: str
 
 
-def ref_of(entry: LedgerEntry) -> LedgerRef:
-    return LedgerRef(entry.source, entry.seq, entry.data_sha16 or entry.sha16, clean_etag(entry.landing_etag),
-                     entry.key())
-
-
-class Heads(dict):
-    """The ledger heads as `source -> "seq sha16 etag"`: a `LedgerRef` is made only for the sources looked up, so
-    reading the heads of 10,000 files costs one split per line, not 10,000 objects."""
-
-    @classmethod
-    def parse(cls, body: bytes) -> "Heads":
-        return cls(line.split(" ", 1) for line in body.decode().splitlines() if line)
-
-    @classmethod
-    def of(cls, refs: dict[str, LedgerRef]) -> "Heads":
-        return cls((source, f"{r.seq} {r.sha16} {r.etag}") for source, r in refs.items())
-
-    def ref(self, source: str) -> LedgerRef | None:
-        line = self.get(source)
-        if line is None:
-            return None
-        seq, sha16, etag = (line.split(" ") + [""])[:3]
-        return LedgerRef(source, int(seq), sha16, etag, f"{LEDGER_PREFIX}{source}/{int(seq):06d}~{sha16}~{etag}.json")
-
-    def etag(self, source: str) -> str | None:
-        """The landing ETag the latest entry of `source` recorded (None: no head)."""
-        line = self.get(source)
-        return None if line is None else line.rpartition(" ")[2]
-
-    def refs(self) -> dict[str, LedgerRef]:
-        return {source: self.ref(source) for source in self}
-
-    def text(self) -> bytes:
-        """One line `source seq sha16 etag` per source (sources and ETags are key-safe: no spaces)."""
-        return "".join(f"{source} {self[source]}\n" for source in sorted(self)).encode()
-
-
 class TableMoved(Exception):
     """Another writer committed the version this commit was checked against: check again and retry."""
 
@@ -313,7 +274,6 @@ class SalesTable:
         The same commit `write_deltalake` makes (add actions with their statistics, the application
         transactions), but with memory bounded by one batch: delta-rs' writer holds a few hundred MB for a large
         file. When the commit fails, the uploaded files are deleted (no version refers to them)."""
-        import pyarrow.parquet as pq
         import uuid
         from deltalake.transaction import AddAction
 
@@ -439,53 +399,6 @@ class SalesTable:
                 latest[ref.source] = ref
         return latest
 
-    def ledger_heads(self) -> Heads:
-        """The latest ledger entry of every source from `index/ledger-heads.txt` (one GET, whatever the history).
-
-        The heads are a hint the ledger entries stay the truth of: `commit` takes a source out of them before it
-        writes an entry and puts it back after, so a source whose entry is being written (or whose writer was
-        killed) is missing and its file looks pending; `ingest_file` then reads the source's own entries. A
-        missing heads object is rebuilt from one listing of the ledger (the first run on an older store)."""
-        try:
-            return Heads.parse(self.objects.get(HEADS_KEY).body)
-        except ObjectMissing:
-            heads = Heads.of(self.ledger_index())
-        try:
-            self.objects.put_if_absent(HEADS_KEY, heads.text(), "text/plain")
-        except AlreadyExists:
-            return Heads.parse(self.objects.get(HEADS_KEY).body)
-        return heads
-
-    def _update_heads(self, source: str, ref: LedgerRef | None) -> None:
-        """Compare-and-swap one source's head: None takes it out; a ref replaces an older one (never a newer)."""
-        line = None if ref is None else f"{ref.seq} {ref.sha16} {ref.etag}"
-        for attempt in range(HEADS_ATTEMPTS):
-            try:
-                fetched = self.objects.get(HEADS_KEY)
-            except ObjectMissing:
-                return  # no heads yet: the first `ledger_heads` builds them from the ledger itself
-            heads = Heads.parse(fetched.body)
-            current = heads.get(source)
-            if current == line:
-                return
-            if line is None:
-                del heads[source]
-            elif current is not None and heads.ref(source).seq > ref.seq:
-                return
-            else:
-                heads[source] = line
-            try:
-                self.objects.put_if_match(HEADS_KEY, heads.text(), fetched.etag, "text/plain")
-                return
-            except WriteConflict:
-                backoff(min(attempt, 5))
-        raise WriteConflict(f"{HEADS_KEY} kept changing during {HEADS_ATTEMPTS} attempts to update {source}; "
-                            "rerun the ingest (the ledger entries are intact)")
-
-    def repair_head(self, ref: LedgerRef) -> None:
-        """Put back the head of a source found missing from the heads (its writer was killed after its entry)."""
-        self._update_heads(ref.source, ref)
-
     def latest(self, source: str) -> LedgerRef | None:
         """The latest ledger entry of one source, listing that source's entries only."""
         return max(self._refs(f"{LEDGER_PREFIX}{source}/"), key=lambda ref: ref.seq, default=None)
@@ -508,18 +421,15 @@ class SalesTable:
         write entry `seq`. The entry under `ledger/files/` follows; a run that finds the claim taken completes an
         entry its writer left unwritten (killed in between), so the listing always catches up."""
         body = entry.to_json()
-        self._update_heads(entry.source, None)
         try:
             self.objects.put_if_absent(self._claim_key(entry.source, entry.seq), body, "application/json")
         except AlreadyExists:
             winner = LedgerEntry.from_json(self.objects.get(self._claim_key(entry.source, entry.seq)).body)
             if self.objects.head(winner.key()) is None:
                 self.objects.put(winner.key(), winner.to_json(), "application/json")
-            self._update_heads(entry.source, ref_of(winner))
             raise AlreadyExists(f"ledger entry {entry.seq} of {entry.name} was written by another ingest run "
                                 f"({winner.action}, sha256 {winner.sha256[:16]}...)") from None
         self.objects.put(entry.key(), body, "application/json")
-        self._update_heads(entry.source, ref_of(entry))
         return entry.key()
 
     @staticmethod
@@ -546,9 +456,14 @@ class SalesTable:
                             "version": dt.version()}
         return report
 
-    # ---- quarantine ---------------------------------------------------------------------------------------
+    # ---- quarantine and archive ---------------------------------------------------------------------------
     def quarantine_prefix(self, source: str, sha16: str) -> str:
         return f"{QUARANTINE_PREFIX}{source}/{sha16}/"
+
+    @staticmethod
+    def archive_key(source: str, seq: int, sha16: str, etag: str) -> str:
+        """Where a landing file goes once ledger entry `seq` of `source` records it (`sha16` of its bytes)."""
+        return f"{ARCHIVE_PREFIX}{source}/{seq:06d}~{sha16}~{clean_etag(etag)}.csv"
 
     def _map(self, fn, items):
         from concurrent.futures import ThreadPoolExecutor

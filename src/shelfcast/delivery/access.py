@@ -3,16 +3,16 @@ configuration used locally (`infra/seaweedfs/s3-identities.json`) and the AWS IA
 (`infra/aws/iam/*.json`, loaded by the Terraform in `infra/aws/`).
 
     trainer   reads and writes the whole bucket (ingest, sales store, MLflow artifacts, models, channels, log);
-              deletes only in tables/ (files the sales table's compaction and vacuum retire) and sales/ (the
-              Parquet parts of the store before the table, after `ingest migrate --delete-old`); models/ and the
-              log are never deleted
+              deletes only in landing/ (ingest moves each recorded file to archive/), tables/ (files the sales
+              table's compaction and vacuum retire) and sales/ (the Parquet parts of the store before the table,
+              after `ingest migrate --delete-old`); archive/, models/ and the log are never deleted
     store     reads metadata/ (the signed delivery metadata), channels/ and models/ only: no listing, no writing
-    uploader  writes landing/ only (the stores' daily sales export): it cannot read anything back
+    uploader  writes landing/ only (the stores' daily sales export): it cannot read or delete anything
 
 Nobody but the trainer reads landing/ or the sales store. SeaweedFS identities fold deletes into Write, so locally
-a bucket policy (`local_bucket_policy`) denies every delete outside the prefixes where some role may delete; since
-each role's writes meet those prefixes exactly where its IAM policy allows deletes (`check_deletes_exact`), every
-identity can delete exactly what its IAM role can. `python -m shelfcast.delivery.access --write` regenerates
+a bucket policy (`local_bucket_policy`) denies every delete outside the prefixes where some role may delete, and
+denies each role the deletes its writes would allow inside them where its IAM policy does not (the uploader's in
+landing/); every identity can delete exactly what its IAM role can. `python -m shelfcast.delivery.access --write` regenerates
 the committed files; a test fails when they drift from this module.
 """
 
@@ -38,7 +38,7 @@ class Role:
 
 
 ROLES = (
-    Role("trainer", read=("",), write=("",), delete=("sales/", "tables/"), list_bucket=True, admin=True,
+    Role("trainer", read=("",), write=("",), delete=("landing/", "sales/", "tables/"), list_bucket=True, admin=True,
          description="nightly pipeline: ingest, sales store, MLflow artifacts, publish and promote"),
     Role("store", read=("channels/", "models/", "metadata/"),
          description="store devices: pull the signed metadata, the channel pointer and models"),
@@ -83,27 +83,28 @@ def _covers(prefixes: tuple[str, ...], prefix: str) -> bool:
 
 
 def check_deletes_exact(roles: tuple[Role, ...] = ROLES) -> None:
-    """The local rule (a role deletes where it writes, except outside the union of delete prefixes) equals the
-    IAM rule (a role deletes in its own delete prefixes) only when, for each role, its writes cover its deletes
-    and its writes meet the other roles' delete prefixes nowhere it may not delete. Raises `ValueError`."""
-    union = tuple(p for role in roles for p in role.delete)
+    """A role deletes only where it writes: locally its deletes come with its writes. Raises `ValueError`."""
     for role in roles:
         for prefix in role.delete:
             if not _covers(role.write, prefix):
                 raise ValueError(f"role {role.name} deletes in {prefix!r} but cannot write there")
-        for prefix in union:
-            if _covers(role.write, prefix) and not _covers(role.delete, prefix):
-                raise ValueError(f"role {role.name} writes in {prefix!r}, where another role deletes: locally it "
-                                 "could delete there too; give it its own delete rule")
 
 
 def local_bucket_policy(bucket: str = LOCAL_BUCKET, roles: tuple[Role, ...] = ROLES) -> dict:
-    """The SeaweedFS bucket policy: no delete outside the delete prefixes (see the module docstring)."""
+    """The SeaweedFS bucket policy: no delete outside the delete prefixes, and none by a role in a delete prefix
+    (of another role) that its writes cover but its own deletes do not (see the module docstring)."""
     check_deletes_exact(roles)
-    allowed = [f"arn:aws:s3:::{bucket}/{p}*" for role in roles for p in role.delete]
-    return {"Version": "2012-10-17", "Statement": [{
-        "Sid": "DeleteOnlyWhereIamAllows", "Effect": "Deny", "Principal": "*",
-        "Action": ["s3:DeleteObject", "s3:DeleteObjectVersion"], "NotResource": allowed}]}
+    union = [p for role in roles for p in role.delete]
+    actions = ["s3:DeleteObject", "s3:DeleteObjectVersion"]
+    statements = [{"Sid": "DeleteOnlyWhereIamAllows", "Effect": "Deny", "Principal": "*", "Action": actions,
+                   "NotResource": [f"arn:aws:s3:::{bucket}/{p}*" for p in union]}]
+    for role in roles:
+        denied = [p for p in union if _covers(role.write, p) and not _covers(role.delete, p)]
+        if denied:
+            statements.append({"Sid": f"No{role.name.capitalize()}Deletes", "Effect": "Deny",
+                               "Principal": {"AWS": [f"arn:aws:iam::*:user/{role.name}"]}, "Action": actions,
+                               "Resource": [f"arn:aws:s3:::{bucket}/{p}*" for p in denied]})
+    return {"Version": "2012-10-17", "Statement": statements}
 
 
 def apply_local_policy(objects) -> None:

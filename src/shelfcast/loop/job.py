@@ -143,7 +143,8 @@ def run_job(settings: Settings, options: JobOptions, say=print, progress=None) -
     return summary
 
 
-S3_PREFIXES = ("landing/", "tables/sales/", "ledger/files/", "quarantine/", "mlflow/", "models/", "channels/")
+S3_PREFIXES = ("landing/", "archive/", "tables/sales/", "ledger/files/", "quarantine/", "mlflow/", "models/",
+               "channels/")
 
 
 def s3_key_counts(settings: Settings) -> dict[str, int]:

@@ -33,7 +33,8 @@ MLFLOW_ARTIFACT_PREFIX = "mlflow"
 
 def identities(settings: Settings) -> list[Identity]:
     """The bucket's S3 identities from the access roles (`shelfcast.delivery.access`): the trainer reads and writes
-    the bucket, a store reads only `channels/` and `models/`, the uploader only writes `landing/`."""
+    the bucket (deleting in `landing/` only what ingest archived), a store reads only `channels/` and `models/`, the
+    uploader only writes `landing/`."""
     keys = {role: settings.credentials(role) for role in ("trainer", "store", "uploader")}
     return access_identities(settings.bucket, keys)
 

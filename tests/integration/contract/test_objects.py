@@ -69,10 +69,12 @@ def test_conditional_get_returns_none_when_unchanged(trainer_store):
     assert trainer_store.get_if_changed(key, etag).body == b"y"
 
 
-def test_missing_object_is_a_clear_error(trainer_store):
+def test_missing_object_is_a_clear_error(trainer_store, tmp_path):
     with pytest.raises(ObjectMissing, match="does not exist"):
         trainer_store.get(_key("models/none"))
     assert trainer_store.head(_key("models/none")) is None
+    with pytest.raises(ObjectMissing, match="does not exist"):  # a landing file another ingest archived meanwhile
+        trainer_store.download(_key("landing/none"), tmp_path / "delivery")
 
 
 def test_store_identity_reads_channels_but_not_landing_and_cannot_write(trainer_store, store_identity_store):

@@ -50,7 +50,6 @@ def test_a_flow_task_does_not_retry_what_the_s3_client_already_retried(doomed_s3
     from prefect import flow
 
     from shelfcast.data.ingest import open_landing
-    from shelfcast.data.sales import SalesTable
     from shelfcast.flows.ingest import list_pending  # the flows' I/O retries (2 retries on transient I/O)
 
     settings, stop_on_first_request = doomed_s3
@@ -60,7 +59,7 @@ def test_a_flow_task_does_not_retry_what_the_s3_client_already_retried(doomed_s3
 
     @flow(name="s3-retry-layers")
     def one_listing():
-        return list_pending(SalesTable(store, storage_options={}), open_landing("landing/", store))
+        return list_pending(open_landing("landing/", store))
 
     state = one_listing(return_state=True)
     assert state.is_failed()

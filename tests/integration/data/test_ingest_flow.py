@@ -37,7 +37,8 @@ def test_ingest_flow_on_s3_leaves_a_summary_and_is_idempotent(pipeline_env, pref
     assert [r["action"] for r in reports] == ["ingested"] * 10
     store = SalesTable(objects)
     pd.testing.assert_frame_equal(rows(store.load()), rows(sales))
-    assert ingest_flow() == []  # nothing new
+    assert ingest_flow() == []  # nothing new: every file moved from landing/ to archive/
+    assert list(objects.list("landing/")) == [] and len(list(objects.list("archive/sales-2017-03-"))) == 10
 
     (summary,) = artifacts  # the first run's own, not another test's run over files of the same names
     assert "sales-2017-03-10.csv | ingested | 6 | 6 | 0 | 0 |" in summary
@@ -48,6 +49,7 @@ def test_ingest_flow_on_s3_leaves_a_summary_and_is_idempotent(pipeline_env, pref
     (report,) = ingest_flow(landing=folder.objects.describe())
     assert (report["rows_accepted"], report["rows_duplicate"]) == (0, 6)
     assert len(store.load()) == len(sales)
+    assert folder.files() == [] and len(list(objects.list("archive/resent-2017-03-10.csv/"))) == 1
 
 
 def test_bad_files_are_quarantined_while_the_next_files_are_ingested(pipeline_env, prefect_api, sales):
@@ -70,7 +72,8 @@ def test_bad_files_are_quarantined_while_the_next_files_are_ingested(pipeline_en
     for name in ("2017-03-01-a-wrong-columns.csv", "2017-03-01-b-garbage.csv", "2017-03-01-d-app.log"):
         assert reports[name]["action"] == "quarantined"
         original, error = reports[name]["quarantine"]
-        assert objects.head(original).size == objects.head(f"landing/{name}").size
+        (archived,) = objects.list(f"archive/{name}/")  # moved out of landing/ like an ingested file
+        assert objects.head(original).size == archived.size
         assert name in objects.get(error).body.decode()
     assert reports["sales-2017-03-01.csv"]["rows_accepted"] == 6
     assert reports["sales-2017-03-02.csv"]["rows_accepted"] == 6

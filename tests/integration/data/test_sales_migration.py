@@ -59,7 +59,10 @@ def test_an_old_store_migrates_and_its_files_stay_ingested(pipeline_env, referen
     store = SalesTable(objects)
     pd.testing.assert_frame_equal(rows(store.load()), rows(expected))
     assert len(store.known_series()) == 6 and store.catalog()[0].stores == {1, 2}
-    assert ingest_landing(store, landing, IngestOptions()) == []  # nothing pending after the move
+    # The old store left its files in landing/: the first run finds each recorded and only archives it.
+    assert [r.action for r in ingest_landing(store, landing, IngestOptions())] == ["unchanged"] * 8
+    assert landing.files() == [] and ingest_landing(store, landing, IngestOptions()) == []
+    assert store.verify() == (len(sales), [])
     again = runner.invoke(app, ["ingest", "migrate", "--delete-old"])
     assert again.exit_code == 0 and "moved 0 rows of 0 file(s)" in again.output, again.output
     assert not [i for i in objects.list("sales/")] and store.verify() == (len(sales), [])

@@ -95,7 +95,7 @@ def test_unknown_keys_and_anonymous_requests_are_refused(local_s3):
     assert anonymous.value.code == 403
 
 
-PREFIXES = ("landing/", "sales/", "models/", "channels/", "promotions/", "metadata/", "mlflow/")
+PREFIXES = ("landing/", "archive/", "sales/", "models/", "channels/", "promotions/", "metadata/", "mlflow/")
 
 
 @pytest.mark.parametrize("role", [r.name for r in access.ROLES])

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 
 from shelfcast.contract.objects import LocalObjects
-from shelfcast.data.sales import Catalog, SalesTable, source_id
+from shelfcast.data.sales import Catalog, LedgerEntry, SalesTable, source_id
 from shelfcast.data.synthetic import generate_sales
 from shelfcast.data.ingest import (
+    IngestOptions,
     Landing,
     check_history,
     deliver_days,
@@ -19,6 +20,7 @@ from shelfcast.data.ingest import (
     format_ids,
     frame_to_csv,
     gap_warnings,
+    ingest_file,
     pending,
     render_markdown,
 )
@@ -86,16 +88,22 @@ def test_daily_files_are_ingested_once(env, sales):
     catalog, _ = store.catalog()
     assert catalog.stores == {1, 2} and len(store.known_series()) == 4
 
-    # Nothing pending; a second run changes nothing; re-delivered identical bytes are a no-op.
-    assert pending(landing, store) == [] and run(landing, store) == []
+    # Every file moved to the archive: nothing pending, a second run changes nothing.
+    assert pending(landing) == [] and run(landing, store) == []
+    first = store.ledger_history(source_id("sales-2017-01-01.csv"))[0]
+    archived = [info.key for info in store.objects.list("archive/")]
+    assert len(archived) == 20 and archived[0] == store.archive_key(first.source, 1, first.sha16, first.landing_etag)
+    assert store.objects.get(archived[0]).body == frame_to_csv(sales[sales["date"] == sales["date"].min()])
+    # Re-delivered identical bytes (a new ETag) are a no-op, and archived again.
     deliver_days(landing, sales, [sales["date"].max()])
     path = landing.objects.root / f"sales-{sales['date'].max():%Y-%m-%d}.csv"
-    os.utime(path, ns=(1, 1))  # same bytes, new ETag
+    os.utime(path, ns=(1, 1))
     (report,) = run(landing, store)
     assert report.action == "unchanged"
     assert store.ledger_history(source_id(path.name))[-1].action == "redelivered"
     pd.testing.assert_frame_equal(rows(store.load()), rows(sales))
-    assert run(landing, store) == []
+    assert run(landing, store) == [] and not path.exists()
+    assert len(list(store.objects.list(f"archive/{path.name}/"))) == 2
     assert "20 ingested, 0 corrected, 0 quarantined, 0 unchanged" in render_markdown(reports, "l", "s")
     assert "| sales-2017-01-01.csv | ingested | 4 | 4 | 0 | 0 | 2017-01-01 |" in render_markdown(reports, "l", "s")
 
@@ -156,6 +164,7 @@ def test_bad_files_are_quarantined_and_the_next_files_ingested(env, sales, tmp_p
     landing.deliver("d-huge-log.csv", b"2026-11-29T10:00:00 INFO request served in 12ms\n" * 20_000)
     landing.deliver("e-too-big.csv", b"date,store,item,sales\n" + b"2017-01-01,1,1,1\n" * 80_000)
     deliver_days(landing, sales, [day])
+    delivered = {info.key: landing.objects.get(info.key).body for info in landing.files()}
     reports = {r.name: r for r in run(landing, store, max_file_bytes=1_000_000)}
     assert reports["a-wrong-columns.csv"].action == "quarantined"
     assert "missing column(s) ['date', 'store', 'item', 'sales']" in reports["a-wrong-columns.csv"].error
@@ -167,10 +176,10 @@ def test_bad_files_are_quarantined_and_the_next_files_ingested(env, sales, tmp_p
     assert good.action == "ingested" and good.rows_accepted == 4
     for name in ("a-wrong-columns.csv", "b-garbage.csv", "d-huge-log.csv"):
         original, error = reports[name].quarantine
-        assert store.objects.get(original).body == landing.objects.get(name).body
+        assert store.objects.get(original).body == delivered[name]
         assert name in store.objects.get(error).body.decode()
-    # A quarantined file is not retried until it changes.
-    assert run(landing, store) == []
+    # A quarantined file is archived like any other, and not retried until it is delivered again.
+    assert run(landing, store) == [] and len(list(store.objects.list("archive/"))) == 6
 
 
 def test_bad_rows_are_quarantined_with_line_and_reason(env, sales):
@@ -214,6 +223,14 @@ class FailOnce(LocalObjects):
     def put_if_absent(self, key, body, content_type=""):
         self._fail("put_if_absent", key)
         return super().put_if_absent(key, body, content_type)
+
+    def upload(self, path, key):
+        self._fail("upload", key)
+        return super().upload(path, key)
+
+    def delete(self, key):
+        self._fail("delete", key)
+        return super().delete(key)
 
 
 def test_interrupted_commit_is_completed_by_the_rerun_without_doubling(tmp_path, sales):
@@ -266,29 +283,79 @@ def test_a_claimed_sequence_number_without_its_entry_is_completed_by_the_next_ru
     assert run(landing, store) == [] and store.verify() == (4, [])
 
 
-def test_a_run_killed_before_the_ledger_heads_catch_up_leaves_the_file_pending_until_repaired(tmp_path, sales):
-    # The ledger entry is written, the heads update after it fails: the heads must not claim anything they lack.
-    landing, store = killed_once(tmp_path, sales, "index/")
-    (entry,) = store.ledger_history()
-    assert entry.source not in store.ledger_heads()  # taken out before the entry was written
-    assert [info.key for info in pending(landing, store)] == [landing.files()[0].key]
+
+
+class RedeliveredWhileRead(LocalObjects):
+    """A landing folder where the uploader overwrites a file with `body` just after the ingest downloaded it."""
+
+    def __init__(self, root, body: bytes):
+        super().__init__(root)
+        self.body = body
+
+    def download(self, key, path):
+        super().download(key, path)
+        if self.body is not None:
+            self.put(key, self.body)
+            self.body = None
+
+
+def test_a_file_redelivered_while_it_is_ingested_stays_in_the_landing_and_corrects_next_run(tmp_path, sales):
+    day = sales["date"].min()
+    fixed = sales[sales["date"] == day].assign(sales=lambda f: f["sales"] + 7)
+    landing = Landing(RedeliveredWhileRead(tmp_path / "landing", frame_to_csv(fixed)))
+    store = SalesTable(LocalObjects(tmp_path / "bucket"), workers=2)
+    deliver_days(landing, sales, [day])
+    (first,) = run(landing, store)
+    assert first.action == "ingested"
+    (waiting,) = pending(landing)  # the new bytes were not read: they must not be deleted
+    assert landing.objects.get(waiting.key).body == frame_to_csv(fixed)
+    (archived,) = store.objects.list("archive/")
+    assert store.objects.get(archived.key).body == frame_to_csv(sales[sales["date"] == day])
+    (second,) = run(landing, store)
+    assert second.action == "corrected" and pending(landing) == []
+    pd.testing.assert_frame_equal(rows(store.load()), rows(fixed))
+
+
+@pytest.mark.parametrize("where, method", [("bucket", "upload"), ("landing", "delete")])
+def test_a_run_killed_before_its_move_is_completed_by_a_move_alone(tmp_path, sales, where, method):
+    # Killed after the ledger entry, before the archive copy (upload) or after it, before the landing delete.
+    folders = {name: tmp_path / name for name in ("landing", "bucket")}
+    folders[where] = FailOnce(folders[where], method, "")
+    landing = Landing(folders["landing"] if where == "landing" else LocalObjects(folders["landing"]))
+    store = SalesTable(folders["bucket"] if where == "bucket" else LocalObjects(folders["bucket"]), workers=2)
+    deliver_days(landing, sales, [sales["date"].min()])
+    with pytest.raises(ConnectionError):
+        run(landing, store)
+    assert len(pending(landing)) == 1 and len(store.ledger_history()) == 1
     (report,) = run(landing, store)
-    assert report.action == "unchanged"  # read from the source's own entries, and the head put back
-    assert store.ledger_heads().ref(entry.source).seq == entry.seq
-    assert pending(landing, store) == [] and store.verify() == (4, [])
+    assert report.action == "unchanged" and pending(landing) == []
+    (entry,) = store.ledger_history()  # no second entry: the rerun found the ETag recorded and only moved it
+    assert entry.action == "ingested" and store.verify() == (4, [])
+    assert [info.key for info in store.objects.list("archive/")] == [
+        store.archive_key(entry.source, 1, entry.sha16, entry.landing_etag)]
 
 
-def test_ledger_heads_follow_corrections_and_rebuild_from_the_ledger(env, sales):
+def test_a_file_another_run_archived_meanwhile_is_unchanged(env, sales):
+    landing, store = env
+    deliver_days(landing, sales, [sales["date"].min()])
+    (listed,) = pending(landing)
+    run(landing, store)  # another run takes the file first
+    report = ingest_file(store, landing, listed, IngestOptions(today=TODAY))
+    assert report.action == "unchanged" and "another ingest run archived it" in report.warnings[0]
+    assert len(store.ledger_history()) == 1 and store.verify() == (4, [])
+
+
+def test_a_run_that_lost_the_sequence_number_to_other_bytes_leaves_the_file_for_the_next_run(env, sales):
+    # Another run claimed entry 1 for a version this run never read (a different ETag and sha), then died.
     landing, store = env
     day = sales["date"].min()
     deliver_days(landing, sales, [day])
-    run(landing, store)
-    changed = sales[sales["date"] == day].assign(sales=lambda f: f["sales"] + 1)
-    deliver_days(landing, changed, [day])
+    name = f"sales-{day:%Y-%m-%d}.csv"
+    other = LedgerEntry(source=source_id(name), name=name, seq=1, sha256="f" * 64, bytes=1, landing_etag="other",
+                        action="quarantined", error="another version")
+    store.objects.put_if_absent("ledger/seq/" + f"{other.source}/000001.json", other.to_json())
     (report,) = run(landing, store)
-    assert report.action == "corrected"
-    heads = store.ledger_heads()
-    assert heads.refs() == store.ledger_index()  # the same latest entries the listing finds
-    assert [ref.seq for ref in heads.refs().values()] == [2]
-    store.objects.delete("index/ledger-heads.txt")
-    assert store.ledger_heads() == heads and pending(landing, store) == []
+    assert report.action == "unchanged" and "written by another ingest run" in report.warnings[-1]
+    assert len(pending(landing)) == 1  # its entry records the other version: this one is not archived
+    (second,) = run(landing, store)
+    assert second.action == "corrected" and pending(landing) == [] and store.verify() == (4, [])

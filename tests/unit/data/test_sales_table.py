@@ -121,6 +121,26 @@ def test_restore_brings_a_superseded_version_back(env, sales):
     assert store.verify() == (len(original), [])
 
 
+def test_a_version_vacuum_removed_is_restored_from_its_archived_copy(env, sales):
+    import fnmatch
+
+    landing, store = env
+    name = f"sales-{sales['date'].min():%Y-%m-%d}.csv"
+    deliver_days(landing, sales, [sales["date"].min()])
+    run(landing, store)
+    original = store.load()
+    landing.deliver(name, frame_to_csv(original.assign(sales=original["sales"] + 1)))
+    run(landing, store)
+    store.maintain(retention_days=0)  # the files of version 1 go
+    with pytest.raises(ConfigError, match="vacuum removed its files") as refused:
+        restore(store, name, 1, "sam", "the correction was wrong", IngestOptions(today=TODAY))
+    pattern = str(refused.value).split("archived copy ", 1)[1].split(" ", 1)[0]
+    (copy,) = [info.key for info in store.objects.list("archive/") if fnmatch.fnmatchcase(info.key, pattern)]
+    landing.deliver(name, store.objects.get(copy).body)  # what the message says to do
+    assert run(landing, store)[0].action == "corrected"
+    pd.testing.assert_frame_equal(rows(store.load()), rows(original))
+
+
 def test_a_file_adding_too_many_new_series_is_held(env, sales):
     landing, store = env
     deliver_days(landing, sales, [sales["date"].min()])

@@ -47,6 +47,11 @@ def _policy(role: str) -> dict:
     ("uploader", "s3:PutObject", "landing/sales.csv", True),
     ("uploader", "s3:GetObject", "landing/sales.csv", False),
     ("uploader", "s3:PutObject", "channels/stable/latest.json", False),
+    ("uploader", "s3:DeleteObject", "landing/sales.csv", False),
+    ("uploader", "s3:PutObject", "archive/sales.csv/000001~0~e.csv", False),
+    ("trainer", "s3:DeleteObject", "landing/sales.csv", True),  # ingest moves each recorded file to archive/
+    ("trainer", "s3:PutObject", "archive/sales.csv/000001~0~e.csv", True),
+    ("trainer", "s3:DeleteObject", "archive/sales.csv/000001~0~e.csv", False),
     ("trainer", "s3:GetObject", "landing/sales.csv", True),
     ("trainer", "s3:PutObject", "models/demand/7/model.tflite", True),
     ("trainer", "s3:DeleteObject", "sales/date=2026-01-01/part.parquet", True),
