@@ -316,11 +316,11 @@ def test_a_file_redelivered_while_it_is_ingested_stays_in_the_landing_and_correc
     pd.testing.assert_frame_equal(rows(store.load()), rows(fixed))
 
 
-@pytest.mark.parametrize("where, method", [("bucket", "upload"), ("landing", "delete")])
-def test_a_run_killed_before_its_move_is_completed_by_a_move_alone(tmp_path, sales, where, method):
+@pytest.mark.parametrize("where, method, prefix", [("bucket", "upload", "archive/"), ("landing", "delete", "")])
+def test_a_run_killed_before_its_move_is_completed_by_a_move_alone(tmp_path, sales, where, method, prefix):
     # Killed after the ledger entry, before the archive copy (upload) or after it, before the landing delete.
     folders = {name: tmp_path / name for name in ("landing", "bucket")}
-    folders[where] = FailOnce(folders[where], method, "")
+    folders[where] = FailOnce(folders[where], method, prefix)
     landing = Landing(folders["landing"] if where == "landing" else LocalObjects(folders["landing"]))
     store = SalesTable(folders["bucket"] if where == "bucket" else LocalObjects(folders["bucket"]), workers=2)
     deliver_days(landing, sales, [sales["date"].min()])
@@ -333,6 +333,18 @@ def test_a_run_killed_before_its_move_is_completed_by_a_move_alone(tmp_path, sal
     assert entry.action == "ingested" and store.verify() == (4, [])
     assert [info.key for info in store.objects.list("archive/")] == [
         store.archive_key(entry.source, 1, entry.sha16, entry.landing_etag)]
+
+
+def test_a_run_killed_uploading_its_rows_commits_nothing_and_the_rerun_ingests_once(tmp_path, sales):
+    # S3 goes away while the table's new data file is uploaded, before the commit that would add it.
+    landing = Landing(LocalObjects(tmp_path / "landing"))
+    store = SalesTable(FailOnce(tmp_path / "bucket", "upload", "tables/sales/"), workers=2)
+    deliver_days(landing, sales, [sales["date"].min()])
+    with pytest.raises(ConnectionError):
+        run(landing, store)
+    assert store.version() == 0 and store.ledger_history() == [] and len(pending(landing)) == 1
+    (report,) = run(landing, store)
+    assert report.action == "ingested" and report.table_version == 1 and store.verify() == (4, [])
 
 
 def test_a_file_another_run_archived_meanwhile_is_unchanged(env, sales):
