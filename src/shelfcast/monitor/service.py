@@ -12,7 +12,6 @@ Delivery of queued notifications is a separate step (`deliver`), so detection ne
 
 from __future__ import annotations
 
-import functools
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +32,14 @@ from shelfcast.contract import clock
 from shelfcast.monitor.alert_log import Alert, AlertLog, Links, RecordSummary
 from shelfcast.monitor.thresholds import Thresholds
 
-LIVE_LOOKBACK_DAYS = 56  # the live check loads the longest window (28 days) plus a generous model lookback
+LIVE_LOOKBACK_DAYS = 56  # the least history the live check loads (freshness sees every store active since)
+
+
+def live_history_days(thresholds: Thresholds, lookback: int) -> int:
+    """Days of sales before the newest that the live check needs: its longest window, each of whose days is
+    forecast from the `lookback` days before it."""
+    windows = thresholds.live_accuracy.windows_days + thresholds.cohort_regression.windows_days
+    return max(LIVE_LOOKBACK_DAYS, max(windows) + lookback)
 
 
 @dataclass
@@ -228,8 +234,11 @@ def check_sales_store(
     newest = sales_store.newest_date()  # from the table's file statistics: no data file is read
     if newest is None:
         return None
-    sales = sales_store.load(newest - timedelta(days=LIVE_LOOKBACK_DAYS), newest)
-    live = functools.partial(check_live, alert_log, thresholds, sales, links=links)
+
+    def live(lookback: int = 0, **options) -> MonitorRun:
+        sales = sales_store.load(newest - timedelta(days=live_history_days(thresholds, lookback)), newest)
+        return check_live(alert_log, thresholds, sales, links=links, **options)
+
     if new_dates is not None and len(new_dates) == 0:
         return live(new_dates=[])
     with tempfile.TemporaryDirectory(prefix="shelfcast-champion-") as workdir:
@@ -246,7 +255,8 @@ def check_sales_store(
             return live(new_dates=new_dates, notes=["live_accuracy: no champion yet"])
         training = sales_store.load(*champion.training) if champion.training else None
         key = (candidate_model(champion), champion.version)  # where its candidate check saved the expected error
-        return live(champion=key, window_model=tflite_window_model(champion.tflite_path, dict(champion.input_spec)),
+        window_model = tflite_window_model(champion.tflite_path, dict(champion.input_spec))
+        return live(window_model.lookback, champion=key, window_model=window_model,
                     fallback_mape_pct=champion.metrics.get("mape_pct"), training_sales=training, new_dates=new_dates)
 
 

@@ -164,3 +164,26 @@ def test_report_writes_a_png_and_a_summary(tmp_path, world):
     assert html.startswith("<!doctype html>") and "<table>" in html
     with pytest.raises(ValueError, match="md or html"):
         write_report(store, tmp_path / "report", "pdf")
+
+
+def test_the_live_check_on_the_sales_store_forecasts_every_day_of_its_windows(tmp_path, monkeypatch):
+    # A champion reading 8 weeks of history (the edge model's lookback): the store must load those 56 days before
+    # each of the 28 days the windows judge. Loading 56 days in all forecast only the newest day, where one store
+    # of nine items has too few rows to be judged, so a store whose sales shifted by 40 % raised nothing.
+    from shelfcast.contract.objects import LocalObjects
+    from shelfcast.data.sales import SalesTable
+    from shelfcast.tracking import Champion
+
+    sales = generate_sales(stores=2, items=2, start="2016-01-01", end="2016-06-30", seed=3)
+    store = SalesTable(LocalObjects(tmp_path / "bucket"))
+    store.commit_rows(store.table(), sales, "history.csv", "0" * 16, 1)
+
+    def window_model(raw_x, _dates):
+        return raw_x[:, -7]  # the same weekday a week back
+
+    window_model.lookback = 56
+    monkeypatch.setattr(service, "tflite_window_model", lambda path, spec: window_model)
+    champion = Champion("3", {"mape_pct": 15.0}, name="m", input_spec={"lookback": 56}, tflite_path="m.tflite")
+    run = service.check_sales_store(AlertLog(tmp_path / "alerts.db"), THRESHOLDS, store, lambda workdir: champion)
+    assert run.extra["accuracy_points"] == 2 * 28  # two stores, every day of the longest window
+    assert service.live_history_days(THRESHOLDS, 56) == 28 + 56
