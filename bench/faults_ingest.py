@@ -3,7 +3,8 @@
 Each case is what an adversarial operator tried: two ingests of the same keys at once, the same file twice at
 once, a kill -9 in the middle of a large file, S3 gone between the table commit and the ledger, out-of-range
 and non-integer sales, a BOM, a header-only re-export of the history, a file full of new series, empty and
-binary files. `run(workdir)` returns one {name, expected, observed, passed} per case.
+binary files, a 200 MB file and a daily file after it (the peak memory of each ingest process). `run(workdir)`
+returns one {name, expected, observed, passed} per case.
 """
 
 from __future__ import annotations
@@ -296,8 +297,58 @@ def empty_and_binary(stack: Stack, workdir: Path) -> dict:
                 "; ".join(f"{n}: {r.error[:60]}" for n, r in reports.items()), passed)
 
 
+MEASURED_INGEST = """
+import json
+from datetime import date
+from shelfcast import wiring
+from shelfcast.config import Settings
+from shelfcast.data.ingest import IngestOptions, ingest_landing, open_landing
+from shelfcast.data.sales import SalesTable
+objects = wiring.bucket(Settings())
+reports = ingest_landing(SalesTable(objects), open_landing("landing/", objects),
+                         IngestOptions(today=date(2030, 1, 1), max_file_bytes=10**9, max_new_series=10**6))
+peak = [int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")][0] / 1024
+print(json.dumps({"actions": [r.action for r in reports], "rows": sum(r.rows_accepted for r in reports),
+                  "peak_rss_mb": peak}))
+"""
+
+
+def huge_file(stack: Stack, workdir: Path, mb: int = 200, limit_mb: int = 600) -> dict:
+    """A history file of about 200 MB (under the 256 MB limit) ingested by a real process from the bucket, then a
+    small daily file on top of it: each process's peak resident memory (the issue measured 6.2 GB, then 17 GB)."""
+    import json
+
+    import numpy as np
+    from ingest_scale import csv_bytes, sized_file
+
+    settings, store = stack.bucket()
+    source = workdir / "huge.csv"
+    rows = sized_file(source, mb)
+    landing = landing_of(settings)
+    landing.objects.upload(source, "landing/history.csv")
+    last_day = np.datetime64("2000-01-01").astype(int) + rows // 2500 - 1  # sized_file: 2,500 rows a day
+    runs = []
+    for step in range(2):
+        if step == 1:  # the next day of the same 2,500 series
+            landing.deliver("sales-next.csv", csv_bytes(np.array([last_day + 1]), np.arange(1, 51), np.arange(1, 51),
+                                                        seed=1))
+        done = subprocess.run([sys.executable, "-c", MEASURED_INGEST], env=os.environ.copy(), capture_output=True,
+                              text=True)
+        if done.returncode != 0:
+            raise RuntimeError(done.stderr.strip().splitlines()[-1])
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    total, doubled = store.verify()
+    peaks = [r["peak_rss_mb"] for r in runs]
+    return case(f"a {source.stat().st_size / 1e6:.0f} MB history file ({rows:,} rows), then a daily file on top",
+                f"both ingested, rows once, each process's peak RSS <= {limit_mb} MB",
+                f"{runs[0]['actions']} then {runs[1]['actions']}; {total:,} rows, {len(doubled)} doubled; peak "
+                f"{peaks[0]:.0f} MB, then {peaks[1]:.0f} MB",
+                runs[0]["actions"] == ["ingested"] and runs[1]["actions"] == ["ingested"]
+                and total == rows + 2500 and not doubled and max(peaks) <= limit_mb)
+
+
 CASES = [overlapping_ingests, same_file_twice, killed_mid_file, s3_gone_before_ledger, hostile_values, bom_file,
-         header_only_reexport, too_many_series, empty_and_binary]
+         header_only_reexport, too_many_series, empty_and_binary, huge_file]
 
 
 def run(workdir: Path) -> list[dict]:
