@@ -1,8 +1,8 @@
 """The ingest flow (hourly): new files in landing/ -> validated rows in the sales table, the rest quarantined.
 
 One task lists what waits in the landing, one task per file ingests it and moves it to archive/ (in name order,
-so a day's correction follows the day). I/O failures are retried; a file's data problems never fail the run, they end in the quarantine and in
-the run's markdown artifact.
+so a day's correction follows the day). I/O failures are retried; a file's data problems never fail the run,
+they end in the quarantine and in the run's markdown artifact.
 """
 
 from __future__ import annotations

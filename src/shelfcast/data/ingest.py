@@ -33,9 +33,8 @@ import numpy as np
 import pandas as pd
 
 from shelfcast.contract import clock
-from shelfcast.data.schema import DEFAULT_MAX_SALES, KEY, blocks, read_sales_stream
+from shelfcast.data.schema import DEFAULT_MAX_SALES, KEY, blocks, pack_series, read_sales_stream
 from shelfcast.data.sales import (
-    ARCHIVE_PREFIX,
     COMMIT_ATTEMPTS,
     Catalog,
     LedgerEntry,
@@ -255,8 +254,8 @@ def gap_warnings(accepted: pd.DataFrame, known_dates: list[date], series: pd.Dat
 
 
 def series_keys(frame: pd.DataFrame) -> np.ndarray:
-    """(store, item) as one int64 per row, store * 2**32 + item (validation keeps ids below 2**31)."""
-    return (frame["store"].to_numpy(np.int64) << 32) | frame["item"].to_numpy(np.int64)
+    """(store, item) of each row of `frame` as one int64 (`pack_series`; validation keeps ids below 2**31)."""
+    return pack_series(frame["store"].to_numpy(), frame["item"].to_numpy())
 
 
 # ---- one file ------------------------------------------------------------------------------------------------
@@ -320,7 +319,8 @@ def ingest_file(store: SalesTable, landing: Landing, info: ObjectInfo, options: 
     file whose ETag the source's latest entry already records (a run killed before its move) is only moved."""
     started = time.perf_counter()
     name = landing.name(info.key)
-    latest = store.latest(source_id(name))
+    source = source_id(name)
+    latest = store.latest(source)
     recorded = latest is not None and latest.etag == clean_etag(info.etag)
     with tempfile.TemporaryDirectory(prefix="shelfcast-ingest-") as tmp:
         path = Path(tmp) / "delivery"
@@ -340,7 +340,7 @@ def ingest_file(store: SalesTable, landing: Landing, info: ObjectInfo, options: 
             # winner's entry is this very version (same key), since the winner may have read other bytes.
             recorded = report.action != "unchanged" or store.objects.head(report.ledger_key) is not None
         if recorded:
-            archive(store, landing, info, path, store.archive_key(source_id(name), seq, sha[:16], info.etag))
+            archive(store, landing, info, path, store.archive_key(source, seq, sha[:16], info.etag))
     report.seconds = time.perf_counter() - started
     return report
 
@@ -660,7 +660,7 @@ def restore(store: SalesTable, name: str, seq: int, by: str, reason: str, option
     try:
         rows = store.load(only_source=source, version=target.table_version)
     except Exception as exc:
-        copy = f"{ARCHIVE_PREFIX}{source}/*~{target.sha16}~*.csv"
+        copy = store.archive_key(source, target.seq, target.sha16, target.landing_etag)
         raise ConfigError(f"version {target.table_version} of the sales table is no longer readable ({exc}); "
                           f"vacuum removed its files: deliver its archived copy {copy} (or its quarantined copy) "
                           f"to the landing again as {target.name}") from None

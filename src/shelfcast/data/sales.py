@@ -44,6 +44,7 @@ import pyarrow.parquet as pq
 
 from shelfcast.contract import clock
 from shelfcast.contract.objects import AlreadyExists, LocalObjects, ObjectMissing, Objects
+from shelfcast.data.schema import pack_series
 
 SALES_TABLE = "tables/sales"
 SERIES_TABLE = "tables/series"
@@ -613,7 +614,7 @@ def packed_series(batch: pa.RecordBatch) -> np.ndarray | None:
     store, item = batch.column("store").to_numpy(), batch.column("item").to_numpy()
     if len(store) and (min(store.min(), item.min()) < 0 or max(store.max(), item.max()) > MAX_GRID_ID):
         return None
-    return (store.astype(np.int64, copy=False) << 32) | item.astype(np.int64, copy=False)
+    return pack_series(store, item)
 
 
 @dataclass

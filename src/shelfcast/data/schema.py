@@ -211,8 +211,8 @@ def read_sales_stream(path: str | Path, source: str | None = None, max_sales: in
     """Read and validate a sales file in blocks of `block_bytes` with Arrow's CSV reader.
 
     Memory holds one block at a time plus the accepted rows as 5 numeric columns (24 bytes a row: the date as
-    datetime64[s], store, item and line as int32, sales as int32 unless `max_sales` needs int64). First Arrow parses the columns as dates and 64-bit integers itself (exact, no float; a value it
-    cannot parse, such as `1e12` or a 20-digit number, ends that attempt); a file it refuses is read again as
+    datetime64[s], store, item and line as int32, sales as int32 unless `max_sales` needs int64). First Arrow
+    parses the columns as dates and 64-bit integers itself (exact, no float; a value it cannot parse, such as `1e12` or a 20-digit number, ends that attempt); a file it refuses is read again as
     text, where each block's rows that the fast checks pass become numbers from their digits and the others go
     through `validate_sales` for their reason. Keys repeated inside the file are found once it is all read.
     """
@@ -398,6 +398,11 @@ def blocks(rows: int, size: int = BLOCK_ROWS):
         yield start, min(rows, start + size)
 
 
+def pack_series(store: np.ndarray, item: np.ndarray) -> np.ndarray:
+    """(store, item) as one int64 per row, store * 2**32 + item, sorting as the pair does (ids below 2**31)."""
+    return (np.asarray(store).astype(np.int64, copy=False) << 32) | np.asarray(item).astype(np.int64, copy=False)
+
+
 class KeyCells:
     """Each (date, store, item) key of a file as one int64 cell: series index x days + day offset.
 
@@ -414,7 +419,7 @@ class KeyCells:
         self.cells = len(self.known) * self.days
 
     def series(self, start: int, stop: int) -> np.ndarray:
-        return (self.store[start:stop].astype(np.int64) << 32) | self.item[start:stop].astype(np.int64)
+        return pack_series(self.store[start:stop], self.item[start:stop])
 
     def of(self, start: int, stop: int) -> np.ndarray:
         index = np.searchsorted(self.known, self.series(start, stop))

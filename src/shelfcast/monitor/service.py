@@ -35,11 +35,15 @@ from shelfcast.monitor.thresholds import Thresholds
 LIVE_LOOKBACK_DAYS = 56  # the least history the live check loads (freshness sees every store active since)
 
 
+def live_window_days(thresholds: Thresholds) -> int:
+    """The longest window of the live rules (live accuracy and cohorts), in days."""
+    return max(thresholds.live_accuracy.windows_days + thresholds.cohort_regression.windows_days)
+
+
 def live_history_days(thresholds: Thresholds, lookback: int) -> int:
     """Days of sales before the newest that the live check needs: its longest window, each of whose days is
     forecast from the `lookback` days before it."""
-    windows = thresholds.live_accuracy.windows_days + thresholds.cohort_regression.windows_days
-    return max(LIVE_LOOKBACK_DAYS, max(windows) + lookback)
+    return max(LIVE_LOOKBACK_DAYS, live_window_days(thresholds) + lookback)
 
 
 @dataclass
@@ -199,8 +203,7 @@ def check_live(
     elif forecasts is None and window_model is None:
         accuracy.skipped.append("live_accuracy: no champion forecasts and no model to make them")
     else:
-        days = max(thresholds.live_accuracy.windows_days + thresholds.cohort_regression.windows_days)
-        frame = live_frame(sales, days, forecasts, window_model)
+        frame = live_frame(sales, live_window_days(thresholds), forecasts, window_model)
         accuracy = live_rules(frame, expected, thresholds)
         dates = frame["date"].unique() if new_dates is None else new_dates
         points = daily_store_accuracy(frame, expected, thresholds, dates)
