@@ -201,7 +201,7 @@ class Simulation:
         }
         candidates = [Candidate(REFIT, version, f"run-{version}-refit"), Candidate(INT8, version, f"run-{version}-int8")]
         service.check_candidates(self.store, self.thresholds, candidates, frames, now=now)
-        gate = alert_gate(self.store)
+        gate = alert_gate(self.store, self.thresholds)
         return {c.name: gate(c) for c in candidates}
 
 

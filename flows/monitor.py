@@ -23,7 +23,8 @@ Call sites (plain arguments):
 
     # the promotion step, with its other gates:
     from shelfcast.monitor.gate import alert_gate
-    gates = [alert_gate(wiring.alert_log(settings), force_reason=reason_or_None)]
+    gates = [alert_gate(wiring.alert_log(settings), load_thresholds(settings.thresholds_file),
+                        force_reason=reason_or_None)]
 
     # flows/ingest.py, after every run (with no new dates it checks freshness only, which is when it matters):
     check_store_after_ingest(sales, settings=settings, new_dates=dates_added)
@@ -78,7 +79,7 @@ def check_after_retrain(
     settings: Settings | None = None,
     experiment_id: str | None = None,
 ) -> dict:
-    """Candidate rules on tonight's candidates; critical alerts then block them at the promotion gate."""
+    """Candidate rules on tonight's candidates; alerts of the blocking rules then block them at the promotion gate."""
     settings = settings or Settings()
     thresholds = load_thresholds(settings.thresholds_file)
     run = service.check_candidates(

@@ -38,10 +38,11 @@ ACTOR = "nightly-retrain"
 
 
 def default_gates(settings: Settings) -> list:
-    """The alert gate: a critical open alert on a candidate blocks it (shelfcast.monitor)."""
+    """The alert gate: an open alert of a blocking rule on a candidate blocks it (shelfcast.monitor)."""
     from shelfcast.monitor.gate import alert_gate
+    from shelfcast.monitor.thresholds import load_thresholds
 
-    return [alert_gate(wiring.alert_log(settings))]
+    return [alert_gate(wiring.alert_log(settings), load_thresholds(settings.thresholds_file))]
 
 
 @task(name="fetch-candidate-models", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])

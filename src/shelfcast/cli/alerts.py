@@ -115,7 +115,7 @@ def register(app: typer.Typer) -> None:
         note: str = typer.Option("", help="what you are doing about it"),
         db: Optional[Path] = typer.Option(None, help=DB_HELP),
     ) -> None:
-        """Acknowledge: someone is on it; no more reminders. A critical alert still blocks promotion."""
+        """Acknowledge: someone is on it; no more reminders. An alert of a blocking rule still blocks promotion."""
         _transition("acknowledge", alert_id, by, note, db)
 
     @alerts.command("resolve")

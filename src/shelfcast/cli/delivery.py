@@ -145,8 +145,10 @@ def _mlflow_registry(settings, use_mlflow: bool, name: str | None = None):
 def _gates(settings, force: bool, reason: str, actor: str) -> list:
     """The alert gate; with --force it records the override on each blocking alert instead of blocking."""
     from shelfcast.monitor.gate import alert_gate
+    from shelfcast.monitor.thresholds import load_thresholds
 
-    return [alert_gate(wiring.alert_log(settings), force_reason=reason if force else None, actor=actor)]
+    return [alert_gate(wiring.alert_log(settings), load_thresholds(settings.thresholds_file),
+                       force_reason=reason if force else None, actor=actor)]
 
 
 def register(app: typer.Typer) -> None:

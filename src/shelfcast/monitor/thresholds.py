@@ -16,6 +16,9 @@ from pathlib import Path
 from shelfcast.contract.errors import ConfigError
 
 SEVERITIES = ("info", "warning", "critical")
+# The rules that judge a candidate before its promotion (the ones `alerts.blocking_rules` may name), most
+# specific first: a candidate's findings merge into one alert named after the first of them.
+CANDIDATE_RULES = ("int8_drop", "seasonal_naive", "champion_regression", "mape_ceiling", "cohort_regression")
 
 
 def severity_rank(severity: str) -> int:
@@ -78,6 +81,9 @@ class AlertPolicy:
     attempts_per_run: int = field(metadata=_positive(1, strict=False))
     backoff_s: float = field(metadata=_positive(strict=False))
     max_attempts: int = field(metadata=_positive(1, strict=False))
+    # Candidate rules whose open alert blocks that candidate's promotion, whatever its severity: severity says
+    # who is told (critical pages), this says what the gate does.
+    blocking_rules: tuple[str, ...] = field(metadata={"choices": CANDIDATE_RULES})
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,11 @@ def _check_value(where: str, key: str, value, spec: dataclasses.Field):
         if value not in SEVERITIES:
             fail(f"is {value!r}; choose one of {', '.join(SEVERITIES)}")
         return value
+    if kind == "tuple[str, ...]":
+        choices = bounds["choices"]
+        if not isinstance(value, (list, tuple)) or any(v not in choices for v in value):
+            fail(f"must be a list of rule names from {', '.join(choices)}, got {value!r}")
+        return tuple(dict.fromkeys(value))
     if kind == "tuple[int, ...]":
         if not isinstance(value, (list, tuple)) or not value:
             fail(f"must be a non-empty list of whole days, like [1, 7], got {value!r}")

@@ -120,7 +120,7 @@ def test_candidate_run_saves_each_candidates_expected_error_and_links_its_run(tm
     assert alert.rule == "champion_regression" and alert.model_version == "5"
     assert alert.mlflow_url == "http://127.0.0.1:5000/#/experiments/4/runs/abc123"
     assert store.load_expected("lstm16", 5) is not None
-    assert run.as_dict()["findings"] == ["critical champion_regression lstm16 v5"]
+    assert run.as_dict()["findings"] == ["warning champion_regression lstm16 v5"]
 
 
 def test_mlflow_links_need_an_http_server_and_an_experiment():

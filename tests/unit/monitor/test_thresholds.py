@@ -62,6 +62,9 @@ def test_settings_env_points_at_the_override(tmp_path, monkeypatch):
         ("[live_accuracy]\nwindows_days = [1, 0]\n", "live_accuracy.windows_days", "must be >= 1"),
         ("[freshness]\nseverity = 'page'\n", "freshness.severity", "choose one of info, warning, critical"),
         ("[alerts]\nnotify_min_severity = 'loud'\n", "alerts.notify_min_severity", "choose one of"),
+        ("[alerts]\nblocking_rules = ['live_accuracy']\n", "alerts.blocking_rules",
+         "must be a list of rule names from int8_drop, seasonal_naive"),
+        ("[alerts]\nblocking_rules = 'int8_drop'\n", "alerts.blocking_rules", "must be a list of rule names"),
         ("freshness = 3\n", "freshness", "must be a table"),
     ],
 )
