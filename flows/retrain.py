@@ -47,11 +47,13 @@ def fan_out(bundle: str, specs: list, sizes: list[int]) -> list:
     """One parent per size, then every variant from its parent, as mapped tasks on the configured runner."""
     parents = dict(zip(sizes, train_parent.map(unmapped(bundle), sizes)))
     variants = build_variant.map(unmapped(bundle), specs, [parents[spec.units] for spec in specs])
+    for parent in parents.values():  # a parent that failed raises its own error, not its variants' "not run"
+        parent.result()
     return [future.result() for future in variants]
 
 
 def check_candidates(candidates, windows, results, settings, tracker) -> dict:
-    """The alert rules on tonight's candidates (flows/monitor.py); critical alerts block them at the gate."""
+    """The alert rules on tonight's candidates (flows/monitor.py); alerts of the blocking rules block them at the gate."""
     from shelfcast.flows.monitor import check_after_retrain
     from shelfcast.monitor.evaluation import variant_frames
 

@@ -168,8 +168,8 @@ def run_night(config: RetrainConfig, sales, tracker, settings, steps: NightSteps
     try:
         naive = nightly.naive_mape(windows)
         champion = steps.score_champion(tracker, windows, workdir)
-        warm, warm_note = (steps.warm_weights(tracker, model.name, sizes, champion, workdir) if config.warm_start
-                           else ({}, "cold start"))
+        warm, warm_note = (steps.warm_weights(tracker, model.name, sizes, champion, workdir, windows.spec)
+                           if config.warm_start else ({}, "cold start"))
         bundle = write_bundle(workdir / "inputs.pkl", windows, model, config, warm, workdir)
         results = steps.fan_out(str(bundle), specs, sizes, workdir)
 

@@ -10,6 +10,7 @@ the same holdout (`champion_mape_pct`).
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -169,8 +170,9 @@ def champion_context(tracker, windows: WindowSet, workdir: Path) -> ChampionScor
 
 
 def warm_start_weights(tracker, model_name: str, sizes: list[int], champion: ChampionScore,
-                       workdir: Path) -> tuple[dict[int, list[np.ndarray]], str]:
-    """Float parent weights per size from the champion's night (else the latest complete night).
+                       workdir: Path, input_spec: InputSpec) -> tuple[dict[int, list[np.ndarray]], str]:
+    """Float parent weights per size from the champion's night (else the latest complete night), from models
+    with tonight's inputs only: weights for other inputs do not fit tonight's network.
 
     Returns the weights found and a note saying where they came from and which sizes train cold.
     """
@@ -184,10 +186,15 @@ def warm_start_weights(tracker, model_name: str, sizes: list[int], champion: Cha
     import keras
 
     weights: dict[int, list[np.ndarray]] = {}
+    tonight = json.loads(json.dumps(input_spec.to_dict()))  # as the runs' `input_spec` parameter reads back
+    other_inputs = False
     for run in tracker.night_runs(night_run_id):
         params = run.data.params
         if (run.data.tags.get("status") != "ok" or params.get("model") != model_name
                 or params.get("quantization") != "float32" or float(params.get("sparsity", 1)) != 0.0):
+            continue
+        if json.loads(params.get("input_spec", "{}")) != tonight:
+            other_inputs = True
             continue
         units = int(params["units"])
         if units not in sizes or units in weights:
@@ -196,7 +203,8 @@ def warm_start_weights(tracker, model_name: str, sizes: list[int], champion: Cha
         (path,) = sorted(folder.glob("*.keras"))[:1]
         weights[units] = keras.models.load_model(path, compile=False).get_weights()
     cold = [u for u in sizes if u not in weights]
-    note = f"warm start from {origin}: " + (f"sizes {sorted(weights)} fine-tuned" if weights else "no matching model")
+    found = f"sizes {sorted(weights)} fine-tuned" if weights else "no matching model"
+    note = f"warm start from {origin}: {found}" + (" (its inputs differ from tonight's)" if other_inputs else "")
     return weights, note + (f"; sizes {cold} train cold" if cold else "")
 
 

@@ -143,6 +143,34 @@ def test_warm_start_fine_tunes_the_champion_and_scores_it_on_the_same_holdout(ni
     assert all(v["metrics"]["champion_mape_pct"] == report["champion"]["mape_pct"] for v in report["variants"])
 
 
+def test_warm_start_trains_cold_when_tonights_inputs_differ_from_the_champions(night_env, first_night):
+    """The calendar-lost drill drops the calendar inputs: the champion's weights do not fit that network, so the
+    night trains cold and says why (before, loading them failed the parent and the night ended `PENDING`)."""
+    from shelfcast.flows.retrain import retrain_flow
+
+    settings, _ = night_env
+    lstm8 = next(v for v in first_night["variants"] if v["name"] == "LSTM-8")
+    tracker_for(settings).client.set_registered_model_alias(settings.registered_model, "champion", lstm8["version"])
+    report = retrain_flow(RetrainConfig.load("quick", **TINY, warm_start=True, drill="calendar-lost"),
+                          night="inputs-differ")
+    assert report["warm_note"] == (f"warm start from champion v{lstm8['version']}: no matching model (its inputs "
+                                   f"differ from tonight's); sizes [8] train cold")
+    assert [v["status"] for v in report["variants"]] == ["ok", "ok"]
+
+
+def test_a_parent_that_fails_fails_the_night_with_its_own_error(night_env, monkeypatch):
+    from shelfcast.flows.retrain import retrain_flow
+    from shelfcast.pipeline import nightly
+
+    def broken(*args, **kwargs):
+        raise ValueError("weights of another network")
+
+    monkeypatch.setattr(nightly, "train_parent", broken)
+    state = retrain_flow(RetrainConfig.load("quick", **TINY), night="parent-fails", return_state=True)
+    assert state.is_failed()
+    assert "weights of another network" in str(state.result(raise_on_failure=False))
+
+
 def test_mlflow_down_during_retrain_fails_loudly_and_promotes_nothing(night_env, tmp_path, monkeypatch):
     from shelfcast.flows.retrain import retrain_flow
     from shelfcast.compress import variants
