@@ -3,7 +3,8 @@ configuration used locally (`infra/seaweedfs/s3-identities.json`) and the AWS IA
 (`infra/aws/iam/*.json`, loaded by the Terraform in `infra/aws/`).
 
     trainer   reads and writes the whole bucket (ingest, sales store, MLflow artifacts, models, channels, log);
-              deletes only in landing/ (ingest moves each recorded file to archive/), tables/ (files the sales
+              deletes only in landing/ (ingest moves each recorded file to archive/), nights/ (a night's inputs
+              for its task-runner workers, removed when it ends), tables/ (files the sales
               table's compaction and vacuum retire) and sales/ (the Parquet parts of the store before the table,
               after `ingest migrate --delete-old`); archive/, models/ and the log are never deleted
     store     reads metadata/ (the signed delivery metadata), channels/ and models/ only: no listing, no writing
@@ -38,7 +39,8 @@ class Role:
 
 
 ROLES = (
-    Role("trainer", read=("",), write=("",), delete=("landing/", "sales/", "tables/"), list_bucket=True, admin=True,
+    Role("trainer", read=("",), write=("",), delete=("landing/", "nights/", "sales/", "tables/"), list_bucket=True,
+         admin=True,
          description="nightly pipeline: ingest, sales store, MLflow artifacts, publish and promote"),
     Role("store", read=("channels/", "models/", "metadata/"),
          description="store devices: pull the signed metadata, the channel pointer and models"),

@@ -11,7 +11,9 @@ the plain functions below, so the benchmark measures the flow against exactly th
 
 Candidates are tagged only after every variant is logged, so a night that dies half way leaves no candidate;
 a night that raises is marked failed in MLflow. The night's work folder (its inputs bundle and plot) is
-removed once everything worth keeping is in MLflow, or when it fails. A night killed outright (SIGKILL) is
+removed once everything worth keeping is in MLflow, or when it fails. The inputs the fan-out reads wait in the
+bucket (`nights/`), so task-runner workers on other hosts need the bucket alone; the variants' files come back
+inside their results. A night killed outright (SIGKILL) is
 found by the next one through its lease (`shelfcast.pipeline.leases`): marked crashed, its folder removed.
 """
 
@@ -22,6 +24,7 @@ import functools
 import json
 import pickle
 import shutil
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -51,20 +54,28 @@ def _tell(kind: str, name: str) -> None:
         listener(kind, name)
 
 
+def bundle_key(workdir: Path) -> str:
+    """Where a night's inputs wait in the bucket while it fans out (`nights/` is the trainer's to delete)."""
+    return f"nights/{workdir.name}/inputs.pkl"
+
+
 @functools.lru_cache(maxsize=4)
-def read_bundle(path: str) -> dict:
-    """The night's inputs (windows, training config, seed, warm weights), read once per worker process."""
-    with open(path, "rb") as handle:
-        return pickle.load(handle)
+def read_bundle(key: str) -> dict:
+    """The night's inputs (windows, training config, seed, warm weights), fetched from the bucket once per worker
+    process with the trainer identity of its `SHELFCAST_*` settings: a worker on another host needs the bucket,
+    not the night's disk."""
+    from shelfcast.config import load_settings
+    from shelfcast.contract.objects import ObjectStore
+
+    return pickle.loads(ObjectStore.from_settings(load_settings()).get(key).body)
 
 
-def write_bundle(path: Path, windows, model, config: RetrainConfig, warm: dict, workdir: Path) -> Path:
-    """Everything a worker needs to train a parent or build a variant, in one file: task arguments stay small
-    and a worker process on another host (Dask) reads it once."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(pickle.dumps({"windows": windows, "train": model.train, "seed": config.seed, "warm": warm,
-                                   "warm_epochs": config.warm_epochs, "workdir": workdir}))
-    return path
+def write_bundle(objects, key: str, windows, model, config: RetrainConfig, warm: dict) -> str:
+    """Everything a worker needs to train a parent or build a variant, in one object of the bucket: task
+    arguments stay small and each worker process reads it once. Returns its key, the tasks' argument."""
+    objects.put(key, pickle.dumps({"windows": windows, "train": model.train, "seed": config.seed, "warm": warm,
+                                   "warm_epochs": config.warm_epochs}))
+    return key
 
 
 def train_from_bundle(bundle: str, units: int) -> nightly.ParentWeights:
@@ -76,16 +87,47 @@ def train_from_bundle(bundle: str, units: int) -> nightly.ParentWeights:
 
 
 def build_from_bundle(bundle: str, spec, parent: nightly.ParentWeights):
+    """One variant, built in a scratch folder of the worker; its files come back inside the result
+    (`VariantFiles`), so nothing of it stays on the worker's disk."""
     from shelfcast.compress import variants
 
     inputs = read_bundle(bundle)
-    result = variants.build_variant(spec, parent.rebuild(), inputs["windows"], inputs["train"], inputs["seed"],
-                                    inputs["workdir"])
+    with tempfile.TemporaryDirectory(prefix="shelfcast-variant-") as scratch:
+        result = variants.build_variant(spec, parent.rebuild(), inputs["windows"], inputs["train"], inputs["seed"],
+                                        scratch)
+        packed = VariantFiles.pack(result)
     _tell("variant", spec.name)
-    return result
+    return packed
 
 
-def fan_out(bundle: str, specs: list, sizes: list[int], workdir: Path) -> list:
+@dataclass
+class VariantFiles:
+    """A built variant with its `.tflite` and `.keras` files as bytes: what travels back from a worker process
+    on any host. `unpack(workdir)` writes them into the night's folder and returns the `VariantResult`."""
+
+    result: object
+    files: dict[str, bytes]
+
+    @classmethod
+    def pack(cls, result) -> "VariantFiles":
+        files = {}
+        for attr in ("tflite_path", "keras_path"):
+            path = getattr(result, attr)
+            if path is not None:
+                files[attr] = Path(path).read_bytes()
+                setattr(result, attr, Path(path).name)
+        return cls(result, files)
+
+    def unpack(self, workdir: Path):
+        workdir.mkdir(parents=True, exist_ok=True)
+        for attr, body in self.files.items():
+            path = workdir / getattr(self.result, attr)
+            path.write_bytes(body)
+            setattr(self.result, attr, path)
+        return self.result
+
+
+def fan_out(bundle: str, specs: list, sizes: list[int], workdir: Path) -> list[VariantFiles]:
     """Parents, then variants, one after another in this process."""
     parents = {units: train_from_bundle(bundle, units) for units in sizes}
     return [build_from_bundle(bundle, spec, parents[spec.units]) for spec in specs]
@@ -153,11 +195,12 @@ def run_night(config: RetrainConfig, sales, tracker, settings, steps: NightSteps
     data_info = {"rows": data.rows, "series": data.series, "start": str(data.start), "end": str(data.end),
                  "sales_table_version": data.table_version, "holdout_days": config.holdout_days, "train_windows": windows.n_train, "test_windows": windows.n_test,
                  "series_too_short": len(windows.skipped_series)}
-    for facts in nightly.clean_up_crashed_nights(Path(settings.home).resolve(), tracker):
+    for facts in nightly.clean_up_crashed_nights(Path(settings.home).resolve(), tracker, sales.objects):
         log("night %s (run %s) had crashed: marked failed, work folder removed", facts.get("night"), facts["run_id"])
         steps.crashed(facts)
+    inputs_key = bundle_key(workdir)
     lease = leases.hold(Path(settings.home).resolve(), "night", run_id, night=night, work_folder=str(workdir),
-                        tracking_uri=tracker.tracking_uri)
+                        inputs_key=inputs_key, tracking_uri=tracker.tracking_uri)
     input_spec = json.dumps(windows.spec.to_dict())  # JSON, so promotion and warm start can read it back
     params = {"model": model.name, "input_spec": input_spec, **model.train.to_dict(),
               **config.model_dump(exclude={"variants"}), "variants": [s.name for s in specs], **data_info}
@@ -170,8 +213,9 @@ def run_night(config: RetrainConfig, sales, tracker, settings, steps: NightSteps
         champion = steps.score_champion(tracker, windows, workdir)
         warm, warm_note = (steps.warm_weights(tracker, model.name, sizes, champion, workdir, windows.spec)
                            if config.warm_start else ({}, "cold start"))
-        bundle = write_bundle(workdir / "inputs.pkl", windows, model, config, warm, workdir)
-        results = steps.fan_out(str(bundle), specs, sizes, workdir)
+        bundle = write_bundle(sales.objects, inputs_key, windows, model, config, warm)
+        results = [packed.unpack(workdir) for packed in steps.fan_out(bundle, specs, sizes, workdir)]
+        sales.objects.delete(inputs_key)
 
         extra = nightly.context_metrics(results, naive, champion)
         variant_params = {"model": model.name, "input_spec": input_spec, "night": night,
@@ -194,6 +238,8 @@ def run_night(config: RetrainConfig, sales, tracker, settings, steps: NightSteps
     except BaseException as exc:
         recorded = tracker.fail_night(parent_run_id, f"{type(exc).__name__}: {exc}")
         shutil.rmtree(workdir, ignore_errors=True)
+        with contextlib.suppress(Exception):  # the bucket may be what failed; the next night retries the delete
+            sales.objects.delete(inputs_key)
         lease.release() if recorded else lease.abandon()  # unrecorded: the next night marks it crashed
         raise
     report.candidates = [c.to_dict() for c in candidates]

@@ -66,10 +66,11 @@ def load_training_data(store: SalesTable, config: RetrainConfig, version: int | 
     return TrainingData(frame, first, end, series, dt.version())
 
 
-def clean_up_crashed_nights(home: Path, tracker) -> list[dict]:
+def clean_up_crashed_nights(home: Path, tracker, objects=None) -> list[dict]:
     """Nights of this home whose process died mid-run (`leases`): the MLflow parent run each left RUNNING on
-    this tracker is marked FAILED (`night_status=crashed`), its work folder removed. Returns what each lease recorded (the
-    Prefect flow run is `run_id`), for the caller to mark the flow run crashed too."""
+    this tracker is marked FAILED (`night_status=crashed`), its work folder and its inputs in the bucket
+    (`objects`) removed. Returns what each lease recorded (the Prefect flow run is `run_id`), for the caller to
+    mark the flow run crashed too."""
     found = []
     for lease in leases.abandoned(home, "night"):
         facts = lease.describe()
@@ -82,6 +83,8 @@ def clean_up_crashed_nights(home: Path, tracker) -> list[dict]:
             tracker.mark_crashed(facts["mlflow_run_id"], reason)
         if facts.get("work_folder"):
             shutil.rmtree(facts["work_folder"], ignore_errors=True)
+        if facts.get("inputs_key") and objects is not None:
+            objects.delete(facts["inputs_key"])
         lease.release()
         found.append({**facts, "reason": reason})
     return found

@@ -158,6 +158,62 @@ def test_warm_start_trains_cold_when_tonights_inputs_differ_from_the_champions(n
     assert [v["status"] for v in report["variants"]] == ["ok", "ok"]
 
 
+def test_the_fan_out_reads_the_nights_inputs_from_the_bucket_and_nothing_stays(night_env):
+    """Workers get a bucket key, not a path: the inputs wait in `nights/` while the night fans out, the variants'
+    files come back inside their results, and once the night is over neither the object nor a file is left."""
+    from shelfcast.pipeline import night as steps
+
+    settings, _ = night_env
+    sales, seen = wiring.sales(settings), {}
+
+    def spying_fan_out(bundle, specs, sizes, workdir):
+        steps.read_bundle.cache_clear()  # read it from the bucket here, not from this process's cache
+        seen.update(key=bundle, stored=sales.objects.exists(bundle), on_disk=sorted(
+            p.name for p in Path(settings.home).rglob("*") if p.name == "inputs.pkl"))
+        packed = steps.fan_out(bundle, specs, sizes, workdir)
+        seen["files"] = [sorted(p.files) for p in packed]
+        return packed
+
+    report, _ = steps.run_night(RetrainConfig.load("quick", **TINY), sales, tracker_for(settings), settings,
+                                steps.NightSteps(fan_out=spying_fan_out), night="from-bucket")
+    assert seen["key"].startswith("nights/from-bucket-") and seen["key"].endswith("/inputs.pkl")
+    assert (seen["stored"], seen["on_disk"]) == (True, [])
+    assert seen["files"] == [["keras_path", "tflite_path"], ["tflite_path"]]  # the float parent keeps its .keras
+    assert [v["status"] for v in report.variants] == ["ok", "ok"]
+    assert list(sales.objects.list("nights/")) == []
+    assert not list((Path(settings.home) / "nights").glob("from-bucket-*"))
+
+
+def test_a_crashed_nights_inputs_are_removed_from_the_bucket_by_the_next_one(night_env, tmp_path):
+    """A night killed while it fans out leaves its inputs in the bucket; its lease names them, and the next
+    night's clean-up deletes them (here the lease is held by a real process that is then killed)."""
+    from shelfcast.pipeline import nightly
+
+    settings, _ = night_env
+    objects, key = wiring.bucket(settings), "nights/fan-out-killed/inputs.pkl"
+    objects.put(key, b"the night's windows")
+    home = tmp_path / "home"
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(ROOT)!r})
+        from pathlib import Path
+        from shelfcast.pipeline import leases
+        lease = leases.hold(Path({str(home)!r}), "night", "fan-out-killed", night="fan-out-killed", inputs_key={key!r})
+        print("held", flush=True)
+        time.sleep(3600)
+    """)], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == b"held"
+        assert nightly.clean_up_crashed_nights(home, tracker_for(settings), objects) == []  # still alive
+        assert objects.exists(key)
+        holder.kill()
+        holder.wait()
+        (found,) = nightly.clean_up_crashed_nights(home, tracker_for(settings), objects)
+    finally:
+        holder.kill()
+    assert found["inputs_key"] == key and not objects.exists(key)
+
+
 def test_a_parent_that_fails_fails_the_night_with_its_own_error(night_env, monkeypatch):
     from shelfcast.flows.retrain import retrain_flow
     from shelfcast.pipeline import nightly
@@ -263,7 +319,7 @@ def test_a_retrain_killed_half_way_leaves_no_candidate(night_env, prefect_api, t
     assert parent.info.status == "RUNNING"
     (folder,) = (Path(settings.home) / "nights").glob("killed-*")
     flow_run_id = parent.data.tags["prefect_flow_run_id"]
-    assert folder.name == f"killed-{flow_run_id[:8]}" and (folder / "inputs.pkl").exists()
+    assert folder.name == f"killed-{flow_run_id[:8]}" and len(list(folder.glob("*.tflite"))) == 2
     from prefect.client.orchestration import get_client
     from shelfcast.flows.retrain import retrain_flow
 
