@@ -20,6 +20,7 @@ AREAS = [
     "shelfcast.cli.delivery",
     "shelfcast.cli.keys",
     "shelfcast.cli.replay",
+    "shelfcast.cli.automation",
 ]
 
 

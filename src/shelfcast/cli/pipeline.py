@@ -266,7 +266,7 @@ def retrain(
     variants: Optional[str] = typer.Option(None, help="comma-separated, e.g. lstm16,lstm16+int8"),
     window_days: Optional[int] = typer.Option(None), epochs: Optional[int] = typer.Option(None),
     warm_start: Optional[bool] = typer.Option(None, "--warm-start/--cold-start"),
-    task_runner: Optional[str] = typer.Option(None, help="thread or dask"),
+    task_runner: Optional[str] = typer.Option(None, help="thread, dask or ray"),
     workers: Optional[int] = typer.Option(None), seed: Optional[int] = typer.Option(None),
     night: Optional[str] = typer.Option(None, help="label of the night (default: newest sales day)"),
     promote: bool = typer.Option(False, help="hand the candidates over to promotion"),

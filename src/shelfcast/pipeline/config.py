@@ -35,8 +35,8 @@ class RetrainConfig(BaseModel):
     seed: int = 0
     warm_start: bool = Field(False, description="start from the champion's weights and fine-tune")
     warm_epochs: int = Field(4, ge=1, description="epochs of a warm start")
-    task_runner: Literal["thread", "dask"] = "thread"
-    workers: int = Field(1, ge=1, description="threads, or local Dask worker processes")
+    task_runner: Literal["thread", "dask", "ray"] = "thread"
+    workers: int = Field(1, ge=1, description="threads, or local Dask worker processes, or local Ray CPUs")
     dask_address: str | None = Field(None, description="an existing Dask scheduler (tcp://HOST:PORT) instead of a local cluster")
     drill: Literal["calendar-lost", "int8-miscalibrated"] | None = Field(
         None, description="a fault drill for replays and game days, never for production: 'calendar-lost' trains "
