@@ -320,3 +320,9 @@ def test_canary_time_counts_no_negative_spans_and_the_refusal_names_the_hours():
     long = SelectionPolicy(min_canary_seconds=3600 * 3600)
     assert stable_refusal([_entry(1, "5", t0)], "5", long, t0 + timedelta(hours=3599)) == (
         "version 5 has served 3599.0 h on canary, needs 3600.0 h before stable")
+
+
+def test_the_metric_ranks_before_the_file_size():
+    decision = select_candidate([cand("2", 14.5, size=4000), cand("1", 14.0, size=5900)], None, POLICY,
+                                baseline_metric=16.0)
+    assert decision.chosen.version == "1" and decision.rejection_for("2").rules == ("outranked",)

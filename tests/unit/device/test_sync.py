@@ -352,3 +352,17 @@ def test_a_store_that_cannot_reach_s3_reports_it_and_keeps_serving(tmp_path, off
     state = json.loads((store / "state.json").read_text())
     assert (state["pointer_version"], state["timestamp_etag"], state["last_status"]) == ("3", '"t1"', "error")
     assert json.loads((store / "active.json").read_text())["current"] == "3"
+
+
+def test_a_disk_problem_is_reported_and_unwritable_bookkeeping_does_not_stop_the_report(tmp_path, offline):
+    (tmp_path / "metadata").write_text("a file where the metadata folder goes")
+    result = StoreClient(offline, "stable", tmp_path, trusted_root=b"{}").sync()
+    assert (result.status, result.serving) == ("error", None)
+    assert result.message == (f"local disk problem in {tmp_path} ([Errno 17] File exists: "
+                              f"'{tmp_path / 'metadata'}'); no model installed yet")
+    assert json.loads((tmp_path / "state.json").read_text())["last_status"] == "error"
+    (tmp_path / "state.json").unlink()
+    (tmp_path / "state.json").mkdir()  # the bookkeeping cannot be written: the poll still reports
+    again = StoreClient(offline, "stable", tmp_path, trusted_root=b"{}").sync()
+    assert (again.status, again.message) == ("error", result.message)
+    assert (tmp_path / "state.json").is_dir()
