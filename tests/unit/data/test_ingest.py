@@ -380,12 +380,16 @@ def test_a_run_that_lost_the_sequence_number_to_other_bytes_leaves_the_file_for_
     assert second.action == "corrected" and pending(landing) == [] and store.verify() == (4, [])
 
 
-def test_a_landing_location_is_a_folder_or_a_prefix_of_the_sales_bucket(tmp_path):
+def test_a_landing_location_is_a_folder_or_a_prefix_of_the_sales_bucket(tmp_path, monkeypatch):
     bucket = SimpleNamespace(bucket="shelf", describe=lambda key="": f"s3://shelf/{key}")
-    for location in (str(tmp_path / "drop"), f"file://{tmp_path / 'file-drop'}"):
-        landing = open_landing(location, None)
+    monkeypatch.chdir(tmp_path / "..")
+    here = tmp_path.name
+    for location in (str(tmp_path / "drop"), f"file://{tmp_path / 'file-drop'}", f"./{here}/dot/drop",
+                     f"../{tmp_path.parent.name}/{here}/up/drop"):
+        landing = open_landing(location, bucket)
         assert isinstance(landing.objects, LocalObjects) and landing.prefix == ""
-    assert (tmp_path / "drop").is_dir() and (tmp_path / "file-drop").is_dir()
+    for folder in ("drop", "file-drop", "dot/drop", "up/drop"):  # created with their parents
+        assert (tmp_path / folder).is_dir()
     assert open_landing(str(tmp_path / "drop"), bucket).objects.root == tmp_path / "drop"
     assert open_landing(f"file://{tmp_path / 'file-drop'}", None).describe() == str(tmp_path / "file-drop")
     assert [(open_landing(location, bucket).objects, open_landing(location, bucket).prefix) for location in
