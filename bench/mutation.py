@@ -15,7 +15,8 @@ they all pass, and has no tests when no selected test runs its function (a survi
 The score of a module is (killed + timed out) / (mutants - equivalent): a mutant that behaves exactly like the
 code (`x or ""` when x is never empty, say) cannot be killed by any test, and is excluded once its reason is
 written in `bench/mutation_equivalent.toml` (keyed by mutant name). Every surviving mutant is listed in the
-result with its diff line and that reason, or `not-equivalent` when it is a gap the tests leave open.
+result with its diff line and that reason, or `not-equivalent` when it is a gap the tests leave open (followed
+by why, when the file says it with `equivalent = false`).
 
     nice -n 10 .venv/bin/python bench/mutation.py [--max-children 2] [--out bench/results/mutation.json]
 """
@@ -94,30 +95,35 @@ def status(exit_code) -> str:
     return "not checked" if exit_code is None else f"exit {exit_code}"
 
 
-def summarise(reasons: dict[str, str]) -> tuple[list[dict], list[dict]]:
-    """Per module: its counts and score; and every surviving mutant with its diff line and reason."""
+def summarise(reasons: dict[str, dict]) -> tuple[list[dict], list[dict]]:
+    """Per module: its counts and score; and every surviving mutant with its diff line and reason (`reasons`:
+    the entries of `bench/mutation_equivalent.toml`)."""
     modules, survivors = [], []
     for label, path in MODULES.items():
         meta = json.loads((ROOT / "mutants" / f"{path}.meta").read_text())
         statuses = {name: status(code) for name, code in meta["exit_code_by_key"].items()}
-        counts = {s: sum(v == s for v in statuses.values()) for s in ("killed", "survived", "no tests", "timeout")}
+        counts = {s: sum(v == s for v in statuses.values())
+                  for s in ("killed", "survived", "no tests", "timeout", "not checked")}
         unexpected = {s for s in statuses.values() if s not in counts}
         if unexpected:
-            raise SystemExit(f"{path}: mutants left {sorted(unexpected)}; rerun `mutmut run` to finish them")
+            raise SystemExit(f"{path}: mutants ended as {sorted(unexpected)}; see `mutmut results`")
         equivalent = 0
         for name, state in sorted(statuses.items()):
             if state not in ("survived", "no tests"):
                 continue
             original, mutated = mutant_diff(name, path)
-            reason = reasons.get(name)
-            equivalent += reason is not None
+            entry = reasons.get(name, {"equivalent": False})
+            is_equivalent = entry.get("equivalent", True)
+            equivalent += is_equivalent
+            gap = f"not-equivalent: {entry['reason']}" if "reason" in entry else "not-equivalent"
             survivors.append({"module": label, "mutant": name, "status": state, "original": original,
-                              "mutated": mutated, "equivalent": reason is not None,
-                              "reason": reason if reason is not None else "not-equivalent"})
+                              "mutated": mutated, "equivalent": is_equivalent,
+                              "reason": entry["reason"] if is_equivalent else gap})
         total, detected = len(statuses), counts["killed"] + counts["timeout"]
         modules.append({"module": label, "file": path, "mutants": total, "killed": counts["killed"],
                         "survived": counts["survived"], "no_tests": counts["no tests"],
-                        "timeout": counts["timeout"], "equivalent": equivalent,
+                        "timeout": counts["timeout"], "not_checked": counts["not checked"],
+                        "equivalent": equivalent,
                         "score_pct": round(100 * detected / max(1, total - equivalent), 1)})
     return modules, survivors
 
@@ -135,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         seconds = run_mutmut(args.max_children, ROOT / "mutants" / "mutmut-run.log")
     reasons = tomllib.loads(EQUIVALENT.read_text()) if EQUIVALENT.exists() else {}
-    modules, survivors = summarise({name: entry["reason"] for name, entry in reasons.items()})
+    modules, survivors = summarise(reasons)
     stale = sorted(set(reasons) - {s["mutant"] for s in survivors})
     total = sum(m["mutants"] for m in modules)
     detected = sum(m["killed"] + m["timeout"] for m in modules)
@@ -157,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         "timeout": sum(m["timeout"] for m in modules),
         "survived": sum(m["survived"] for m in modules),
         "no_tests": sum(m["no_tests"] for m in modules),
+        "not_checked": sum(m["not_checked"] for m in modules),  # an interrupted run: counted as not detected
         "equivalent": equivalent,
         "score_pct": round(100 * detected / max(1, total - equivalent), 1),
         "modules": modules,

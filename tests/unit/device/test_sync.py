@@ -130,6 +130,7 @@ def test_sync_result_is_ok_unless_refused_or_failed_and_prints_one_line():
     assert result.line() == f"{NOW} channel=canary status=updated serving=7 offered=7 model_bytes=5552 13ms: now serving 7"
     assert result.line(store_id=0).startswith(f"{NOW} store=0 channel=canary")
     assert (result.bytes_received, SyncResult("empty", "c", None, None, "").seconds) == (0, 0.0)
+    assert SyncResult("empty", "c", None, None, "-", seconds=2.0).line().endswith(" 2000ms: -")
 
 
 def test_the_client_reads_its_folder_and_reports_each_stage(tmp_path, offline):
@@ -175,8 +176,8 @@ def test_the_swap_keeps_the_current_and_previous_versions_only(tmp_path, offline
     for version in ("1", "2", "3"):
         install(tmp_path, version)
     client._activate("2", "1")
-    assert json.loads((tmp_path / "active.json").read_text()) == {
-        "current": "2", "previous": "1", "channel": "stable", "activated_at": NOW}
+    assert (tmp_path / "active.json").read_text() == (
+        f'{{\n  "activated_at": "{NOW}",\n  "channel": "stable",\n  "current": "2",\n  "previous": "1"\n}}')
     assert sorted(p.name for p in (tmp_path / "versions").iterdir()) == ["1", "2"]
     client._activate("2", "2")  # the same version again: the previous one stays the previous one
     assert json.loads((tmp_path / "active.json").read_text())["previous"] == "1"
@@ -249,8 +250,15 @@ def test_the_polling_loop_reports_every_poll_and_survives_a_failing_one(tmp_path
     monkeypatch.setattr(client, "sync", sync)
     reported, waits = [], []
     stop = SimpleNamespace(is_set=lambda: False, wait=waits.append)
+    asked = []
+
+    def uniform(low, high):
+        asked.append((low, high))
+        return high
+
     results = client.run(900, stop=stop, max_polls=2, jitter=0.1, report=reported.append,
-                         rng=SimpleNamespace(uniform=lambda low, high: high))
+                         rng=SimpleNamespace(uniform=uniform))
+    assert asked == [(-0.1, 0.1)]
     assert reported == results and [r.status for r in results] == ["unchanged", "error"]
     assert (results[1].serving, results[1].channel, results[1].offered) == ("3", "stable", None)
     assert results[1].message == ("sync failed unexpectedly: RuntimeError: disk on fire; keeps serving 3, "
@@ -300,7 +308,7 @@ def test_serving_model_says_what_is_missing_and_how_to_repair_it(tmp_path):
 
 
 def test_poll_intervals_and_assignments_are_checked_with_a_message_that_says_how():
-    assert [parse_every(t) for t in (" 2M ", "0.5h", "1.5")] == [120, 1800, 1.5]
+    assert [parse_every(t) for t in (" 2M ", "0.5h", "1.5", "1", "0.5s")] == [120, 1800, 1.5, 1, 0.5]
     for text, message in (("0", "--every '0' must be positive"), ("-1s", "--every '-1s' must be positive"),
                           ("", "--every '': write a duration like 15m, 30s or 1h"),
                           ("m", "--every 'm': write a duration like 15m, 30s or 1h")):
@@ -317,7 +325,7 @@ def test_poll_intervals_and_assignments_are_checked_with_a_message_that_says_how
     with pytest.raises(ValueError) as several:
         assigned_channel(1, {"default": "stable", "channels": {"pilot": [1], "canary": [1]}})
     assert str(several.value) == "store 1 is assigned to several channels ['canary', 'pilot']; keep one"
-    with pytest.raises(ValueError, match="channel"):
+    with pytest.raises(ValueError, match=r"^channel '\.\./etc' is not allowed"):
         assigned_channel(2, {"default": "../etc"})
 
 
