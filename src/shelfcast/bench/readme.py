@@ -200,6 +200,9 @@ def mutation_table(doc: dict) -> str:
               f"cores, {doc['wall_seconds'] / 60:.1f} min: `{doc['command']}` (tests: `{doc['tests']}`). "
               f"{len(gaps):,} surviving mutants are not equivalent (gaps the tests leave open), "
               f"{doc['equivalent']:,} are equivalent; each is listed with its line and reason in the JSON."]
+    if doc.get("not_checked"):
+        lines.append(f"The run was stopped before {doc['not_checked']:,} mutants were tested; they count as not "
+                     "detected.")
     return "\n".join(lines)
 
 

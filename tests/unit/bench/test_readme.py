@@ -146,3 +146,7 @@ def test_mutation_table_scores_each_module_against_the_target_and_counts_the_gap
                         "`python bench/mutation.py` (tests: `tests/unit/a.py`). 98 surviving mutants are not "
                         "equivalent (gaps the tests leave open), 10 are equivalent; each is listed with its line "
                         "and reason in the JSON.")
+    assert len(table) == 7
+    doc["not_checked"] = 1200
+    assert render("mutation", doc).splitlines()[7] == ("The run was stopped before 1,200 mutants were tested; they "
+                                                       "count as not detected.")
