@@ -196,8 +196,9 @@ def mutation_table(doc: dict) -> str:
     lines += [row(m["module"], f"`{m['file']}`", m) for m in doc["modules"]]
     lines.append(row("**all**", "", doc))
     gaps = [s for s in doc["survivors"] if not s["equivalent"]]
+    took = f"{doc['wall_seconds'] / 60:.1f} min" if doc.get("wall_seconds") is not None else "time not recorded"
     lines += ["", f"Target {doc['target_pct']:.0f} % per module and overall; {doc['tool']} on {doc['machine']['cpus']} "
-              f"cores, {doc['wall_seconds'] / 60:.1f} min: `{doc['command']}` (tests: `{doc['tests']}`). "
+              f"cores, {took}: `{doc['command']}` (tests: `{doc['tests']}`). "
               f"{len(gaps):,} surviving mutants are not equivalent (gaps the tests leave open), "
               f"{doc['equivalent']:,} are equivalent; each is listed with its line and reason in the JSON."]
     if doc.get("not_checked"):
