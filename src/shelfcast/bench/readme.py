@@ -55,6 +55,8 @@ def render(name: str, doc) -> str:
         return faults_table(doc)
     if name == "ingest_scale":
         return ingest_scale_tables(doc)
+    if name == "mutation":
+        return mutation_table(doc)
     if name.endswith("-targets"):
         return compression_targets(doc)
     if name == "generalisation":
@@ -177,6 +179,32 @@ def ingest_scale_tables(doc: dict) -> str:
         lines += [f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else 'no'} |" for t in doc["targets"]]
         parts.append("Targets:\n\n" + "\n".join(lines))
     return "\n\n".join(parts)
+
+
+def mutation_table(doc: dict) -> str:
+    """`bench/results/mutation.json`: per protocol module its mutants, how they ended and its score against the
+    target; then the command, and the surviving mutants that are not equivalent (the gaps left)."""
+    lines = ["| module | file | mutants | killed | timeout | survived | no tests | equivalent | score | target met |",
+             "|---|---|--:|--:|--:|--:|--:|--:|--:|:-:|"]
+
+    def row(label: str, file: str, counts: dict) -> str:
+        cells = [counts[k] for k in ("mutants", "killed", "timeout", "survived", "no_tests", "equivalent")]
+        met = "yes" if counts["score_pct"] >= doc["target_pct"] else "**no**"
+        return (f"| {label} | {file} | " + " | ".join(f"{c:,}" for c in cells)
+                + f" | {counts['score_pct']:.1f} % | {met} |")
+
+    lines += [row(m["module"], f"`{m['file']}`", m) for m in doc["modules"]]
+    lines.append(row("**all**", "", doc))
+    gaps = [s for s in doc["survivors"] if not s["equivalent"]]
+    took = f"{doc['wall_seconds'] / 60:.1f} min" if doc.get("wall_seconds") is not None else "time not recorded"
+    lines += ["", f"Target {doc['target_pct']:.0f} % per module and overall; {doc['tool']} on {doc['machine']['cpus']} "
+              f"cores, {took}: `{doc['command']}` (tests: `{doc['tests']}`). "
+              f"{len(gaps):,} surviving mutants are not equivalent (gaps the tests leave open), "
+              f"{doc['equivalent']:,} are equivalent; each is listed with its line and reason in the JSON."]
+    if doc.get("not_checked"):
+        lines.append(f"The run was stopped before {doc['not_checked']:,} mutants were tested; they count as not "
+                     "detected.")
+    return "\n".join(lines)
 
 
 def generalisation_targets(doc: dict, budget_bytes: int = 6000) -> str:

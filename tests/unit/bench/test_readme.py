@@ -121,3 +121,32 @@ def test_fault_and_ingest_scale_tables_render_every_case_and_pair_the_arms():
     })
     assert "| files_before | seconds (sales table) | seconds (reference) |" in scale
     assert "| 10 | 0.100 | 0.200 |" in scale and "| t | m | no |" in scale
+
+
+def test_mutation_table_scores_each_module_against_the_target_and_counts_the_gaps():
+    from shelfcast.bench.readme import render
+
+    def module(name, mutants, killed, timeout, survived, no_tests, equivalent, score):
+        return {"module": name, "file": f"src/{name}.py", "mutants": mutants, "killed": killed, "timeout": timeout,
+                "survived": survived, "no_tests": no_tests, "equivalent": equivalent, "score_pct": score}
+
+    doc = {"target_pct": 85.0, "tool": "mutmut 3.8.1", "machine": {"cpus": 2}, "wall_seconds": 330.0,
+           "command": "python bench/mutation.py", "tests": "tests/unit/a.py",
+           **module("all", 1210, 1100, 2, 90, 18, 10, 92.0), "modules": [
+               module("manifest", 210, 200, 0, 10, 0, 10, 100.0),
+               module("client", 1000, 900, 2, 80, 18, 0, 84.9)],
+           "survivors": [{"equivalent": True}] * 10 + [{"equivalent": False}] * 98}
+    table = render("mutation", doc).splitlines()
+    assert table[0] == ("| module | file | mutants | killed | timeout | survived | no tests | equivalent | score "
+                        "| target met |")
+    assert table[2] == "| manifest | `src/manifest.py` | 210 | 200 | 0 | 10 | 0 | 10 | 100.0 % | yes |"
+    assert table[3] == "| client | `src/client.py` | 1,000 | 900 | 2 | 80 | 18 | 0 | 84.9 % | **no** |"
+    assert table[4] == "| **all** |  | 1,210 | 1,100 | 2 | 90 | 18 | 10 | 92.0 % | yes |"
+    assert table[6] == ("Target 85 % per module and overall; mutmut 3.8.1 on 2 cores, 5.5 min: "
+                        "`python bench/mutation.py` (tests: `tests/unit/a.py`). 98 surviving mutants are not "
+                        "equivalent (gaps the tests leave open), 10 are equivalent; each is listed with its line "
+                        "and reason in the JSON.")
+    assert len(table) == 7
+    doc["not_checked"] = 1200
+    assert render("mutation", doc).splitlines()[7] == ("The run was stopped before 1,200 mutants were tested; they "
+                                                       "count as not detected.")

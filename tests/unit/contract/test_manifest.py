@@ -107,3 +107,40 @@ def test_a_damaged_or_forged_pointer_is_refused(changes, message):
         Pointer.from_json(_with(POINTER, **changes), "s3://b/channels/stable/latest.json")
     assert str(refused.value).startswith("s3://b/channels/stable/latest.json")
     assert message in str(refused.value)
+
+
+def test_each_key_names_the_kind_of_the_unsafe_segment():
+    for make, message in ((lambda: model_key("a/b", "7"), "model name 'a/b'"),
+                          (lambda: model_key("demand", ".."), "version '..'"),
+                          (lambda: manifest_key("", "7"), "model name ''"),
+                          (lambda: manifest_key("demand", "7/../8"), "version '7/../8'"),
+                          (lambda: pointer_key("../x"), "channel '../x'"),
+                          (lambda: log_key("a b", 1), "channel 'a b'"),
+                          (lambda: decision_key("-x", "2017-03-01T02:00:00Z", "abc"), "channel '-x'")):
+        with pytest.raises(ValueError) as refused:
+            make()
+        assert str(refused.value) == (f"{message} is not allowed; use 1-128 letters, digits, '.', '_' or '-', "
+                                      "starting with a letter or digit")
+    assert check_name("version", "1.0_rc-2") == "1.0_rc-2"
+    with pytest.raises(ValueError, match=r"^version 7 is not allowed"):
+        check_name("version", 7)
+    assert decision_key("stable", "2017-03-01T02:00:00+00:00", "d1") == "promotions/stable/decisions/20170301T020000Z-d1.json"
+    assert log_key("stable", 1) == "promotions/stable/log/0000000001.json"
+
+
+def test_documents_are_written_sorted_and_indented_by_two():
+    text = POINTER.to_json().decode()
+    assert text.startswith('{\n  "action": "promote",\n  "actor": "nightly-retrain",\n  "bytes": 5768,\n')
+    assert text.endswith('\n  "version": "7"\n}')
+    assert MANIFEST.to_json() == json.dumps(asdict(MANIFEST), indent=2, sort_keys=True).encode()
+
+
+def test_the_smallest_model_and_the_default_sources_in_messages():
+    assert Manifest.from_json(_with(MANIFEST, bytes=1)).bytes == 1
+    assert Pointer.from_json(_with(POINTER, bytes=1, seq=1)).seq == 1
+    with pytest.raises(IntegrityError, match=r"^manifest.json is not valid JSON"):
+        Manifest.from_json(b"{")
+    with pytest.raises(IntegrityError, match=r"^latest.json is not valid JSON"):
+        Pointer.from_json(b"{")
+    with pytest.raises(IntegrityError, match=r"^s3://b/channels/stable/latest.json holds list"):
+        Pointer.from_json(b"[]", "s3://b/channels/stable/latest.json")

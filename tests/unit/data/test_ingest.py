@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import os
 from datetime import date
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 
+from shelfcast.contract import clock
+from shelfcast.contract.errors import ConfigError
 from shelfcast.contract.objects import LocalObjects
 from shelfcast.data.sales import Catalog, LedgerEntry, SalesTable, source_id
 from shelfcast.data.synthetic import generate_sales
 from shelfcast.data.ingest import (
+    FileReport,
     IngestOptions,
     Landing,
+    approve,
     check_history,
     deliver_days,
     deliver_range,
@@ -21,8 +26,10 @@ from shelfcast.data.ingest import (
     frame_to_csv,
     gap_warnings,
     ingest_file,
+    open_landing,
     pending,
     render_markdown,
+    restore,
 )
 
 from tests.unit.data._sales import TODAY, rows, run
@@ -371,3 +378,151 @@ def test_a_run_that_lost_the_sequence_number_to_other_bytes_leaves_the_file_for_
     assert len(pending(landing)) == 1  # its entry records the other version: this one is not archived
     (second,) = run(landing, store)
     assert second.action == "corrected" and pending(landing) == [] and store.verify() == (4, [])
+
+
+def test_a_landing_location_is_a_folder_or_a_prefix_of_the_sales_bucket(tmp_path, monkeypatch):
+    bucket = SimpleNamespace(bucket="shelf", describe=lambda key="": f"s3://shelf/{key}")
+    monkeypatch.chdir(tmp_path / "..")
+    here = tmp_path.name
+    for location in (str(tmp_path / "drop"), f"file://{tmp_path / 'file-drop'}", f"./{here}/dot/drop",
+                     f"../{tmp_path.parent.name}/{here}/up/drop"):
+        landing = open_landing(location, bucket)
+        assert isinstance(landing.objects, LocalObjects) and landing.prefix == ""
+    for folder in ("drop", "file-drop", "dot/drop", "up/drop"):  # created with their parents
+        assert (tmp_path / folder).is_dir()
+    assert open_landing(str(tmp_path / "drop"), bucket).objects.root == tmp_path / "drop"
+    assert open_landing(f"file://{tmp_path / 'file-drop'}", None).describe() == str(tmp_path / "file-drop")
+    assert [(open_landing(location, bucket).objects, open_landing(location, bucket).prefix) for location in
+            ("landing", "landing/", "s3://shelf/landing", "s3://shelf/", "s3://shelf")] == [
+        (bucket, "landing/"), (bucket, "landing/"), (bucket, "landing/"), (bucket, ""), (bucket, "")]
+    assert open_landing("landing", bucket).describe() == "s3://shelf/landing/"
+    with pytest.raises(ConfigError) as elsewhere:
+        open_landing("s3://other/landing/", bucket)
+    assert str(elsewhere.value) == ("landing 's3://other/landing/' is in bucket 'other'; the sales store uses "
+                                    "'shelf': deliver to the same bucket or use a folder")
+    with pytest.raises(ConfigError) as unconfigured:
+        open_landing("landing/", None)
+    assert str(unconfigured.value) == ("landing 'landing/' is in the bucket but no S3 store is configured; set "
+                                       "SHELFCAST_S3_ENDPOINT_URL or pass a folder")
+    untyped = SimpleNamespace(describe=lambda key="": key)  # an object store that names no bucket: any will do
+    assert open_landing("s3://any/landing", untyped).prefix == "landing/"
+
+
+def test_a_file_report_is_a_plain_record():
+    report = FileReport("sales-2017-01-02.csv", "ingested", rows_read=4, dates=["2017-01-02"])
+    assert report.to_dict() == {
+        "name": "sales-2017-01-02.csv", "action": "ingested", "rows_read": 4, "rows_accepted": 0,
+        "rows_duplicate": 0, "rows_rejected": 0, "dates": ["2017-01-02"], "error": "", "warnings": [],
+        "quarantine": [], "ledger_key": "", "seconds": 0.0, "table_version": -1, "commit_attempts": 0}
+
+
+@pytest.fixture
+def day(env):
+    """One day of 2 stores x 2 items ingested: (landing, store, the file's name, its rows)."""
+    landing, store = env
+    frame = generate_sales(stores=2, items=2, start="2017-01-02", end="2017-01-02", seed=5)
+    deliver_days(landing, frame, [frame["date"].min()])
+    run(landing, store)
+    return landing, store, "sales-2017-01-02.csv", frame
+
+
+def test_an_approval_is_refused_unless_the_file_is_held_and_its_copy_intact(day):
+    landing, store, name, frame = day
+    options = IngestOptions(today=TODAY)
+    for by, reason in (("", "why"), ("dana", " "), ("  ", "why")):
+        with pytest.raises(ConfigError) as anonymous:
+            approve(store, name, by, reason, options)
+        assert str(anonymous.value) == "an approval needs --by (who) and --reason (why); both go into the ledger"
+    with pytest.raises(ConfigError) as ingested:
+        approve(store, name, "dana", "why", options)
+    assert str(ingested.value) == ("file sales-2017-01-02.csv is not held (its latest ledger entry is 'ingested'); "
+                                   "`shelfcast ingest ledger` lists what is held")
+    with pytest.raises(ConfigError) as unknown:
+        approve(store, "never.csv", "dana", "why", options)
+    assert str(unknown.value).startswith("file never.csv is not held (its latest ledger entry is 'never ingested')")
+
+    landing.deliver(name, b"date,store,item,sales\n")  # withdraws every row: held
+    (held,) = run(landing, store)
+    entry = store.ledger_history(source_id(name))[-1]
+    store.objects.put(entry.quarantine[0], b"date,store,item,sales\n2017-01-02,1,1,5\n")  # the copy was changed
+    with pytest.raises(ConfigError) as changed:
+        approve(store, name, "dana", "why", options)
+    assert str(changed.value) == (f"the quarantined copy of {name} does not match the held version's sha256; "
+                                  "deliver the file again")
+
+
+def test_an_approved_correction_is_recorded_with_who_why_and_when(day):
+    landing, store, name, frame = day
+    landing.deliver(name, b"date,store,item,sales\n")
+    (held,) = run(landing, store)
+    held_entry = store.ledger_history(source_id(name))[-1]
+    with clock.use_clock(clock.SimulatedClock("2020-01-01T09:30:00Z")):
+        report = approve(store, name, "dana", "the chain closed", IngestOptions(today=TODAY, flow_run_id="run-7"))
+    assert (report.name, report.action, report.rows_read, report.rows_accepted) == (name, "corrected", 0, 0)
+    entry = max(store.ledger_history(source_id(name)), key=lambda e: e.seq)
+    assert (entry.source, entry.name, entry.seq, entry.sha256, entry.bytes, entry.landing_etag) == (
+        source_id(name), name, held_entry.seq + 1, held_entry.sha256, held_entry.bytes, held_entry.landing_etag)
+    assert (entry.action, entry.data_sha16, entry.started_at, entry.flow_run_id) == (
+        "corrected", held_entry.sha16, "2020-01-01T09:30:00Z", "run-7")
+    assert (entry.approved_by, entry.approval_reason, entry.previous_sha256) == (
+        "dana", "the chain closed", held_entry.previous_sha256)
+    assert store.load().empty
+
+
+def test_an_approved_first_delivery_is_ingested_as_approved(env):
+    landing, store = env
+    wide = pd.DataFrame({"date": "2017-01-02", "store": 1, "item": range(1, 13), "sales": 3})
+    landing.deliver("wide.csv", wide.to_csv(index=False).encode())
+    (held,) = run(landing, store, max_new_series=10)
+    assert held.action == "held"
+    report = approve(store, "wide.csv", "lee", "new range", IngestOptions(today=TODAY, max_new_series=10))
+    assert (report.action, report.rows_accepted) == ("approved", 12)
+    entry = store.ledger_history(source_id("wide.csv"))[-1]
+    assert (entry.action, entry.approved_by, entry.approval_reason, entry.previous_sha256) == (
+        "approved", "lee", "new range", "")
+
+
+def test_a_restore_brings_back_the_rows_of_one_committed_version_and_says_which_exist(day):
+    landing, store, name, frame = day
+    original = store.load()
+    landing.deliver(name, frame_to_csv(original.assign(sales=original["sales"] + 1)))
+    run(landing, store)
+    history = store.ledger_history(source_id(name))
+    for seq in (0, 3, 9):
+        with pytest.raises(ConfigError) as missing:
+            restore(store, name, seq, "sam", "why", IngestOptions(today=TODAY))
+        assert str(missing.value) == f"file {name} has no committed version {seq}; versions with rows: [1, 2]"
+    with pytest.raises(ConfigError) as never:
+        restore(store, "never.csv", 1, "sam", "why", IngestOptions(today=TODAY))
+    assert str(never.value) == "file never.csv has no committed version 1; versions with rows: none"
+    with clock.use_clock(clock.SimulatedClock("2020-01-01T10:00:00Z")):
+        report = restore(store, name, 1, "sam", "the correction was wrong", IngestOptions(today=TODAY,
+                                                                                          flow_run_id="run-8"))
+    assert (report.action, report.rows_read, report.rows_accepted) == ("restored", len(original), len(original))
+    pd.testing.assert_frame_equal(rows(store.load()), rows(original))
+    entry = max(store.ledger_history(source_id(name)), key=lambda e: e.seq)
+    first, latest = history[0], history[-1]
+    assert (entry.source, entry.name, entry.seq, entry.sha256, entry.bytes, entry.landing_etag) == (
+        source_id(name), name, 3, first.sha256, first.bytes, latest.landing_etag)
+    assert (entry.action, entry.data_sha16, entry.started_at, entry.flow_run_id) == (
+        "restored", first.sha16, "2020-01-01T10:00:00Z", "run-8")
+    assert (entry.approved_by, entry.approval_reason, entry.restored_from_seq, entry.previous_sha256) == (
+        "sam", "the correction was wrong", 1, latest.sha256)
+    with pytest.raises(ConfigError, match="has no committed version 4; versions with rows: "):
+        restore(store, name, 4, "sam", "why", IngestOptions(today=TODAY))
+
+
+def test_a_restore_of_a_vacuumed_version_names_its_archived_copy(day):
+    landing, store, name, frame = day
+    original = store.load()
+    landing.deliver(name, frame_to_csv(original.assign(sales=original["sales"] + 1)))
+    run(landing, store)
+    store.maintain(retention_days=0)
+    first = store.ledger_history(source_id(name))[0]
+    with pytest.raises(ConfigError) as gone:
+        restore(store, name, 1, "sam", "why", IngestOptions(today=TODAY))
+    copy = store.archive_key(source_id(name), first.seq, first.sha16, first.landing_etag)
+    message = str(gone.value)
+    assert message.startswith(f"version {first.table_version} of the sales table is no longer readable (")
+    assert message.endswith(f"); vacuum removed its files: deliver its archived copy {copy} (or its quarantined "
+                            f"copy) to the landing again as {name}")
