@@ -28,6 +28,7 @@ from shelfcast.stack.process import Service, start_service
 
 SUPERUSER = "shelfcast"
 SERVER_USER = "postgres"  # the account the server runs as when this process is root
+DEBIAN_BINARIES = Path("/usr/lib/postgresql")  # <version>/bin under it
 INSTALL_HINT = "install it with `apt-get install postgresql` (Debian, Ubuntu) or put its bin folder on PATH"
 
 
@@ -35,8 +36,7 @@ def bin_dir() -> Path:
     """The folder holding `postgres` and `initdb`: PATH first, then the newest `/usr/lib/postgresql/*/bin`."""
     found = shutil.which("postgres")
     candidates = [Path(found).resolve().parent] if found else []
-    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: _version(p.parent.name),
-                         reverse=True)
+    candidates += sorted(DEBIAN_BINARIES.glob("*/bin"), key=lambda p: _version(p.parent.name), reverse=True)
     for folder in candidates:
         if (folder / "postgres").exists() and (folder / "initdb").exists():
             return folder
