@@ -183,6 +183,12 @@ def prefect_api(request, tmp_path_factory):
     try:
         with temporary_settings(updates={PREFECT_API_URL: service.urls["api"]}):
             yield service.urls["api"]
+            # As the harness does: the session's logs and events reach the server before it stops.
+            from prefect.events.worker import EventsWorker
+            from prefect.logging.handlers import APILogWorker
+
+            APILogWorker.drain_all()
+            EventsWorker.drain_all()
     finally:
         service.stop()
 
