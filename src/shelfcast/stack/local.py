@@ -10,11 +10,11 @@ Addresses and keys come from `Settings`: `s3_endpoint_url`, `prefect_api_url`, `
 bucket and the trainer, store and uploader identities (secrets generated per installation unless set).
 
 Databases: SQLite files in the services' folders and `<home>/alerts.db` by default. `LocalStack(settings,
-postgres=True)` (`shelfcast stack up --postgres`) starts a
-PostgreSQL server of this home (`shelfcast.stack.postgres`, a free port chosen once) and records its URL in
-`Settings.local_postgres_file`: from then on the Prefect server, MLflow's backend and the alert log of this home
-live in its databases, and every later `up` starts it again. With `SHELFCAST_POSTGRES_URL` set, that server is
-used instead (its databases created when missing) and none is started.
+postgres=True)` (`shelfcast stack up --postgres`) starts a PostgreSQL server of this home
+(`shelfcast.stack.postgres`, on a free port chosen once) and records its URL in `Settings.local_postgres_file`:
+from then on the Prefect server, MLflow's backend and the alert log of this home live in its databases, and every
+later `up` starts it again. With `SHELFCAST_POSTGRES_URL` set, that server is used instead (its databases
+created when missing) and none is started.
 """
 
 from __future__ import annotations
@@ -231,9 +231,9 @@ class LocalStack:
         )
 
     def _record(self, service: Service, name: str) -> ServiceRecord:
-        # What identifies each in its command line: the data folder, or the port of the two Python servers.
+        # What identifies each in its command line: its data folder, else (Prefect; MLflow on PostgreSQL) its port.
         marker = f"--port {self.ports[name]}"
-        if name == "seaweedfs":
+        if name == "seaweedfs" or (name == "mlflow" and POSTGRES not in self.services):
             marker = str(self.dirs[name])
         elif name == POSTGRES:
             marker = str(data_dir(self.dirs[name]))
@@ -259,7 +259,8 @@ class LocalStack:
 
     # ---- down -----------------------------------------------------------------------------------------------
     def down(self, on_step=lambda message: None) -> list[str]:
-        """Stop the services this stack started (MLflow and Prefect together, S3 last); returns their names."""
+        """Stop the services this stack started (MLflow and Prefect together, then S3 and PostgreSQL); returns
+        their names."""
         state = self.state()
         stopped = []
         for group in (("mlflow", "prefect"), ("seaweedfs", POSTGRES)):

@@ -34,14 +34,15 @@ def start_mlflow_server(
         "--host", "127.0.0.1",
         "--port", str(port),
         "--workers", "1",
+        *(() if backend_store_uri else ("--backend-store-uri", f"sqlite:///{data_dir / 'mlflow.db'}")),
         "--artifacts-destination", artifacts_destination,
         "--allowed-hosts", f"127.0.0.1:{port},localhost:{port}",
     ]
     # The job runner (about 1.8 GB resident) executes MLflow's GenAI jobs, which shelfcast never submits.
-    # The backend URI goes by environment, so that a database password stays off the command line.
     env = {"MLFLOW_S3_ENDPOINT_URL": s3_endpoint_url or "", "AWS_DEFAULT_REGION": "us-east-1",
-           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-           "MLFLOW_BACKEND_STORE_URI": backend_store_uri or f"sqlite:///{data_dir / 'mlflow.db'}"}
+           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    if backend_store_uri:
+        env["MLFLOW_BACKEND_STORE_URI"] = backend_store_uri  # by environment: its password stays off the command line
     if access_key and secret_key:
         env.update({"AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key})
     if not s3_endpoint_url:

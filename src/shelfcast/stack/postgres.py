@@ -112,8 +112,9 @@ def _run_as(account: pwd.struct_passwd | None) -> dict:
     return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
 
 
-def init_cluster(folder: Path) -> tuple[Path, str]:
-    """Make the cluster of `folder` unless it exists; returns (its data folder, the superuser's password)."""
+def init_cluster(folder: Path, binaries: Path) -> tuple[Path, str]:
+    """Make the cluster of `folder` with `binaries` (`bin_dir`) unless it exists; returns (its data folder, the
+    superuser's password)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     password_file = folder / "password"
@@ -138,7 +139,7 @@ def init_cluster(folder: Path) -> tuple[Path, str]:
         if account is not None:
             os.chown(pwfile, account.pw_uid, account.pw_gid)
         done = subprocess.run(
-            [str(bin_dir() / "initdb"), "-D", str(data), "-U", SUPERUSER, f"--pwfile={pwfile}",
+            [str(binaries / "initdb"), "-D", str(data), "-U", SUPERUSER, f"--pwfile={pwfile}",
              "--auth=scram-sha-256", "--no-locale", "-E", "UTF8"],
             capture_output=True, text=True, timeout=120, **_run_as(account),
         )
@@ -154,9 +155,10 @@ def start_postgres(folder: Path, port: int, databases=(), timeout: float = 60.0,
     """Start the cluster of `folder` (made first when missing) on 127.0.0.1:`port`, wait until it takes
     connections, create `databases`. `settings` are extra `name=value` server settings (`-c`). The service's
     `urls["server"]` is the server's `postgresql://` URL, password included."""
-    data, password = init_cluster(folder)
+    binaries = bin_dir()  # before anything is written: a machine without PostgreSQL is told so and keeps nothing
+    data, password = init_cluster(folder, binaries)
     server = Server(f"postgresql://{SUPERUSER}:{password}@127.0.0.1:{port}")
-    argv = [str(bin_dir() / "postgres"), "-D", str(data), "-p", str(port), "-c", "listen_addresses=127.0.0.1",
+    argv = [str(binaries / "postgres"), "-D", str(data), "-p", str(port), "-c", "listen_addresses=127.0.0.1",
             "-c", "unix_socket_directories="]
     for setting in settings:
         argv += ["-c", setting]

@@ -193,6 +193,7 @@ def test_a_machine_without_postgresql_is_told_how_to_install_it(tmp_path, monkey
 
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr(postgres, "DEBIAN_BINARIES", tmp_path / "none")
+    settings = local_settings(tmp_path / "home")
     with pytest.raises(ServiceError, match=r"PostgreSQL is not installed .* install it with `apt-get install postgresql`"):
-        LocalStack(local_settings(tmp_path / "home"), postgres=True).up()
-    assert LocalStack(local_settings(tmp_path / "home")).state().services == {}
+        LocalStack(settings, postgres=True).up()
+    assert LocalStack(settings).state().services == {} and not (settings.stack_dir / "postgres").exists()
