@@ -10,7 +10,7 @@ export PYTHONUNBUFFERED := 1
 
 DATA ?= ../shared/data/demand-forecasting-kernels-only.zip
 
-.PHONY: install run test test-random test-fast lint locks bench-compression clean
+.PHONY: install run test test-postgres test-random test-fast lint locks bench-compression clean
 
 install: $(STAMP)
 
@@ -36,6 +36,12 @@ run: $(STAMP)
 # In file order; `test-random` runs the same tests in random orders.
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider -p no:randomly --timeout=1800
+
+# The integration tier again with the session's Prefect server, MLflow server and alert logs on a PostgreSQL
+# server the tests start (binaries on PATH or under /usr/lib/postgresql/*/bin: `apt-get install postgresql`).
+test-postgres: $(TEST_STAMP)
+	SHELFCAST_TEST_DATABASE=postgres $(BIN)/python -m pytest -p no:cacheprovider -p no:randomly --timeout=1800 \
+		-m integration
 
 # The suite (or TESTS, e.g. TESTS=tests/unit) once per seed in SEEDS, in pytest-randomly's order for that seed:
 # a test that passes only after another one ran fails here. `--randomly-seed=N` reproduces an order.

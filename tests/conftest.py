@@ -1,4 +1,10 @@
-"""Shared fixtures. Servers are real and started by the test session itself."""
+"""Shared fixtures. Servers are real and started by the test session itself.
+
+`SHELFCAST_TEST_DATABASE=postgres` (`make test-postgres`) runs the session's Prefect server, MLflow server and
+alert logs on a PostgreSQL server the session starts; the default, `sqlite`, keeps them in SQLite files. Tests of
+PostgreSQL itself start that server in either session. MLflow stores that a test opens without a server
+(`sqlite:///` URIs) stay files: production reaches MLflow through its server only.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,81 @@ KAGGLE_ZIP = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "d
 TRAINER = ("shelfcast-trainer-test", "trainer-secret-test")
 STORE = ("shelfcast-store-test", "store-secret-test")
 BUCKET = "shelfcast-test"
+
+TEST_DATABASE = os.environ.get("SHELFCAST_TEST_DATABASE", "sqlite")
+if TEST_DATABASE not in ("sqlite", "postgres"):
+    raise ValueError(f"SHELFCAST_TEST_DATABASE={TEST_DATABASE!r}; choose sqlite or postgres")
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory):
+    """A real PostgreSQL server for the session (`shelfcast.stack.postgres`; fsync off: nothing here must survive
+    a crash of the machine). Yields its `Server`; `new_database(server, prefix)` makes a database of one test."""
+    import shutil
+
+    from shelfcast.stack.postgres import Server, data_dir, start_postgres
+    from shelfcast.stack.process import free_port
+
+    folder = tmp_path_factory.mktemp("postgres")
+    service = start_postgres(folder, free_port(), settings=("fsync=off", "synchronous_commit=off",
+                                                            "full_page_writes=off", "max_connections=400"))
+    yield Server(service.urls["server"])
+    service.stop()
+    shutil.rmtree(data_dir(folder), ignore_errors=True)  # outside the pytest folder when the server ran as postgres
+
+
+def new_database(server, prefix: str) -> str:
+    """A new, empty database on `server`; returns its name."""
+    import uuid
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    server.ensure_databases([name])
+    return name
+
+
+class Databases:
+    """Where a test keeps its alert log and an MLflow server its backend: files, or new databases on the session's
+    PostgreSQL server (see the module docstring)."""
+
+    def __init__(self, server=None):
+        self.server = server
+
+    def alert_log(self, folder: Path):
+        """An `AlertLog` target: `folder/alerts.db`, or the URL of a new database."""
+        return folder / "alerts.db" if self.server is None else self.server.database(new_database(self.server, "alerts"))
+
+    def alert_settings(self) -> dict[str, str]:
+        """`Settings` fields that put an installation's alert log on a new database (none on SQLite: the log is
+        `<home>/alerts.db`)."""
+        if self.server is None:
+            return {}
+        return {"postgres_url": self.server.url, "alerts_database": new_database(self.server, "alerts")}
+
+    def settings_env(self) -> dict[str, str]:
+        """`alert_settings` as `SHELFCAST_*` variables."""
+        return {f"SHELFCAST_{name.upper()}": value for name, value in self.alert_settings().items()}
+
+    def backend_uri(self) -> str | None:
+        """A new database for an MLflow server's backend, or None (its SQLite file)."""
+        return None if self.server is None else self.server.database(new_database(self.server, "mlflow"), "psycopg")
+
+
+@pytest.fixture(scope="session")
+def databases(request) -> Databases:
+    """The session's `Databases`."""
+    return Databases(request.getfixturevalue("postgres") if TEST_DATABASE == "postgres" else None)
+
+
+@pytest.fixture
+def alert_db(databases, tmp_path):
+    """The target of this test's own alert log (an `AlertLog` argument)."""
+    return databases.alert_log(tmp_path)
+
+
+@pytest.fixture
+def alert_settings(databases) -> dict[str, str]:
+    """`Settings` fields for this test's own alert log (`Databases.alert_settings`)."""
+    return databases.alert_settings()
 
 
 @pytest.fixture(scope="session")
@@ -81,32 +162,55 @@ def small_sales():
 
 
 @pytest.fixture(scope="session")
-def prefect_api():
-    """A real Prefect API for the session (`prefect_test_harness`: a temporary server and database).
-    Yields its URL; flows called in the test process report to it."""
-    from prefect.settings import PREFECT_API_URL
-    from prefect.testing.utilities import prefect_test_harness
+def prefect_api(request, tmp_path_factory):
+    """A real Prefect API for the session (`prefect_test_harness`: a temporary server and SQLite database; on
+    PostgreSQL a `prefect server` of the stack on a database of the session's server). Yields its URL; flows
+    called in the test process report to it."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with prefect_test_harness(server_startup_timeout=120):
-        yield PREFECT_API_URL.value()
+    if TEST_DATABASE == "sqlite":
+        from prefect.testing.utilities import prefect_test_harness
+
+        with prefect_test_harness(server_startup_timeout=120):
+            yield PREFECT_API_URL.value()
+        return
+    from shelfcast.stack.prefect_server import start_prefect_server
+    from shelfcast.stack.process import free_port
+
+    server = request.getfixturevalue("postgres")
+    service = start_prefect_server(tmp_path_factory.mktemp("prefect"), free_port(),
+                                   database_url=server.database(new_database(server, "prefect"), "asyncpg"))
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: service.urls["api"]}):
+            yield service.urls["api"]
+            # As the harness does: the session's logs and events reach the server before it stops.
+            from prefect.events.worker import EventsWorker
+            from prefect.logging.handlers import APILogWorker
+
+            APILogWorker.drain_all()
+            EventsWorker.drain_all()
+    finally:
+        service.stop()
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(seaweedfs, trainer_store, tmp_path_factory):
-    """A real MLflow tracking server (SQLite backend, artifacts proxied to the test bucket under `mlflow/`)."""
+def mlflow_server(seaweedfs, trainer_store, databases, tmp_path_factory):
+    """A real MLflow tracking server (SQLite or PostgreSQL backend, artifacts proxied to the test bucket under
+    `mlflow/`)."""
     from shelfcast.stack.mlflow_server import start_mlflow_server
     from shelfcast.stack.process import free_port
 
     service = start_mlflow_server(
-        tmp_path_factory.mktemp("mlflow"), free_port(), f"s3://{BUCKET}/mlflow", seaweedfs.urls["s3"], *TRAINER
+        tmp_path_factory.mktemp("mlflow"), free_port(), f"s3://{BUCKET}/mlflow", seaweedfs.urls["s3"], *TRAINER,
+        backend_store_uri=databases.backend_uri(),
     )
     yield service
     service.stop(timeout=6)
 
 
-def pipeline_env_vars(seaweedfs, home, mlflow_uri: str) -> dict[str, str]:
-    """`SHELFCAST_*` settings for one test or module: its own bucket (created here, so sales stores never mix)
-    and registered model name, `home` for local state, `mlflow_uri` for tracking."""
+def pipeline_env_vars(seaweedfs, databases: Databases, home, mlflow_uri: str) -> dict[str, str]:
+    """`SHELFCAST_*` settings for one test or module: its own bucket (created here, so sales stores never mix),
+    registered model name and alert log, `home` for local state, `mlflow_uri` for tracking."""
     import uuid
 
     from shelfcast.contract.objects import ObjectStore
@@ -121,23 +225,25 @@ def pipeline_env_vars(seaweedfs, home, mlflow_uri: str) -> dict[str, str]:
         "SHELFCAST_TRAINER_SECRET_KEY": TRAINER[1],
         "SHELFCAST_MLFLOW_TRACKING_URI": mlflow_uri,
         "SHELFCAST_REGISTERED_MODEL": f"demand-{bucket}",
+        **databases.settings_env(),
     }
 
 
 @pytest.fixture
-def pipeline_env(seaweedfs, trainer_store, tmp_path, monkeypatch):
+def pipeline_env(seaweedfs, trainer_store, databases, tmp_path, monkeypatch):
     """Settings for one test (see `pipeline_env_vars`), MLflow on an SQLite file in `tmp_path`."""
     from shelfcast.config import Settings
 
-    for key, value in pipeline_env_vars(seaweedfs, tmp_path / "home", f"sqlite:///{tmp_path / 'mlflow.db'}").items():
+    mlflow_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    for key, value in pipeline_env_vars(seaweedfs, databases, tmp_path / "home", mlflow_uri).items():
         monkeypatch.setenv(key, value)
     return Settings()
 
 
 @pytest.fixture(scope="session")
-def make_pipeline_env(seaweedfs, trainer_store):
+def make_pipeline_env(seaweedfs, trainer_store, databases):
     """`make_pipeline_env(home, mlflow_uri) -> env dict`, for module-scoped set-ups (see `pipeline_env_vars`)."""
-    return lambda home, mlflow_uri: pipeline_env_vars(seaweedfs, home, mlflow_uri)
+    return lambda home, mlflow_uri: pipeline_env_vars(seaweedfs, databases, home, mlflow_uri)
 
 
 @pytest.fixture

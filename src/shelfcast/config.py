@@ -47,6 +47,14 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str = "http://127.0.0.1:5000"
     prefect_api_url: str = "http://127.0.0.1:4200/api"
 
+    # The databases of the Prefect server, MLflow's backend and the alert log: SQLite files under `home` unless
+    # a PostgreSQL server is named here or `shelfcast stack up --postgres` made one for this home (`database_server`).
+    postgres_url: str | None = Field(None, description="PostgreSQL server as postgresql://USER:PASSWORD@HOST:PORT "
+                                     "(no database): the three databases below live there")
+    prefect_database: str = "prefect"
+    mlflow_database: str = "mlflow"
+    alerts_database: str = "shelfcast_alerts"
+
     # The model
     registered_model: str = "shelfcast-demand"
 
@@ -75,8 +83,29 @@ class Settings(BaseSettings):
         return self.keys_dir or self.home / "keys"
 
     @property
-    def alerts_db(self) -> Path:
-        return self.home / "alerts.db"
+    def local_postgres_file(self) -> Path:
+        """Where `stack up --postgres` records the URL of the server it made for this home (0600)."""
+        return self.stack_dir / "postgres" / "server.url"
+
+    @property
+    def database_server(self) -> str | None:
+        """The PostgreSQL server of this installation: `postgres_url`, else the one the local stack made for this
+        home (from then on the home's state lives there), else None (SQLite)."""
+        if self.postgres_url:
+            return self.postgres_url.rstrip("/")
+        path = self.local_postgres_file
+        return path.read_text().strip() if path.exists() else None
+
+    def database_url(self, name: str, driver: str = "") -> str | None:
+        """The URL of database `name` on `database_server` (None without one), with a SQLAlchemy driver
+        (`psycopg` for MLflow, `asyncpg` for Prefect) when given."""
+        server = self.database_server
+        return postgres_database_url(server, name, driver) if server else None
+
+    @property
+    def alerts_db(self) -> Path | str:
+        """The alert log: its PostgreSQL URL, or the SQLite file `<home>/alerts.db`."""
+        return self.database_url(self.alerts_database) or self.home / "alerts.db"
 
 
 SECRETS_FILE = "secrets.json"
@@ -105,6 +134,13 @@ def local_secret(home: Path, role: str) -> str:
         finally:
             os.unlink(tmp)
     return json.loads(path.read_text())[role]
+
+
+def postgres_database_url(server_url: str, name: str, driver: str = "") -> str:
+    """`postgresql://USER:PASSWORD@HOST:PORT` and a database name as one URL, `postgresql+DRIVER://` with a
+    driver."""
+    scheme = f"postgresql+{driver}" if driver else "postgresql"
+    return f"{scheme}://{server_url.split('://', 1)[1].rstrip('/')}/{name}"
 
 
 def load_settings(**overrides) -> Settings:

@@ -14,7 +14,7 @@ from shelfcast.cli._console import fail, get_console
 STATUS_CHOICES = {"live": ("open", "acknowledged"), "open": ("open",), "acknowledged": ("acknowledged",),
                   "resolved": ("resolved",), "all": ("open", "acknowledged", "resolved")}
 COLOUR = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
-DB_HELP = "alert log (SQLite); default: $SHELFCAST_HOME/alerts.db"
+DB_HELP = "an alert log file (SQLite); default: the settings' alert log (on SHELFCAST_POSTGRES_URL's server when set)"
 
 
 def _alert_log(db: Optional[Path]):

@@ -31,12 +31,14 @@ def _quiet_logs() -> None:
 
 # ---- stack ---------------------------------------------------------------------------------------------------
 @stack_app.command("up")
-def stack_up() -> None:
+def stack_up(postgres: bool = typer.Option(
+        False, "--postgres", help="run Prefect, MLflow and the alert log on a local PostgreSQL server (kept for "
+        "this home from then on)")) -> None:
     """Start whatever is not running, wait until healthy, print the addresses."""
     from shelfcast.stack.local import LocalStack, ui_addresses
 
     console, settings = get_console(), load_settings()
-    LocalStack(settings).up(on_step=lambda m: console.print(f"[dim]{m}[/dim]"))
+    LocalStack(settings, postgres=postgres).up(on_step=lambda m: console.print(f"[dim]{m}[/dim]"))
     _print_addresses(console, ui_addresses(settings))
     console.print("Stop it with [bold]shelfcast stack down[/bold].")
 

@@ -1,13 +1,19 @@
-"""The alert log: alert records, their history, the notification outbox and the accuracy series, in SQLite.
+"""The alert log: alert records, their history, the notification outbox and the accuracy series, in SQLite or
+PostgreSQL.
 
-Why SQLite: the log must record a detection and the notification it owes in one atomic step (so a process that
-dies between detection and delivery loses nothing: the outbox row is there for the next run), it is small
-(tens of rows a night), it is read by an on-call CLI on the same host as the flows, and it must work on a fresh
-machine with nothing else running. SQLite gives transactions, unique indexes (one live alert per fingerprint)
-and ad-hoc queries from the Python standard library, in one file under `Settings.home`. WAL mode and a busy
-timeout let the hourly ingest and the nightly retrain write to it at the same time. S3 objects have no
-transactions or queries, and MLflow tags have no lifecycle; a multi-host deployment can move these five
-tables to the Postgres that already backs Prefect and MLflow (the SQL here is plain).
+Why a database: the log must record a detection and the notification it owes in one atomic step (so a process
+that dies between detection and delivery loses nothing: the outbox row is there for the next run), it is small
+(tens of rows a night), and it is read by an on-call CLI. S3 objects have no transactions or queries, and MLflow
+tags have no lifecycle. Both engines run the same SQL (`?` and `:name` parameters, rewritten for psycopg):
+
+- SQLite, the embedded default: one file under `Settings.home`, from the Python standard library, on a fresh
+  machine with nothing else running. WAL mode and a busy timeout let the hourly ingest and the nightly retrain
+  write at the same time; `BEGIN IMMEDIATE` makes every write transaction take the one write lock first.
+- PostgreSQL (`Settings.postgres_url`, the server that also backs Prefect and MLflow), for more than one host.
+  Every write transaction first takes one transaction-level advisory lock, the equivalent of `BEGIN IMMEDIATE`:
+  writers run one after another and each sees what the previous one committed (READ COMMITTED takes a fresh
+  snapshot per statement), so the read-then-write steps below (find the live alert, then update or insert;
+  select due messages, then claim them) cannot interleave; readers never wait.
 
 Lifecycle of an alert (one row per incident): a finding with a new fingerprint opens an alert; the same
 fingerprint found again updates it (last seen, count, observed value, links); a check that covers the
@@ -20,6 +26,7 @@ for it within the cooldown, and when a notified alert resolves.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -33,9 +40,11 @@ from shelfcast.monitor.thresholds import AlertPolicy, severity_rank
 
 LIVE = ("open", "acknowledged")
 
+# {id}, {real} and {stamp} differ by engine (`SQLITE_TYPES`, `POSTGRES_TYPES`): REAL is 4 bytes in PostgreSQL, and
+# time stamps (ISO text, compared as text) sort in time order only in the C collation.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
-    id INTEGER PRIMARY KEY,
+    id {id},
     fingerprint TEXT NOT NULL,
     rule TEXT NOT NULL,
     severity TEXT NOT NULL,
@@ -47,21 +56,21 @@ CREATE TABLE IF NOT EXISTS alerts (
     item INTEGER,
     model TEXT,
     model_version TEXT,
-    observed REAL NOT NULL,
-    threshold REAL NOT NULL,
+    observed {real} NOT NULL,
+    threshold {real} NOT NULL,
     unit TEXT NOT NULL,
     message TEXT NOT NULL,
     context TEXT NOT NULL DEFAULT '{}',
-    first_seen TEXT NOT NULL,
-    last_seen TEXT NOT NULL,
+    first_seen {stamp} NOT NULL,
+    last_seen {stamp} NOT NULL,
     count INTEGER NOT NULL DEFAULT 1,
     status TEXT NOT NULL CHECK (status IN ('open', 'acknowledged', 'resolved')),
     acknowledged_by TEXT,
-    acknowledged_at TEXT,
+    acknowledged_at {stamp},
     resolved_by TEXT,
-    resolved_at TEXT,
+    resolved_at {stamp},
     note TEXT,
-    last_notified_at TEXT,
+    last_notified_at {stamp},
     mlflow_run_id TEXT,
     mlflow_url TEXT,
     prefect_flow_run_id TEXT,
@@ -70,50 +79,56 @@ CREATE TABLE IF NOT EXISTS alerts (
 CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_live_per_fingerprint ON alerts (fingerprint) WHERE status != 'resolved';
 CREATE INDEX IF NOT EXISTS alerts_by_status ON alerts (status, severity);
 CREATE TABLE IF NOT EXISTS alert_events (
-    id INTEGER PRIMARY KEY,
+    id {id},
     alert_id INTEGER NOT NULL REFERENCES alerts (id),
-    at TEXT NOT NULL,
+    at {stamp} NOT NULL,
     kind TEXT NOT NULL,
     actor TEXT NOT NULL,
     detail TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY,
+    id {id},
     alert_id INTEGER NOT NULL REFERENCES alerts (id),
     kind TEXT NOT NULL,
     payload TEXT NOT NULL,
-    created_at TEXT NOT NULL,
+    created_at {stamp} NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at TEXT NOT NULL,
-    claimed_until TEXT,
-    delivered_at TEXT,
-    dead_at TEXT,
+    next_attempt_at {stamp} NOT NULL,
+    claimed_until {stamp},
+    delivered_at {stamp},
+    dead_at {stamp},
     last_error TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (delivered_at, dead_at, next_attempt_at);
 CREATE TABLE IF NOT EXISTS accuracy (
     subject TEXT NOT NULL,
     scope_key TEXT NOT NULL,
-    date TEXT NOT NULL,
+    date {stamp} NOT NULL,
     scope_kind TEXT NOT NULL,
     store INTEGER,
     item INTEGER,
     model_version TEXT,
     n INTEGER NOT NULL,
-    mape_pct REAL NOT NULL,
-    expected_pct REAL,
-    threshold_pct REAL,
-    recorded_at TEXT NOT NULL,
+    mape_pct {real} NOT NULL,
+    expected_pct {real},
+    threshold_pct {real},
+    recorded_at {stamp} NOT NULL,
     PRIMARY KEY (subject, scope_key, date)
 );
 CREATE TABLE IF NOT EXISTS expected_errors (
     model TEXT NOT NULL,
     version TEXT NOT NULL,
     payload TEXT NOT NULL,
-    recorded_at TEXT NOT NULL,
+    recorded_at {stamp} NOT NULL,
     PRIMARY KEY (model, version)
 );
 """
+SQLITE_TYPES = {"id": "INTEGER PRIMARY KEY", "real": "REAL", "stamp": "TEXT"}
+POSTGRES_TYPES = {"id": "INTEGER GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY", "real": "DOUBLE PRECISION",
+                  "stamp": 'TEXT COLLATE "C"'}
+# The one advisory lock every PostgreSQL write transaction takes (the module docstring): a constant no other
+# user of the database takes.
+WRITE_LOCK_KEY = 0x5E1FCA57
 
 
 class AlertNotFound(ShelfcastError, LookupError):
@@ -169,7 +184,7 @@ class Alert:
     prefect_url: str | None
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> "Alert":
+    def from_row(cls, row) -> "Alert":
         data = dict(row)
         data["context"] = json.loads(data["context"] or "{}")
         return cls(**data)
@@ -203,27 +218,23 @@ class OutboxMessage:
 
 
 class AlertLog:
-    """The alert log in one SQLite file (module docstring). Every write is one short transaction."""
+    """The alert log in one SQLite file or one PostgreSQL database (module docstring). Every write is one short
+    transaction; `timeout_s` bounds how long one waits for another's."""
 
-    def __init__(self, path: str | Path, timeout_s: float = 30.0):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._timeout_s = timeout_s
-        with self._read() as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(SCHEMA)
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=self._timeout_s, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA foreign_keys=ON")
-        return conn
+    def __init__(self, target: str | Path, timeout_s: float = 30.0):
+        """`target`: an SQLite file, or the `postgresql://` URL of a database (what `Settings.alerts_db` gives)."""
+        if is_postgres_url(target):
+            self.path, self._engine = str(target), _Postgres(str(target), timeout_s)
+        else:
+            self.path = Path(target)
+            self._engine = _SQLite(self.path, timeout_s)
+        self._engine.create_schema()
 
     def _read(self):
-        return closing(self._connect())
+        return closing(self._engine.connect())
 
     def _write(self):
-        return _Transaction(self._connect())
+        return _Transaction(self._engine)
 
     # ---- recording findings -------------------------------------------------------------------------------
 
@@ -305,11 +316,11 @@ class AlertLog:
             "first_seen": now,
             "status": "open",
         }
-        cursor = conn.execute(
-            f"INSERT INTO alerts ({', '.join(row)}) VALUES ({', '.join(':' + k for k in row)})", row
-        )
-        _event(conn, cursor.lastrowid, now, "opened", "monitor", finding.message)
-        return cursor.lastrowid, "opened"
+        alert_id = conn.execute(
+            f"INSERT INTO alerts ({', '.join(row)}) VALUES ({', '.join(':' + k for k in row)}) RETURNING id", row
+        ).fetchone()["id"]
+        _event(conn, alert_id, now, "opened", "monitor", finding.message)
+        return alert_id, "opened"
 
     @staticmethod
     def _owes_notification(conn, alert_id: int, policy: AlertPolicy, now: str, cooldown: timedelta) -> bool:
@@ -485,14 +496,104 @@ class AlertLog:
         return None if row is None else row["payload"]
 
 
+def is_postgres_url(target) -> bool:
+    return str(target).startswith(("postgresql://", "postgres://"))
+
+
+def _schema(types: dict[str, str]) -> str:
+    text = SCHEMA
+    for name, sql_type in types.items():
+        text = text.replace("{" + name + "}", sql_type)
+    return text
+
+
+class _SQLite:
+    """One SQLite file: WAL, foreign keys on, writers take the write lock first (`BEGIN IMMEDIATE`)."""
+
+    def __init__(self, path: Path, timeout_s: float):
+        self.path = path
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.timeout_s = timeout_s
+
+    def connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    def begin(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+
+    def create_schema(self) -> None:
+        with closing(self.connect()) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(_schema(SQLITE_TYPES))
+
+
+class _Postgres:
+    """One PostgreSQL database: every write transaction takes the advisory lock `WRITE_LOCK_KEY` first (the
+    module docstring); waiting on a lock or for a connection stops after `timeout_s`, like SQLite's busy timeout."""
+
+    def __init__(self, url: str, timeout_s: float):
+        self.url = url
+        self.timeout_s = timeout_s
+
+    def connect(self) -> "_PsycopgConnection":
+        import psycopg
+        from psycopg.rows import dict_row
+
+        conn = psycopg.connect(self.url, autocommit=True, row_factory=dict_row,
+                               connect_timeout=max(1, round(self.timeout_s)),
+                               options=f"-c lock_timeout={round(self.timeout_s * 1000)}")
+        return _PsycopgConnection(conn)
+
+    def begin(self, conn: "_PsycopgConnection") -> None:
+        conn.execute("BEGIN")
+        conn.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK_KEY,))
+
+    def create_schema(self) -> None:
+        # Under the write lock: two processes creating the tables at once would collide in the catalogue.
+        with _Transaction(self) as conn:
+            conn.executescript(_schema(POSTGRES_TYPES))
+
+
+_NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+class _PsycopgConnection:
+    """A psycopg connection that takes the SQLite placeholders (`?`, `:name`) the queries here are written in."""
+
+    def __init__(self, conn):
+        self._conn = conn
+
+    def execute(self, sql: str, params=None):
+        return self._conn.execute(_NAMED.sub(r"%(\1)s", sql.replace("?", "%s")), params or None)
+
+    def executemany(self, sql: str, rows) -> None:
+        with self._conn.cursor() as cursor:
+            cursor.executemany(sql.replace("?", "%s"), rows)
+
+    def executescript(self, sql: str) -> None:
+        self._conn.execute(sql)  # no parameters: psycopg sends the statements as one simple query
+
+    def close(self) -> None:
+        self._conn.close()
+
+
 class _Transaction:
-    """`BEGIN IMMEDIATE` ... `COMMIT` (or `ROLLBACK` on error) on a connection that is closed afterwards."""
+    """The engine's write transaction (its `begin`) ... `COMMIT` (or `ROLLBACK` on error), on a connection of its
+    own that is closed afterwards."""
 
-    def __init__(self, conn: sqlite3.Connection):
-        self.conn = conn
+    def __init__(self, engine):
+        self.engine = engine
+        self.conn = engine.connect()
 
-    def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
+    def __enter__(self):
+        try:
+            self.engine.begin(self.conn)
+        except BaseException:
+            self.conn.close()
+            raise
         return self.conn
 
     def __exit__(self, exc_type, exc, tb) -> None:

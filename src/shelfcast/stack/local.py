@@ -1,4 +1,5 @@
-"""`shelfcast stack up|down|status`: the local stack (SeaweedFS S3, Prefect server, MLflow server) on 127.0.0.1.
+"""`shelfcast stack up|down|status`: the local stack (SeaweedFS S3, Prefect server, MLflow server, and with
+`--postgres` a PostgreSQL server) on 127.0.0.1.
 
 `up` starts what is not running yet, waits until each service is healthy, creates the bucket and records what
 it started in a pid file (`<home>/stack/stack.json`). `down` stops exactly the processes that file names, after
@@ -7,6 +8,13 @@ by something this stack did not start is an error that says which setting moves 
 
 Addresses and keys come from `Settings`: `s3_endpoint_url`, `prefect_api_url`, `mlflow_tracking_uri`, the
 bucket and the trainer, store and uploader identities (secrets generated per installation unless set).
+
+Databases: SQLite files in the services' folders and `<home>/alerts.db` by default. `LocalStack(settings,
+postgres=True)` (`shelfcast stack up --postgres`) starts a PostgreSQL server of this home
+(`shelfcast.stack.postgres`, on a free port chosen once) and records its URL in `Settings.local_postgres_file`:
+from then on the Prefect server, MLflow's backend and the alert log of this home live in its databases, and every
+later `up` starts it again. With `SHELFCAST_POSTGRES_URL` set, that server is used instead (its databases
+created when missing) and none is started.
 """
 
 from __future__ import annotations
@@ -24,10 +32,12 @@ from shelfcast.contract import clock
 from shelfcast.contract.errors import ServiceError
 from shelfcast.stack.mlflow_server import start_mlflow_server
 from shelfcast.stack.prefect_server import start_prefect_server
-from shelfcast.stack.process import Service, http_ok, port_open, stop_pid
+from shelfcast.stack.postgres import Server, data_dir, start_postgres
+from shelfcast.stack.process import Service, free_port, http_ok, port_open, stop_pid
 from shelfcast.stack.seaweedfs import Identity, access_identities, start_seaweedfs
 
 SERVICES = ("seaweedfs", "prefect", "mlflow")
+POSTGRES = "postgres"
 MLFLOW_ARTIFACT_PREFIX = "mlflow"
 
 
@@ -68,6 +78,8 @@ class ServiceRecord:
         return self.marker in cmdline
 
     def healthy(self) -> bool:
+        if self.name == POSTGRES:
+            return self.running() and port_open(self.port)
         return self.running() and http_ok(health_url(self.name, self.urls), timeout=2.0)
 
 
@@ -95,9 +107,10 @@ class StackState:
 
 
 class LocalStack:
-    """The three local services for one `Settings` (one home folder, one set of ports)."""
+    """The local services for one `Settings` (one home folder, one set of ports): three, and PostgreSQL first
+    when `postgres` asks for it or this home already runs on it (module docstring)."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, postgres: bool = False):
         self.settings = settings
         self.root = Path(settings.stack_dir).resolve()
         self.pid_file = self.root / "stack.json"
@@ -106,7 +119,12 @@ class LocalStack:
             "prefect": _port(settings.prefect_api_url, "Prefect API", "PREFECT_API_URL"),
             "mlflow": _port(settings.mlflow_tracking_uri, "MLflow", "MLFLOW_TRACKING_URI"),
         }
-        self.dirs = {name: self.root / name for name in SERVICES}
+        self.services = SERVICES
+        if not settings.postgres_url and (postgres or settings.local_postgres_file.exists()):
+            self.services = (POSTGRES,) + SERVICES
+            known = settings.database_server
+            self.ports[POSTGRES] = urlparse(known).port if known else free_port()
+        self.dirs = {name: self.root / name for name in self.services}
 
     # ---- status ---------------------------------------------------------------------------------------------
     def state(self) -> StackState:
@@ -116,7 +134,7 @@ class LocalStack:
         """Per service: started by this stack or not, pid, running, healthy, URLs."""
         state = self.state()
         report = {}
-        for name in SERVICES:
+        for name in self.services:
             record = state.services.get(name)
             if record is None:
                 report[name] = {"started": False, "running": False, "healthy": False, "pid": None,
@@ -130,16 +148,20 @@ class LocalStack:
 
     # ---- up -------------------------------------------------------------------------------------------------
     def up(self, on_step=lambda message: None) -> dict[str, ServiceRecord]:
-        """Start every service not already running from this stack; returns the records of all three."""
+        """Start every service not already running from this stack; returns the records of all of them."""
         state = self.state()
-        for name in SERVICES:
+        for name in self.services:
             record = state.services.get(name)
             if record is not None and not record.running():
                 del state.services[name]  # stale entry (machine rebooted, process killed)
             elif record is not None:
                 on_step(f"{name} already running (pid {record.pid})")
-        for name in SERVICES:
+        for name in self.services:
             if name not in state.services and port_open(self.ports[name]):
+                if name == POSTGRES:
+                    raise ServiceError(
+                        f"port {self.ports[name]} for postgres is in use by a process this stack did not start; stop "
+                        f"it, or delete {self.settings.local_postgres_file} (the data stays) for another port")
                 setting = {"seaweedfs": "S3_ENDPOINT_URL", "prefect": "PREFECT_API_URL",
                            "mlflow": "MLFLOW_TRACKING_URI"}[name]
                 raise ServiceError(
@@ -148,6 +170,15 @@ class LocalStack:
                 )
         started: list[Service] = []
         try:
+            if POSTGRES in self.services and POSTGRES not in state.services:
+                on_step(f"starting PostgreSQL on 127.0.0.1:{self.ports[POSTGRES]}")
+                service = start_postgres(self.dirs[POSTGRES], self.ports[POSTGRES], self.databases())
+                started.append(service)
+                state.services[POSTGRES] = self._record(service, POSTGRES)
+                state.save(self.pid_file)
+                _write_private(self.settings.local_postgres_file, service.urls["server"])
+            elif self.settings.postgres_url:
+                Server(self.settings.database_server).ensure_databases(self.databases())
             if "seaweedfs" not in state.services:
                 on_step(f"starting SeaweedFS S3 on 127.0.0.1:{self.ports['seaweedfs']}")
                 service = start_seaweedfs(self.dirs["seaweedfs"], identities(self.settings), self.ports["seaweedfs"])
@@ -179,25 +210,36 @@ class LocalStack:
                 state.services.pop(service.name, None)
             state.save(self.pid_file)
             raise
-        for name in SERVICES:
-            on_step(f"{name} healthy at {state.services[name].urls}")
+        for name in self.services:
+            urls = {"server": f"127.0.0.1:{self.ports[name]}"} if name == POSTGRES else state.services[name].urls
+            on_step(f"{name} healthy at {urls}")
         return state.services
 
-    def _start(self, name: str) -> Service:
-        if name == "prefect":
-            return start_prefect_server(self.dirs["prefect"], self.ports["prefect"])
+    def databases(self) -> tuple[str, ...]:
         s = self.settings
+        return s.prefect_database, s.mlflow_database, s.alerts_database
+
+    def _start(self, name: str) -> Service:
+        s = self.settings
+        if name == "prefect":
+            return start_prefect_server(self.dirs["prefect"], self.ports["prefect"],
+                                        database_url=s.database_url(s.prefect_database, "asyncpg"))
         return start_mlflow_server(
             self.dirs["mlflow"], self.ports["mlflow"], f"s3://{s.bucket}/{MLFLOW_ARTIFACT_PREFIX}",
             s.s3_endpoint_url, *s.credentials("trainer"),
+            backend_store_uri=s.database_url(s.mlflow_database, "psycopg"),
         )
 
     def _record(self, service: Service, name: str) -> ServiceRecord:
-        return ServiceRecord(
-            name=name, pid=service.pid, port=self.ports[name], urls=service.urls, log=str(service.log_path),
-            marker=str(self.dirs[name]) if name != "prefect" else f"--port {self.ports[name]}",
-            started_at=clock.stamp(),
-        )
+        # What identifies each in its command line: its data folder, else (Prefect; MLflow on PostgreSQL) its port.
+        marker = f"--port {self.ports[name]}"
+        if name == "seaweedfs" or (name == "mlflow" and POSTGRES not in self.services):
+            marker = str(self.dirs[name])
+        elif name == POSTGRES:
+            marker = str(data_dir(self.dirs[name]))
+        urls = {} if name == POSTGRES else service.urls  # the server URL holds the password: not in the pid file
+        return ServiceRecord(name=name, pid=service.pid, port=self.ports[name], urls=urls, log=str(service.log_path),
+                             marker=marker, started_at=clock.stamp())
 
     def ensure_bucket(self) -> None:
         ensure_bucket(self.settings)
@@ -217,10 +259,11 @@ class LocalStack:
 
     # ---- down -----------------------------------------------------------------------------------------------
     def down(self, on_step=lambda message: None) -> list[str]:
-        """Stop the services this stack started (MLflow and Prefect together, S3 last); returns their names."""
+        """Stop the services this stack started (MLflow and Prefect together, then S3 and PostgreSQL); returns
+        their names."""
         state = self.state()
         stopped = []
-        for group in (("mlflow", "prefect"), ("seaweedfs",)):
+        for group in (("mlflow", "prefect"), ("seaweedfs", POSTGRES)):
             running = []
             for name in group:
                 record = state.services.get(name)
@@ -241,6 +284,13 @@ class LocalStack:
         return stopped
 
 
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
 def ensure_bucket(settings: Settings, timeout: float = 30.0) -> None:
     """Create the bucket (versioning on, deletes limited by the bucket policy) with the trainer identity; the S3
     gateway may need a moment."""
@@ -255,10 +305,15 @@ def ensure_bucket(settings: Settings, timeout: float = 30.0) -> None:
 
 
 def ui_addresses(settings: Settings) -> dict[str, str]:
-    """Where to look: the UIs and the S3 endpoint."""
-    return {
+    """Where to look: the UIs, the S3 endpoint and, on PostgreSQL, its server (without the password)."""
+    addresses = {
         "Prefect UI": settings.prefect_api_url.removesuffix("/api"),
         "MLflow UI": settings.mlflow_tracking_uri,
         "S3 endpoint": settings.s3_endpoint_url or "AWS S3",
         "bucket": f"s3://{settings.bucket}/",
     }
+    server = settings.database_server
+    if server:
+        parsed = urlparse(server)
+        addresses["PostgreSQL"] = f"postgresql://{parsed.username}@{parsed.hostname}:{parsed.port}"
+    return addresses

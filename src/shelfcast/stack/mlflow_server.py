@@ -1,7 +1,7 @@
-"""The MLflow tracking server as a local child process: SQLite backend, artifacts proxied to S3.
+"""The MLflow tracking server as a local child process: SQLite or PostgreSQL backend, artifacts proxied to S3.
 
 Clients talk HTTP only (`mlflow-artifacts:/` URIs); the server alone holds the S3 credentials and writes the
-artifacts under `s3://BUCKET/mlflow/`. Production swaps SQLite for Postgres (see infra/README.md).
+artifacts under `s3://BUCKET/mlflow/`, and the backend's credentials.
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ def start_mlflow_server(
     access_key: str | None = None,
     secret_key: str | None = None,
     timeout: float = 120.0,
+    backend_store_uri: str | None = None,
 ) -> Service:
     """Start `mlflow server` on 127.0.0.1:`port` and wait until `/health` answers.
 
-    `artifacts_destination` is `s3://BUCKET/PREFIX` (with the S3 endpoint and keys) or a local folder.
+    `artifacts_destination` is `s3://BUCKET/PREFIX` (with the S3 endpoint and keys) or a local folder;
+    `backend_store_uri` a `postgresql+psycopg://` database, by default `<data_dir>/mlflow.db`.
     """
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -32,13 +34,15 @@ def start_mlflow_server(
         "--host", "127.0.0.1",
         "--port", str(port),
         "--workers", "1",
-        "--backend-store-uri", f"sqlite:///{data_dir / 'mlflow.db'}",
+        *(() if backend_store_uri else ("--backend-store-uri", f"sqlite:///{data_dir / 'mlflow.db'}")),
         "--artifacts-destination", artifacts_destination,
         "--allowed-hosts", f"127.0.0.1:{port},localhost:{port}",
     ]
     # The job runner (about 1.8 GB resident) executes MLflow's GenAI jobs, which shelfcast never submits.
     env = {"MLFLOW_S3_ENDPOINT_URL": s3_endpoint_url or "", "AWS_DEFAULT_REGION": "us-east-1",
            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    if backend_store_uri:
+        env["MLFLOW_BACKEND_STORE_URI"] = backend_store_uri  # by environment: its password stays off the command line
     if access_key and secret_key:
         env.update({"AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key})
     if not s3_endpoint_url:

@@ -116,8 +116,10 @@ def start_service(
     timeout: float = 60.0,
     urls: dict[str, str] | None = None,
     cwd: Path | None = None,
+    run_as: dict | None = None,
 ) -> Service:
-    """Start `argv` in its own process group (in `cwd`), logging to `log_path`, and wait until `healthy()`."""
+    """Start `argv` in its own process group (in `cwd`), logging to `log_path`, and wait until `healthy()`.
+    `run_as` holds `subprocess.Popen`'s `user`, `group` and `extra_groups` for a child that must not run as root."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "ab")
     process = subprocess.Popen(
@@ -128,6 +130,7 @@ def start_service(
         env={**os.environ, **(env or {})},
         start_new_session=True,
         cwd=cwd,
+        **(run_as or {}),
     )
     log.close()
     deadline = time.monotonic() + timeout

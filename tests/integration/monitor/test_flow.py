@@ -1,6 +1,7 @@
 """flows/monitor.py on the real Prefect API (test harness): the tasks the retrain and ingest flows call publish
 their markdown artifact, link the flow run, and deliver to the webhook. The ingest-side task finds the champion
-through a real MLflow registry (SQLite backend) and forecasts with its real `.tflite` file."""
+through a real MLflow registry (SQLite backend) and forecasts with its real `.tflite` file. The alert log is the
+session's engine's (`alert_settings`)."""
 
 from __future__ import annotations
 
@@ -32,11 +33,11 @@ def receiver():
     server.close()
 
 
-def test_after_retrain_task_publishes_links_and_notifies(prefect_api, tmp_path, receiver):
+def test_after_retrain_task_publishes_links_and_notifies(prefect_api, tmp_path, receiver, alert_settings):
     from shelfcast.flows.monitor import check_after_retrain
 
     settings = Settings(home=tmp_path / "home", alert_webhook_url=receiver.url,
-                        mlflow_tracking_uri="http://127.0.0.1:5999")
+                        mlflow_tracking_uri="http://127.0.0.1:5999", **alert_settings)
     bad = SimpleNamespace(name="shelfcast-demand", version="12", run_id="abc", variant="lstm16-int8",
                           metrics={"mape_pct": 17.2, "parent_mape_pct": 16.1, "naive_mape_pct": 16.7})
 
@@ -85,11 +86,11 @@ def champion_registry(tmp_path, tiny_tflite):
     return tracker
 
 
-def test_after_ingest_task_checks_the_mlflow_champion_on_the_sales_store(prefect_api, tmp_path, sales_store,
+def test_after_ingest_task_checks_the_mlflow_champion_on_the_sales_store(prefect_api, tmp_path, sales_store, alert_settings,
                                                                          champion_registry):
     from shelfcast.flows.monitor import check_store_after_ingest
 
-    settings = Settings(home=tmp_path / "home")
+    settings = Settings(home=tmp_path / "home", **alert_settings)
 
     @flow(name="ingest-test")
     def hourly():
@@ -106,10 +107,10 @@ def test_after_ingest_task_checks_the_mlflow_champion_on_the_sales_store(prefect
     assert "live champion" in text
 
 
-def test_after_ingest_task_with_plain_arguments(prefect_api, tmp_path, tiny_tflite):
+def test_after_ingest_task_with_plain_arguments(prefect_api, tmp_path, tiny_tflite, alert_settings):
     from shelfcast.flows.monitor import check_after_ingest
 
-    settings = Settings(home=tmp_path / "home")
+    settings = Settings(home=tmp_path / "home", **alert_settings)
     path = tmp_path / "m.tflite"
     path.write_bytes(tiny_tflite["v2"])
     sales = generate_sales(stores=2, items=2, start="2016-01-01", end="2016-03-31", seed=1)
@@ -125,12 +126,12 @@ def test_after_ingest_task_with_plain_arguments(prefect_api, tmp_path, tiny_tfli
     assert summary["skipped"] == []
 
 
-def test_mlflow_down_still_checks_freshness_and_says_why(prefect_api, tmp_path, sales_store):
+def test_mlflow_down_still_checks_freshness_and_says_why(prefect_api, tmp_path, sales_store, alert_settings):
     from shelfcast.flows.monitor import check_store_after_ingest
     from shelfcast.stack.process import free_port
     from shelfcast.tracking import Tracker
 
-    settings = Settings(home=tmp_path / "home")
+    settings = Settings(home=tmp_path / "home", **alert_settings)
     down = Tracker(f"http://127.0.0.1:{free_port()}", "demand-monitor-test", http_retries=0, http_timeout_s=2)
 
     @flow(name="ingest-mlflow-down-test")

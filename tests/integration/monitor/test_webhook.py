@@ -1,5 +1,6 @@
 """Webhook delivery against a real HTTP receiver on 127.0.0.1, retries, and a process that dies between detection
-and delivery (a real child process killed with `os._exit`, nothing mocked)."""
+and delivery (a real child process killed with `os._exit`, nothing mocked). The alert log is the session's
+engine's (`alert_db`: SQLite, or PostgreSQL under `SHELFCAST_TEST_DATABASE=postgres`)."""
 
 from __future__ import annotations
 
@@ -70,8 +71,8 @@ def receiver():
 
 
 @pytest.fixture
-def store(tmp_path):
-    return AlertLog(tmp_path / "alerts.db")
+def store(alert_db):
+    return AlertLog(alert_db)
 
 
 def bad_candidate(version=7, name="lstm16-int8"):
@@ -160,8 +161,8 @@ def run_child(db, mode: str, url: str = "") -> None:
     assert done.returncode == 9, done.stderr
 
 
-def test_a_crash_between_detection_and_delivery_loses_nothing(tmp_path, receiver):
-    db = tmp_path / "alerts.db"
+def test_a_crash_between_detection_and_delivery_loses_nothing(alert_db, receiver):
+    db = alert_db
     run_child(db, "before-delivery")
     assert receiver.requests == []
     store = AlertLog(db)
@@ -172,8 +173,8 @@ def test_a_crash_between_detection_and_delivery_loses_nothing(tmp_path, receiver
     assert deliver_pending(store, WebhookSender(receiver.url), POLICY, now=NOW + timedelta(hours=1)).delivered == []
 
 
-def test_a_crash_after_the_post_resends_with_the_same_idempotency_key(tmp_path, receiver):
-    db = tmp_path / "alerts.db"
+def test_a_crash_after_the_post_resends_with_the_same_idempotency_key(alert_db, receiver):
+    db = alert_db
     run_child(db, "after-post", receiver.url)
     assert len(receiver.requests) == 1
     store = AlertLog(db)
@@ -209,9 +210,9 @@ def test_alerts_raised_without_a_webhook_are_held_and_sent_once_one_is_configure
     assert store.outbox() == []
 
 
-def test_two_delivery_runs_at_once_send_each_message_once(tmp_path, receiver):
+def test_two_delivery_runs_at_once_send_each_message_once(alert_db, tmp_path, receiver):
     """Two processes claim the same outbox at the same moment (a barrier file releases both), three rounds."""
-    db = tmp_path / "alerts.db"
+    db = alert_db
     log = AlertLog(db)
     for round_number in range(3):
         version = 10 + round_number

@@ -128,3 +128,72 @@ def test_a_remote_address_is_refused_with_the_fix(tmp_path):
     settings = Settings(home=tmp_path, s3_endpoint_url="https://s3.eu-west-1.amazonaws.com")
     with pytest.raises(ServiceError, match="SHELFCAST_S3_ENDPOINT_URL"):
         LocalStack(settings)
+
+
+def test_stack_up_postgres_keeps_prefect_mlflow_and_the_alert_log_in_its_own_server(tmp_path, monkeypatch):
+    import shutil
+
+    import psycopg
+    from mlflow import MlflowClient
+
+    from shelfcast import wiring
+    from shelfcast.cli import build_app
+    from shelfcast.stack.postgres import data_dir
+    from tests.unit.monitor import test_alert_log as alerts
+
+    settings = local_settings(tmp_path / "home")
+    for key, value in {"SHELFCAST_HOME": str(settings.home), "SHELFCAST_S3_ENDPOINT_URL": settings.s3_endpoint_url,
+                       "SHELFCAST_PREFECT_API_URL": settings.prefect_api_url,
+                       "SHELFCAST_MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri}.items():
+        monkeypatch.setenv(key, value)
+    try:
+        result = CliRunner().invoke(build_app(), ["stack", "up", "--postgres"])
+        assert result.exit_code == 0, result.output
+        server = settings.database_server
+        later = LocalStack(settings)  # this home runs on PostgreSQL from now on, without the flag
+        assert f"PostgreSQL   postgresql://shelfcast@127.0.0.1:{later.ports['postgres']}\n" in result.output
+        assert server.endswith(f"@127.0.0.1:{later.ports['postgres']}")
+        assert oct(os.stat(settings.local_postgres_file).st_mode & 0o777) == "0o600"
+        status = later.status()
+        assert list(status) == ["postgres", "seaweedfs", "prefect", "mlflow"] and all(s["healthy"] for s in status.values())
+        records = later.state().services
+        password = server.split(":")[2].split("@")[0]
+        assert password not in later.pid_file.read_text()
+        assert not any(password in " ".join(psutil.Process(r.pid).cmdline()) for r in records.values())
+
+        # Each server keeps its state in its own database there.
+        experiment = MlflowClient(settings.mlflow_tracking_uri).create_experiment("on-postgres")
+        flow = json.dumps({"name": "flow-on-postgres"}).encode()
+        urllib.request.urlopen(urllib.request.Request(settings.prefect_api_url + "/flows/", data=flow,
+                                                      headers={"Content-Type": "application/json"}))
+        wiring.alert_log(settings).record(alerts.fired(alerts.finding()), alerts.POLICY, now=alerts.at(0))
+        assert settings.alerts_db == f"{server}/shelfcast_alerts"
+
+        def rows(database, query):
+            with psycopg.connect(settings.database_url(database)) as conn:
+                return conn.execute(query).fetchall()
+
+        assert rows("mlflow", f"SELECT name FROM experiments WHERE experiment_id = {experiment}") == [("on-postgres",)]
+        assert rows("prefect", "SELECT name FROM flow WHERE name = 'flow-on-postgres'") == [("flow-on-postgres",)]
+        assert rows("shelfcast_alerts", "SELECT id, scope_label FROM alerts") == [(1, "store 4")]
+
+        # Down stops PostgreSQL last; up again (no flag) starts it on the same data.
+        assert later.down() == ["mlflow", "prefect", "seaweedfs", "postgres"]
+        assert not psutil.pid_exists(records["postgres"].pid) or psutil.Process(records["postgres"].pid).status() == "zombie"
+        later.up()
+        assert MlflowClient(settings.mlflow_tracking_uri).get_experiment(experiment).name == "on-postgres"
+        assert [a.id for a in wiring.alert_log(settings).list()] == [1]
+    finally:
+        LocalStack(settings).down()
+        shutil.rmtree(data_dir(settings.stack_dir.resolve() / "postgres"), ignore_errors=True)
+
+
+def test_a_machine_without_postgresql_is_told_how_to_install_it(tmp_path, monkeypatch):
+    from shelfcast.stack import postgres
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(postgres, "DEBIAN_BINARIES", tmp_path / "none")
+    settings = local_settings(tmp_path / "home")
+    with pytest.raises(ServiceError, match=r"PostgreSQL is not installed .* install it with `apt-get install postgresql`"):
+        LocalStack(settings, postgres=True).up()
+    assert LocalStack(settings).state().services == {} and not (settings.stack_dir / "postgres").exists()

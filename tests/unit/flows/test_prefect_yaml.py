@@ -25,6 +25,9 @@ NOT_FOR_WORKERS = {
     "uploader_access_key": "the uploader's identity (it writes landing/), not the trainer's",
     "root_key_file": "the offline root key, only for `shelfcast keys init|rotate` on an operator's machine",
     "prefect_api_url": "a worker's runs report to the PREFECT_API_URL the worker gives them",
+    "postgres_url": "a secret (it holds the password): from the worker's environment",
+    "prefect_database": "the stack's Prefect server's database; runs reach Prefect by its API URL",
+    "mlflow_database": "the stack's MLflow server's backend; runs reach MLflow by its tracking URI",
 }
 
 
