@@ -227,13 +227,8 @@ class ExpectedError:
 
 def pearson_r2(actual, forecast) -> np.ndarray:
     """Squared Pearson residual of a count: (actual - forecast)^2 / forecast, the forecast floored at one sale."""
-    return pearson_residual(actual, forecast) ** 2
-
-
-def pearson_residual(actual, forecast) -> np.ndarray:
-    """Pearson residual of a count, signed: (actual - forecast) / sqrt(forecast), the forecast floored at one."""
     actual = np.asarray(actual, dtype=np.float64)
-    return (actual - np.asarray(forecast, dtype=np.float64)) / np.sqrt(_level(forecast))
+    return (actual - np.asarray(forecast, dtype=np.float64)) ** 2 / _level(forecast)
 
 
 def _level(forecast) -> np.ndarray:

@@ -5,9 +5,8 @@ Pure functions: evaluation frames (see `evaluation.py`) and small metric dicts i
 Severity is tied to accuracy, not to a test statistic: a rule fires only when the error is worse by a
 material amount (points of MAPE, from the thresholds file) AND that excess is unlikely to be noise at the tail
 probability of z standard normal deviations. For the live champion the noise test compares the spread of the
-window's Pearson residuals with the champion's own on its holdout (chi-square), and their lean one way (a sign
-test: a level shift moves every row of its scope the same way); for paired candidate-versus-champion days it is
-a t test of the APE differences. Large samples therefore never fire on trivial differences,
+window's Pearson residuals with the champion's own on its holdout (chi-square); for paired candidate-versus-
+champion days it is a t test of the APE differences. Large samples therefore never fire on trivial differences,
 and small samples (one item on one day) never fire on a single unlucky day.
 
 Broad findings explain narrow ones: a store that fired is left out when items are judged (and the items that
@@ -27,8 +26,7 @@ import pandas as pd
 from scipy.stats import chi2, norm, t
 
 from shelfcast.tracking import finite_number
-from shelfcast.monitor.evaluation import (EVAL_COLUMNS, ExpectedError, ape_pct, pearson_r2, pearson_residual,
-                                          require_columns)
+from shelfcast.monitor.evaluation import EVAL_COLUMNS, ExpectedError, ape_pct, pearson_r2, require_columns
 from shelfcast.monitor.findings import CheckResult, Finding, Scope
 from shelfcast.monitor.thresholds import CANDIDATE_RULES, Thresholds, severity_rank
 
@@ -180,19 +178,12 @@ def _window_stats(data: pd.DataFrame, keys: list[str], windows_days, z: float, n
     `t` with its critical value `crit`, at the tail probability of `z` under the normal.
 
     With a `dispersion` column (each row's squared Pearson residual over a healthy model's dispersion, see
-    `ExpectedError`) the test is chi-square: their sum over n rows against chi2(n). With a `bias` column too (the
-    same residual, signed), a second test asks whether the window's residuals lean one way: their sum over
-    sqrt(n) against the normal (`bias_z`, `bias_crit`). A level shift moves every row of its scope the same way,
-    which the sign test sees on the first day where the spread test needs several; each test takes half the tail
-    probability, so together they fire on noise no more often than one did. Without a dispersion, a one-sample t
-    test of the row-wise excess (`observed - expected`, e.g. paired differences of two models' APE).
+    `ExpectedError`) the test is chi-square: their sum over n rows against chi2(n). Without it, a one-sample
+    t test of the row-wise excess (`observed - expected`, e.g. paired differences of two models' APE).
     """
     newest = pd.Timestamp(data["date"].max() if newest is None else newest)
     chi2_test = "dispersion" in data.columns and bool(data["dispersion"].notna().all())
-    sign_test = chi2_test and "bias" in data.columns
-    tail = norm.sf(z) / (2 if sign_test else 1)
-    data = data.assign(excess=data["observed"] - data["expected"], dispersion=data["dispersion"] if chi2_test else 0.0,
-                       bias=data["bias"] if sign_test else 0.0)
+    data = data.assign(excess=data["observed"] - data["expected"], dispersion=data["dispersion"] if chi2_test else 0.0)
     parts = []
     for days in windows_days:
         sub = data[data["date"] > newest - pd.Timedelta(days=days)]
@@ -201,17 +192,14 @@ def _window_stats(data: pd.DataFrame, keys: list[str], windows_days, z: float, n
         grouped = sub.groupby(keys) if keys else sub.assign(_all=0).groupby("_all")
         agg = grouped.agg(n=("excess", "size"), observed=("observed", "mean"), expected=("expected", "mean"),
                           excess=("excess", "mean"), sd=("excess", "std"), dispersion=("dispersion", "sum"),
-                          bias=("bias", "sum"), start=("date", "min"), end=("date", "max")).reset_index()
+                          start=("date", "min"), end=("date", "max")).reset_index()
         parts.append(agg.assign(window_days=days))
     if not parts:
         return pd.DataFrame(columns=[*keys, "n", "observed", "expected", "excess", "t", "crit", "start", "end",
                                      "window_days"])
     stats = pd.concat(parts, ignore_index=True)
     if chi2_test:
-        stats = stats.assign(t=stats["dispersion"], crit=chi2.isf(tail, stats["n"]))
-        if sign_test:  # two-sided: a store that stops selling leans as hard as one that doubles
-            stats = stats.assign(bias_z=stats["bias"] / np.sqrt(stats["n"]), bias_crit=norm.isf(tail / 2))
-        return stats
+        return stats.assign(t=stats["dispersion"], crit=chi2.isf(norm.sf(z), stats["n"]))
     se = np.maximum(stats["sd"].fillna(0.0) / np.sqrt(stats["n"]), 1e-9)
     return stats.assign(t=stats["excess"] / se, crit=critical_t(z, stats["n"]))
 
@@ -227,10 +215,8 @@ def _fire(stats, keys, kind, rule, subject, limit, base: Scope, unit, describe) 
     if stats.empty:
         return result
     stats = stats.copy()
+    stats["fires"] = (stats["observed"] > stats["threshold"]) & (stats["t"] > stats["crit"])
     stats["strength"] = stats["t"] / stats["crit"]
-    if "bias_z" in stats.columns:
-        stats["strength"] = np.maximum(stats["strength"], stats["bias_z"].abs() / stats["bias_crit"])
-    stats["fires"] = (stats["observed"] > stats["threshold"]) & (stats["strength"] > 1.0)
     group_keys = keys or ["_all"]
     if not keys:
         stats = stats.assign(_all=0)
@@ -250,7 +236,6 @@ def _fire(stats, keys, kind, rule, subject, limit, base: Scope, unit, describe) 
             "expected": float(best.expected),
             "t": float(best.t),
             "critical_t": float(best.crit),
-            **({"bias_z": float(best.bias_z), "critical_bias_z": float(best.bias_crit)} if "bias_z" in best else {}),
             "firing_windows_days": sorted(int(d) for d in firing["window_days"]),
         }
         result.findings.append(
@@ -317,10 +302,8 @@ def _live_scope(rows: pd.DataFrame, kind: str, expected: ExpectedError, threshol
     cohort = kind == "cohort"
     limit = thresholds.cohort_regression if cohort else thresholds.live_accuracy
     mean, dispersion = expected.expected_ape(kind, rows)
-    healthy = np.maximum(dispersion, 1e-9)
     data = rows[["store", "item", "date", "observed"]].assign(
-        expected=mean, dispersion=pearson_r2(rows["actual"], rows["forecast"]) / healthy,
-        bias=pearson_residual(rows["actual"], rows["forecast"]) / np.sqrt(healthy),
+        expected=mean, dispersion=pearson_r2(rows["actual"], rows["forecast"]) / np.maximum(dispersion, 1e-9)
     )
     stats = _window_stats(data, LIVE_KEYS[kind], limit.windows_days, limit.z, newest)
     stats = stats[stats["n"] >= limit.min_observations]
