@@ -48,7 +48,9 @@ def test_ray_runner_fans_out_on_two_worker_processes_and_gives_the_thread_night(
         if event["cat"].startswith("task::"):
             ran.setdefault(event["cat"].removeprefix("task::"), []).append(event["tid"])
     assert {name: len(workers) for name, workers in ran.items()} == {"train-parent": 2, "build-variant": 3}
-    assert len({worker for workers in ran.values() for worker in workers}) == 2, ran  # both workers ran tasks
+    # Tasks ran in more than one worker process. Ray may start a further worker while both are busy (seen on a
+    # loaded machine: 3 workers for 2 CPUs), so the count is at least two, not exactly two.
+    assert len({worker for workers in ran.values() for worker in workers}) >= 2, ran
     sizes = {v["name"]: v["metrics"]["tflite_bytes"] for v in report["variants"] if v["name"] != "LSTM-4"}
     assert sizes == {v["name"]: v["metrics"]["tflite_bytes"] for v in first_night["variants"]}
     assert len(report["candidates"]) == 3
