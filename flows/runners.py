@@ -4,8 +4,8 @@
 which is the fastest choice on a two-core machine because TensorFlow already uses both cores.
 `dask`: a local Dask cluster of `workers` processes on 127.0.0.1, or an existing cluster (`dask_address`),
 for when one machine is not enough (see infra/README.md). Workers import the `flows` package, so the
-repository root goes on their `PYTHONPATH`, and they read the night's inputs from the night's work folder,
-which must be shared storage for a remote cluster.
+repository root goes on their `PYTHONPATH`, and they read the night's inputs from the bucket with the trainer's
+`SHELFCAST_*` settings (`shelfcast.pipeline.night.read_bundle`), so a remote cluster needs no shared disk.
 `ray`: a local Ray instance of `workers` CPUs (one worker process per CPU) on 127.0.0.1, or the cluster that
 `RAY_ADDRESS` names (Ray's own setting, e.g. `ray://HEAD:10001`, set in the worker's environment), with the
 same needs as a remote Dask cluster. Ray's own output stays out of the console: no dashboard, no worker logs
