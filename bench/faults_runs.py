@@ -163,7 +163,7 @@ def killed_night(stack: Stack, workdir: Path) -> list[dict]:
                  and parent.data.tags.get("night_status") == "crashed"),
             case("night killed while logging: its Prefect flow run", "CRASHED by the next night",
                  f"{before[1]} after the kill, {state.type.value} after", before[1] == "RUNNING" and state.is_crashed()),
-            case("night killed while logging: its work folder (inputs bundle)", "removed by the next night",
+            case("night killed while logging: its work folder (variant files)", "removed by the next night",
                  f"{before[2]} folder(s) after the kill, {len(left)} after the next night",
                  before[2] == 1 and not left)]
 

@@ -10,7 +10,7 @@
 the plain functions below, so the benchmark measures the flow against exactly the same work.
 
 Candidates are tagged only after every variant is logged, so a night that dies half way leaves no candidate;
-a night that raises is marked failed in MLflow. The night's work folder (its inputs bundle and plot) is
+a night that raises is marked failed in MLflow. The night's work folder (its variants' files and plot) is
 removed once everything worth keeping is in MLflow, or when it fails. The inputs the fan-out reads wait in the
 bucket (`nights/`), so task-runner workers on other hosts need the bucket alone; the variants' files come back
 inside their results. A night killed outright (SIGKILL) is
