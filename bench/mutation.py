@@ -2,13 +2,16 @@
 
 mutmut (configured in pyproject.toml's `[tool.mutmut]`) copies `src/shelfcast` into `mutants/`, writes every
 mutant of the five protocol modules there (an operator, a constant, a string, a call argument changed), and runs
-the unit tests that cover each mutated function against it. A mutant is killed when a test fails, survives when
+the selected tests that cover each mutated function against it. A mutant is killed when a test fails, survives when
 they all pass, and has no tests when no selected test runs its function (a survivor too: nothing would notice).
+A mutant's unit tests run before its integration tests (tests/conftest.py orders them so under mutmut), so most
+mutants are killed before a server starts.
 
     module     file                                 tests
     manifest   src/shelfcast/contract/manifest.py   tests/unit/contract/test_manifest.py
     channels   src/shelfcast/delivery/channels.py   tests/unit/delivery/test_channels.py, test_rollback.py
-    client     src/shelfcast/device/sync.py         tests/unit/device/test_sync.py
+    client     src/shelfcast/device/sync.py         tests/unit/device/test_sync.py, and against a SeaweedFS server
+                                                    tests/integration/device/test_sync_protocol.py, test_sync.py
     selection  src/shelfcast/delivery/selection.py  tests/unit/delivery/test_selection.py
     ingest     src/shelfcast/data/ingest.py         tests/unit/data/test_ingest.py
 
@@ -19,6 +22,11 @@ result with its diff line and that reason, or `not-equivalent` when it is a gap 
 by why, when the file says it with `equivalent = false`).
 
     nice -n 10 .venv/bin/python bench/mutation.py [--max-children 2] [--out bench/results/mutation.json]
+        [--modules client ...]
+
+`--modules` mutates only those modules; the others keep the counts of the run that measured them (each module
+says which command measured it), so a change to one module is measured again without the hour the whole set
+takes. Measure them all again when their tests change.
 """
 
 from __future__ import annotations
@@ -54,14 +62,23 @@ KILLED, SURVIVED, NO_TESTS = {1, 3}, {0}, {33, 5}
 TIMEOUT = {36, -24, 24, 152, 255}
 
 
-def run_mutmut(max_children: int, log: Path) -> float:
-    """A fresh mutmut run (its cache in `mutants/` removed first); returns its wall seconds."""
+def mutant_pattern(path: str) -> str:
+    """mutmut's name pattern for every mutant of a source file: `src/shelfcast/device/sync.py` ->
+    `shelfcast.device.sync.*`."""
+    return path.removeprefix("src/").removesuffix(".py").replace("/", ".") + ".*"
+
+
+def run_mutmut(max_children: int, log: Path, labels: list[str]) -> float:
+    """A fresh mutmut run (its cache in `mutants/` removed first) over the mutants of `labels`; returns its wall
+    seconds. The session fixtures that build the same bytes every time keep them in `mutants/test-cache`."""
     shutil.rmtree(ROOT / "mutants", ignore_errors=True)
     log.parent.mkdir()
+    patterns = [] if set(labels) == set(MODULES) else [mutant_pattern(MODULES[label]) for label in labels]
+    env = {**os.environ, "SHELFCAST_TEST_CACHE": str(log.parent / "test-cache")}
     started = time.perf_counter()
     with open(log, "w") as out:
-        done = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children)],
-                              cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        done = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children),
+                               *patterns], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"mutmut run failed ({done.returncode}); its output is in {log}")
@@ -95,11 +112,12 @@ def status(exit_code) -> str:
     return "not checked" if exit_code is None else f"exit {exit_code}"
 
 
-def summarise(reasons: dict[str, dict]) -> tuple[list[dict], list[dict]]:
-    """Per module: its counts and score; and every surviving mutant with its diff line and reason (`reasons`:
-    the entries of `bench/mutation_equivalent.toml`)."""
+def summarise(reasons: dict[str, dict], labels: list[str]) -> tuple[list[dict], list[dict]]:
+    """Per module of `labels`: its counts and score; and every surviving mutant with its diff line and reason
+    (`reasons`: the entries of `bench/mutation_equivalent.toml`)."""
     modules, survivors = [], []
-    for label, path in MODULES.items():
+    for label in labels:
+        path = MODULES[label]
         meta = json.loads((ROOT / "mutants" / f"{path}.meta").read_text())
         statuses = {name: status(code) for name, code in meta["exit_code_by_key"].items()}
         counts = {s: sum(v == s for v in statuses.values())
@@ -134,14 +152,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "mutation.json")
     parser.add_argument("--report-only", action="store_true",
                         help="summarise the results already in mutants/ without running mutmut again")
+    parser.add_argument("--modules", nargs="+", choices=sorted(MODULES), metavar="MODULE",
+                        help=f"mutate only these ({', '.join(MODULES)}); the others keep their counts from --out")
     args = parser.parse_args(argv)
+    labels = [label for label in MODULES if label in (args.modules or MODULES)]
+    previous = json.loads(args.out.read_text()) if args.out.exists() else None
+    if args.modules and (previous is None or {m["module"] for m in previous["modules"]} != set(MODULES)):
+        raise SystemExit(f"--modules needs a whole earlier result in {args.out}: run without --modules first")
 
+    command = "nice -n 10 .venv/bin/python bench/mutation.py" + (
+        f" --max-children {args.max_children}" if args.max_children != 2 else "") + (
+        f" --modules {' '.join(labels)}" if args.modules else "")
     if args.report_only:
-        seconds = json.loads(args.out.read_text())["wall_seconds"] if args.out.exists() else None
+        seconds = previous["wall_seconds"] if previous else None
     else:
-        seconds = run_mutmut(args.max_children, ROOT / "mutants" / "mutmut-run.log")
+        seconds = run_mutmut(args.max_children, ROOT / "mutants" / "mutmut-run.log", labels)
     reasons = tomllib.loads(EQUIVALENT.read_text()) if EQUIVALENT.exists() else {}
-    modules, survivors = summarise(reasons)
+    measured, survivors = summarise(reasons, labels)
+    for module in measured:
+        module["measured_by"] = command
+        module["wall_seconds"] = None if seconds is None else round(seconds, 1)
+    kept = [] if not args.modules else [
+        {"measured_by": previous["command"], "wall_seconds": previous["wall_seconds"], **m}
+        for m in previous["modules"] if m["module"] not in labels]
+    survivors += [s for s in (previous or {}).get("survivors", []) if args.modules and s["module"] not in labels]
+    by_label = {m["module"]: m for m in measured + kept}
+    modules = [by_label[label] for label in MODULES]
+    survivors.sort(key=lambda s: (list(MODULES).index(s["module"]), s["mutant"]))
     stale = sorted(set(reasons) - {s["mutant"] for s in survivors})
     total = sum(m["mutants"] for m in modules)
     detected = sum(m["killed"] + m["timeout"] for m in modules)
@@ -150,8 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                             "'pyproject.toml', 'rb'))['tool']['mutmut']['pytest_add_cli_args_test_selection']))"],
                            cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
     doc = {
-        "command": "nice -n 10 .venv/bin/python bench/mutation.py" + (
-            f" --max-children {args.max_children}" if args.max_children != 2 else ""),
+        "command": command,
         "tool": f"mutmut {metadata.version('mutmut')}",
         "tests": tests,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},

@@ -22,9 +22,21 @@ TRAINER = ("shelfcast-trainer-test", "trainer-secret-test")
 STORE = ("shelfcast-store-test", "store-secret-test")
 BUCKET = "shelfcast-test"
 
+# Set by bench/mutation.py: a folder where session fixtures that build the same bytes every time (the tiny
+# models) keep them, so that the hundreds of short sessions of a mutation run build them once.
+TEST_CACHE = os.environ.get("SHELFCAST_TEST_CACHE")
+
 TEST_DATABASE = os.environ.get("SHELFCAST_TEST_DATABASE", "sqlite")
 if TEST_DATABASE not in ("sqlite", "postgres"):
     raise ValueError(f"SHELFCAST_TEST_DATABASE={TEST_DATABASE!r}; choose sqlite or postgres")
+
+
+def pytest_collection_modifyitems(items):
+    """Under mutmut (each mutant's session runs the tests covering it, in no set order, stopping at the first
+    failure), the unit tests go first: a mutant they catch never waits for the servers an integration test
+    starts. Other sessions keep their order (file order, or pytest-randomly's)."""
+    if "MUTANT_UNDER_TEST" in os.environ:
+        items.sort(key=lambda item: item.get_closest_marker("unit") is None)
 
 
 @pytest.fixture(scope="session")
@@ -284,6 +296,9 @@ def tiny_tflite(tmp_path_factory):
     from shelfcast.contract.features import InputSpec
 
     spec = InputSpec(lookback=14, scaling="window_mean", calendar=True)
+    cached = Path(TEST_CACHE) / "tiny-tflite" if TEST_CACHE else None
+    if cached is not None and (cached / "v2.tflite").exists():
+        return {"spec": spec, "v1": (cached / "v1.tflite").read_bytes(), "v2": (cached / "v2.tflite").read_bytes()}
     rng = np.random.default_rng(11)
     units, features = 4, spec.n_features
     weights = [rng.normal(0, 0.3, (features, 4 * units)), rng.normal(0, 0.3, (units, 4 * units)),
@@ -296,6 +311,12 @@ def tiny_tflite(tmp_path_factory):
     for path in paths:
         if isinstance(path, Exception):
             raise path
+    if cached is not None:
+        cached.mkdir(parents=True, exist_ok=True)
+        for path in paths:  # v2 last: its presence means both are whole
+            path_tmp = cached / f".{path.name}.{os.getpid()}.tmp"
+            path_tmp.write_bytes(path.read_bytes())
+            path_tmp.replace(cached / path.name)
     return {"spec": spec, "v1": paths[0].read_bytes(), "v2": paths[1].read_bytes()}
 
 

@@ -201,6 +201,14 @@ def mutation_table(doc: dict) -> str:
               f"cores, {took}: `{doc['command']}` (tests: `{doc['tests']}`). "
               f"{len(gaps):,} surviving mutants are not equivalent (gaps the tests leave open), "
               f"{doc['equivalent']:,} are equivalent; each is listed with its line and reason in the JSON."]
+    runs: dict[str, list[dict]] = {}
+    for m in doc["modules"]:
+        runs.setdefault(m.get("measured_by", doc["command"]), []).append(m)
+    if len(runs) > 1:
+        lines.append("The modules were measured by separate runs (a module's own code unchanged since): " + "; ".join(
+            f"{', '.join(m['module'] for m in group)} by `{command}` ("
+            + (f"{group[0]['wall_seconds'] / 60:.1f} min" if group[0].get("wall_seconds") is not None else
+               "time not recorded") + ")" for command, group in runs.items()) + ".")
     if doc.get("not_checked"):
         lines.append(f"The run was stopped before {doc['not_checked']:,} mutants were tested; they count as not "
                      "detected.")

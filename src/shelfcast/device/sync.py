@@ -37,14 +37,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError
 
 from shelfcast.contract import clock
 from shelfcast.contract.manifest import Manifest, Pointer, pointer_key
 from shelfcast.contract.runtime import TFLiteForecaster
 from shelfcast.contract.verify import check_file, load_checked
 from shelfcast.contract.errors import IntegrityError, ModelLoadError
-from shelfcast.contract.objects import ObjectMissing, ObjectStore
+from shelfcast.contract.objects import ObjectStore
 from shelfcast.device.trust import FrozenChannel, TrustedBucket, sha256_of
 
 ACTIVE, STATE, VERSIONS, INCOMING = "active.json", "state.json", "versions", ".incoming"
@@ -251,12 +251,6 @@ class StoreClient:
             return result("frozen", f"{exc}" + keep)
         except (IntegrityError, ModelLoadError) as exc:
             return result("refused", f"{exc}" + keep)
-        except ObjectMissing as exc:
-            return result("refused", f"the pointer names a version that is not there ({exc})" + keep)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            hint = " (check this store's S3 credentials and policy)" if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch") else ""
-            return result("error", f"S3 refused the request: {code}{hint}: {exc}" + keep)
         except BotoCoreError as exc:
             return result("error", self._unreachable(exc) + keep)
         except OSError as exc:

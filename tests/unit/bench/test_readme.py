@@ -150,3 +150,11 @@ def test_mutation_table_scores_each_module_against_the_target_and_counts_the_gap
     doc["not_checked"] = 1200
     assert render("mutation", doc).splitlines()[7] == ("The run was stopped before 1,200 mutants were tested; they "
                                                        "count as not detected.")
+    doc["modules"][0] |= {"measured_by": "python bench/mutation.py", "wall_seconds": 2781.7}
+    doc["modules"][1] |= {"measured_by": "python bench/mutation.py --modules client", "wall_seconds": 1200.0}
+    del doc["not_checked"]
+    assert render("mutation", doc).splitlines()[7] == (
+        "The modules were measured by separate runs (a module's own code unchanged since): manifest by `python "
+        "bench/mutation.py` (46.4 min); client by `python bench/mutation.py --modules client` (20.0 min).")
+    doc["modules"][1]["measured_by"] = "python bench/mutation.py"
+    assert len(render("mutation", doc).splitlines()) == 7  # one run: no such line
