@@ -258,9 +258,12 @@ class StoreClient:
         except Exception as exc:  # tuf's download errors (tuf is imported only once a sync runs)
             from tuf.api.exceptions import DownloadError, DownloadHTTPError
 
+            if isinstance(exc, DownloadHTTPError) and exc.status_code == 403:
+                return result("error", f"S3 refused the request while reading the {self.stage}: {exc} (check this "
+                                       "store's S3 credentials and policy)" + keep)
             if isinstance(exc, DownloadHTTPError):
-                hint = " (check this store's S3 credentials and policy)" if exc.status_code == 403 else ""
-                return result("error", f"S3 refused the request while reading the {self.stage}: {exc}{hint}" + keep)
+                return result("error", f"S3 answered HTTP {exc.status_code} while reading the {self.stage}: {exc}; "
+                                       "the next poll tries again" + keep)
             if isinstance(exc, DownloadError):
                 return result("error", self._unreachable(exc.__cause__ or exc) + keep)
             raise

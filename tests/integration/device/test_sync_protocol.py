@@ -187,14 +187,16 @@ def test_a_store_that_stopped_before_its_bookkeeping_takes_the_full_path_once(st
 
 
 def test_a_store_moved_to_another_channel_follows_that_channel(store_identity_store, bucket, tmp_path):
+    """The pilot channel moved before the store's last poll, so the signed timestamp is the one the store
+    verified: only the bookkeeping's channel says that this poll must read a pointer."""
     bucket.publish("1")
     bucket.publish("2", "v2")
-    bucket.move("1")
-    folder = tmp_path / "store"
-    client(store_identity_store, bucket, folder)[0].sync()
     pilot = Channel(bucket.trainer, bucket.signing, bucket.tiny)
     pilot.name, pilot.manifests = bucket.name, bucket.manifests
     pilot.move("2")
+    bucket.move("1")
+    folder = tmp_path / "store"
+    client(store_identity_store, bucket, folder)[0].sync()
     moved, stages = client(store_identity_store, pilot, folder)
     result = moved.sync()
     assert outcome(result) == ("updated", "2", "2", bucket.manifests["2"].bytes) and stages == FULL_SYNC
@@ -414,3 +416,71 @@ def test_expired_metadata_is_reported_as_a_frozen_channel(trainer_store, bucket,
     assert result.message.startswith(f"the signed delivery metadata in s3://{objects.bucket}/metadata/ has expired (")
     assert result.message.endswith("so the channel may be frozen; fix: run `shelfcast keys refresh` (the nightly "
                                    "run does) and check who can write the bucket; no model installed yet")
+
+
+def test_a_signed_pointer_behind_the_move_followed_is_refused_naming_its_object(store_identity_store, bucket,
+                                                                              tmp_path):
+    folder = tmp_path / "store"
+    store, stages = serving_2_after_1(store_identity_store, bucket, folder)
+    bucket.sign_pointer(bucket.pointer("1", 1))  # move #1 again: a replay, re-signed by mistake
+    result = store.sync()
+    assert outcome(result) == ("refused", "2", "1", 0)
+    assert result.message == (
+        f"s3://{BUCKET}/{bucket.key} is move #1 (version 1) but this store already followed move #2 (version 2): a "
+        f"stale or replayed pointer; refused. If the channel was deliberately recreated, delete "
+        f"{folder / 'state.json'} to follow it again; keeps serving 2")
+
+
+def test_a_version_whose_manifest_or_model_is_not_signed_is_refused(store_identity_store, bucket, tmp_path):
+    one = bucket.publish("1")  # published, never moved: nothing of it is signed
+    bucket.sign_pointer(bucket.pointer("1", 1))
+    store, stages = client(store_identity_store, bucket, tmp_path / "store")
+    unsigned = store.sync()
+    assert outcome(unsigned) == ("refused", None, "1", 0) and stages == ["metadata", "pointer", "manifest"]
+    assert unsigned.message == (f"s3://{BUCKET}/{one.key} (manifest) is not signed by the delivery keys; refused; "
+                                "no model installed yet")
+    bucket.signing.sign_targets({one.key: target_file(one.key, bucket.trainer.get(one.key).body)})
+    model_unsigned = store.sync()
+    assert outcome(model_unsigned) == ("refused", None, "1", 0)
+    assert model_unsigned.message == (f"s3://{BUCKET}/{one.model_key} (model) is not signed by the delivery keys; "
+                                      "refused; no model installed yet")
+
+
+def test_a_manifest_changed_after_signing_is_refused(store_identity_store, bucket, tmp_path):
+    one = bucket.publish("1")
+    bucket.move("1")
+    body = bucket.trainer.get(one.key).body
+    bucket.trainer.put(one.key, body.replace(b'"format": "tflite"', b'"format": "tfl1te"'))  # same length
+    result = client(store_identity_store, bucket, tmp_path / "store")[0].sync()
+    assert outcome(result) == ("refused", None, "1", 0)
+    assert result.message.startswith(f"s3://{BUCKET}/{one.key} (manifest) is not the signed file (")
+    assert result.message.endswith("); refused; no model installed yet")
+
+
+def test_a_signed_manifest_that_does_not_parse_names_its_object(store_identity_store, bucket, tmp_path):
+    one = bucket.publish("1")
+    bucket.trainer.put(one.key, b"[]")
+    bucket.signing.sign_targets({one.key: target_file(one.key, b"[]"),
+                                 one.model_key: target_file(one.model_key, bucket.tiny["v1"])})
+    bucket.sign_pointer(bucket.pointer("1", 1))
+    result = client(store_identity_store, bucket, tmp_path / "store")[0].sync()
+    assert outcome(result) == ("refused", None, "1", 0)
+    assert result.message == (f"s3://{BUCKET}/{one.key} holds list, expected a JSON object; "
+                              "no model installed yet")
+
+
+def test_an_installed_model_that_does_not_fit_its_manifest_names_its_file(tmp_path, tiny_tflite):
+    from dataclasses import replace
+
+    from shelfcast.contract.errors import ModelLoadError
+    from shelfcast.device.sync import Installed
+
+    data, spec = tiny_tflite["v1"], replace(tiny_tflite["spec"], lookback=7)
+    manifest = make_manifest(data, name="demand", version="1", input_spec=spec.to_dict())
+    (tmp_path / "model.tflite").write_bytes(data)
+    with pytest.raises(ModelLoadError) as refused:
+        Installed("1", tmp_path, manifest).check()
+    features = spec.n_features
+    assert str(refused.value) == (
+        f"{tmp_path / 'model.tflite'}: the model takes input (1, 14, {features}), the manifest's input spec needs "
+        f"(1, 7, {features}); the manifest and the model do not belong together")

@@ -117,8 +117,9 @@ def test_installed_versions_are_read_from_their_folder_and_rechecked(tmp_path):
         installed.check()
     (tmp_path / "versions" / "4" / "manifest.json").write_text("[]")
     assert read_installed(tmp_path, "4") is None
-    with pytest.raises(IntegrityError, match=r"manifest.json holds list, expected a JSON object"):
+    with pytest.raises(IntegrityError) as refused:
         read_installed_folder(tmp_path / "versions" / "4")
+    assert str(refused.value) == f"{tmp_path / 'versions' / '4' / 'manifest.json'} holds list, expected a JSON object"
 
 
 def test_sync_result_is_ok_unless_refused_or_failed_and_prints_one_line():
@@ -146,8 +147,8 @@ def test_the_client_reads_its_folder_and_reports_each_stage(tmp_path, offline):
     three, four = install(tmp_path, "3"), install(tmp_path, "4")
     (tmp_path / "active.json").write_text(json.dumps({"current": "4", "previous": "3"}))
     assert (client.current().manifest, client.previous().manifest) == (four, three)
-    client._save_state(channel="stable", pointer_seq=2)
-    client._save_state(pointer_seq=3)
+    client._save_state(pointer_seq=2)
+    client._save_state(channel="stable", pointer_seq=3)  # written in key order, whatever order they came in
     assert json.loads((tmp_path / "state.json").read_text()) == {"channel": "stable", "pointer_seq": 3}
     assert (tmp_path / "state.json").read_text() == '{\n  "channel": "stable",\n  "pointer_seq": 3\n}'
 
@@ -374,3 +375,43 @@ def test_a_disk_problem_is_reported_and_unwritable_bookkeeping_does_not_stop_the
     again = StoreClient(offline, "stable", tmp_path, trusted_root=b"{}").sync()
     assert (again.status, again.message) == ("error", result.message)
     assert (tmp_path / "state.json").is_dir()
+
+
+def test_an_s3_error_other_than_a_refusal_is_reported_without_the_credentials_hint(tmp_path):
+    """S3 answering 503 to everything (overloaded): a fault a healthy server does not produce on demand, so an
+    HTTP server of the test's own gives that answer. The poll reports it and does not send the operator to check
+    the store's keys, which are not the problem."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from shelfcast.contract.objects import LocalObjects
+    from shelfcast.delivery.signing import KeyRing, SignedRepository
+
+    class Overloaded(BaseHTTPRequestHandler):
+        def _answer(self):
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_HEAD = _answer
+
+        def log_message(self, *args):
+            pass
+
+    class Folder(LocalObjects):
+        def exists(self, key):
+            return self.head(key) is not None
+
+    repository = SignedRepository(Folder(tmp_path / "bucket"), KeyRing(tmp_path / "keys"))
+    repository.init()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Overloaded)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = make_s3_client(f"http://127.0.0.1:{server.server_port}", "store", "secret", max_attempts=1)
+        result = StoreClient(ObjectStore(client, "shelf"), "stable", tmp_path / "store",
+                             trusted_root=repository.root_bytes()).sync()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (result.status, result.serving, result.offered) == ("error", None, None)
+    assert result.message == ("S3 answered HTTP 503 while reading the metadata: s3://shelf/metadata/2.root.json: "
+                              "503; the next poll tries again; no model installed yet")
