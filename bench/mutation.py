@@ -175,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     kept = [] if not args.modules else [
         {"measured_by": previous["command"], "wall_seconds": previous["wall_seconds"], **m}
         for m in previous["modules"] if m["module"] not in labels]
-    survivors += [s for s in (previous or {}).get("survivors", []) if args.modules and s["module"] not in labels]
+    if args.modules:
+        survivors += [s for s in previous["survivors"] if s["module"] not in labels]
     by_label = {m["module"]: m for m in measured + kept}
     modules = [by_label[label] for label in MODULES]
     survivors.sort(key=lambda s: (list(MODULES).index(s["module"]), s["mutant"]))

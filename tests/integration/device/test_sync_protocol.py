@@ -209,7 +209,8 @@ def test_a_store_moved_to_another_channel_follows_that_channel(store_identity_st
 
 def test_an_update_keeps_the_previous_version_and_a_rollback_swaps_to_it_from_disk(store_identity_store, bucket,
                                                                                   tmp_path):
-    one, two = bucket.publish("1"), bucket.publish("2", "v2")
+    bucket.publish("1")
+    two = bucket.publish("2", "v2")
     bucket.move("1")
     folder = tmp_path / "store"
     store, stages = client(store_identity_store, bucket, folder)

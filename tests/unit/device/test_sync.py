@@ -330,9 +330,9 @@ def test_poll_intervals_and_assignments_are_checked_with_a_message_that_says_how
         assigned_channel(2, {"default": "../etc"})
 
 
-def test_a_store_that_cannot_reach_s3_reports_it_and_keeps_serving(tmp_path, offline):
-    """S3 down (nothing listens on the endpoint): the first read of the signed metadata fails, and so does the
-    cheap poll of a store that already follows the channel; each says where it stopped and changes nothing."""
+def signed_folder(tmp_path):
+    """Signed delivery metadata (`shelfcast keys init`) in a folder bucket under `tmp_path`: the root a store is
+    provisioned with, without an S3 server. Returns the `SignedRepository`."""
     from shelfcast.contract.objects import LocalObjects
     from shelfcast.delivery.signing import KeyRing, SignedRepository
 
@@ -342,6 +342,13 @@ def test_a_store_that_cannot_reach_s3_reports_it_and_keeps_serving(tmp_path, off
 
     repository = SignedRepository(Folder(tmp_path / "bucket"), KeyRing(tmp_path / "keys"))
     repository.init()
+    return repository
+
+
+def test_a_store_that_cannot_reach_s3_reports_it_and_keeps_serving(tmp_path, offline):
+    """S3 down (nothing listens on the endpoint): the first read of the signed metadata fails, and so does the
+    cheap poll of a store that already follows the channel; each says where it stopped and changes nothing."""
+    repository = signed_folder(tmp_path)
     store = tmp_path / "store"
     install(store, "3")
     (store / "active.json").write_text(json.dumps({"current": "3", "previous": None}))
@@ -383,9 +390,6 @@ def test_an_s3_error_other_than_a_refusal_is_reported_without_the_credentials_hi
     the store's keys, which are not the problem."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from shelfcast.contract.objects import LocalObjects
-    from shelfcast.delivery.signing import KeyRing, SignedRepository
-
     class Overloaded(BaseHTTPRequestHandler):
         def _answer(self):
             self.send_response(503)
@@ -397,12 +401,7 @@ def test_an_s3_error_other_than_a_refusal_is_reported_without_the_credentials_hi
         def log_message(self, *args):
             pass
 
-    class Folder(LocalObjects):
-        def exists(self, key):
-            return self.head(key) is not None
-
-    repository = SignedRepository(Folder(tmp_path / "bucket"), KeyRing(tmp_path / "keys"))
-    repository.init()
+    repository = signed_folder(tmp_path)
     server = ThreadingHTTPServer(("127.0.0.1", 0), Overloaded)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
