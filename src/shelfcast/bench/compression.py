@@ -287,6 +287,20 @@ def plot_pareto(doc: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def merge_generalisation(previous: dict | None, config: str, runs: list[dict], details: dict) -> dict:
+    """The generalisation document after a run: this run's subsets, then the earlier subsets it did not rerun.
+
+    An earlier document of another configuration is dropped whole: its rows would not be the same model's.
+    """
+    doc = {"config": config, "runs": list(runs), "details": dict(details)}
+    if previous and previous.get("config") == config:
+        rerun = {run["subset"] for run in runs}
+        kept = [run for run in previous.get("runs", []) if run["subset"] not in rerun]
+        doc["runs"] = kept + doc["runs"]
+        doc["details"] = {**{s: d for s, d in previous.get("details", {}).items() if s not in rerun}, **details}
+    return doc
+
+
 def generalisation_summary(doc: dict, subset: str, config_name: str) -> dict:
     """One row of the generalisation table from a benchmark document of one subset."""
     rows = {r["name"]: r for r in doc["variants"] if r["config"] == config_name and "mape_mean" in r}

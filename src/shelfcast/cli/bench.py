@@ -93,15 +93,19 @@ def _register_generalisation(bench: typer.Typer) -> None:
             80.0, help="epoch cap scaled to the data: epochs = min(config's, this x 100k / training windows)"),
         out: Path = typer.Option(Path("bench/results/generalisation.json")),
     ) -> None:
-        """The same configuration, untouched, on other store/item subsets and on every series."""
+        """The same configuration, untouched, on other store/item subsets and on every series.
+
+        Subsets of an earlier run of the same configuration in OUT that this run does not repeat are kept.
+        """
         from rich.markup import escape
 
-        from shelfcast.bench.compression import generalisation_summary, run_benchmark
+        from shelfcast.bench.compression import generalisation_summary, merge_generalisation, run_benchmark
         from shelfcast.data.schema import load_sales, parse_range
         from shelfcast.compress.configs import get_config
 
         console = get_console(width=160)
         base = get_config(config).with_variants(variants.split(","))
+        previous = json.loads(out.read_text()) if out.exists() else None
         runs, details = [], {}
         for subset in subsets.split(","):
             stores, items = subset.split(":")
@@ -115,7 +119,8 @@ def _register_generalisation(bench: typer.Typer) -> None:
             runs.append(generalisation_summary(doc, subset, chosen.name))
             console.log(escape(f"[{subset}] {runs[-1]}"))
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps({"config": config, "runs": runs, "details": details}, indent=1, default=str))
+            merged = merge_generalisation(previous, config, runs, details)
+            out.write_text(json.dumps(merged, indent=1, default=str))
         console.print(f"wrote {out}")
 
 

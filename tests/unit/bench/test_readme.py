@@ -105,6 +105,21 @@ def test_generalisation_summary(doc):
     assert (row["lightgbm_mape"], row["lightgbm_bytes"], row["lightgbm_fit_seconds"]) == (12.9, 450_000, 50.0)
 
 
+def test_a_generalisation_run_keeps_the_subsets_of_the_same_configuration_it_did_not_rerun():
+    from shelfcast.bench.compression import merge_generalisation
+
+    previous = {"config": "edge", "runs": [{"subset": "a", "v": 1}, {"subset": "b", "v": 1}],
+                "details": {"a": {"v": 1}, "b": {"v": 1}}}
+    merged = merge_generalisation(previous, "edge", [{"subset": "b", "v": 2}, {"subset": "c", "v": 2}],
+                                  {"b": {"v": 2}, "c": {"v": 2}})
+    assert merged == {"config": "edge",
+                      "runs": [{"subset": "a", "v": 1}, {"subset": "b", "v": 2}, {"subset": "c", "v": 2}],
+                      "details": {"a": {"v": 1}, "b": {"v": 2}, "c": {"v": 2}}}
+    other = merge_generalisation(previous, "article", [{"subset": "c", "v": 3}], {"c": {"v": 3}})
+    assert other == {"config": "article", "runs": [{"subset": "c", "v": 3}], "details": {"c": {"v": 3}}}
+    assert merge_generalisation(None, "edge", [], {}) == {"config": "edge", "runs": [], "details": {}}
+
+
 def test_fault_and_ingest_scale_tables_render_every_case_and_pair_the_arms():
     from shelfcast.bench.readme import render
 
