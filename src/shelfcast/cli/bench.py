@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from shelfcast.bench.tables import COLUMNS, markdown_table, table_rows
-from shelfcast.cli._console import get_console
+from shelfcast.cli._console import get_console, stderr_to
 
 
 def render_table(doc: dict):
@@ -64,7 +64,9 @@ def register(app: typer.Typer) -> None:
         else:
             sales = select_series(generate_sales(seed=0), store_ids, item_ids)
             label = f"synthetic (seed 0) stores {stores} items {items}"
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress:
+        log_path = _library_log(console)
+        with stderr_to(log_path), Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                                           console=console) as progress:
             task = progress.add_task("loading", total=None)
 
             def on_step(message: str) -> None:
@@ -107,21 +109,31 @@ def _register_generalisation(bench: typer.Typer) -> None:
         base = get_config(config).with_variants(variants.split(","))
         previous = json.loads(out.read_text()) if out.exists() else None
         runs, details = [], {}
-        for subset in subsets.split(","):
-            stores, items = subset.split(":")
-            sales = load_sales(data, parse_range(stores), parse_range(items))
-            n_train = int(0.8 * len(sales))
-            epochs = max(1, min(base.train.epochs, round(epochs_per_100k * 100_000 / n_train)))
-            chosen = base.with_train(epochs=epochs)
-            doc = run_benchmark(sales, [chosen], seeds, f"{data.name} stores {stores} items {items}",
-                                on_step=lambda m, s=subset: console.log(escape(f"[{s}] {m}")))
-            details[subset] = doc
-            runs.append(generalisation_summary(doc, subset, chosen.name))
-            console.log(escape(f"[{subset}] {runs[-1]}"))
-            out.parent.mkdir(parents=True, exist_ok=True)
-            merged = merge_generalisation(previous, config, runs, details)
-            out.write_text(json.dumps(merged, indent=1, default=str))
+        with stderr_to(_library_log(console)):
+            for subset in subsets.split(","):
+                stores, items = subset.split(":")
+                sales = load_sales(data, parse_range(stores), parse_range(items))
+                n_train = int(0.8 * len(sales))
+                epochs = max(1, min(base.train.epochs, round(epochs_per_100k * 100_000 / n_train)))
+                chosen = base.with_train(epochs=epochs)
+                doc = run_benchmark(sales, [chosen], seeds, f"{data.name} stores {stores} items {items}",
+                                    on_step=lambda m, s=subset: console.log(escape(f"[{s}] {m}")))
+                details[subset] = doc
+                runs.append(generalisation_summary(doc, subset, chosen.name))
+                console.log(escape(f"[{subset}] {runs[-1]}"))
+                out.parent.mkdir(parents=True, exist_ok=True)
+                merged = merge_generalisation(previous, config, runs, details)
+                out.write_text(json.dumps(merged, indent=1, default=str))
         console.print(f"wrote {out}")
+
+
+def _library_log(console) -> Path:
+    """Where TensorFlow's, absl's and the other libraries' own stderr goes while a benchmark runs (said once)."""
+    from shelfcast.config import load_settings
+
+    log_path = Path(load_settings().home) / "logs" / "bench.log"
+    console.print(f"[dim]the libraries' own output goes to {log_path}[/dim]")
+    return log_path
 
 
 def _register_readme(bench: typer.Typer) -> None:
