@@ -12,8 +12,11 @@ Rules, in order:
    raises rejects the candidate (fail closed).
 2. Rank the eligible by the metric (lower is better), then smaller file, then lower latency, then version.
 3. Against a champion (the model stable stores run, scored on the same window): the best is chosen when its
-   metric is at most the champion's plus `max_regression_pts`. A fresh model as accurate as the champion wins,
-   because it has seen the newest sales.
+   metric is at most the champion's plus `max_regression_pts`. Where the retrain also measured the paired
+   gain (`champion_gain_pts` and its standard error `champion_gain_se`: the champion's APE minus the
+   candidate's on the same holdout days), the best must gain at least `min_gain_z` standard errors as well, so
+   a candidate that differs from the champion only by noise does not move every store; `min_gain_z = 0` lets
+   a fresh model as accurate as the champion win.
 4. Bootstrap, when the channel has no champion yet: there is nothing to compare with, so the best must stay
    under the absolute ceiling `bootstrap_max_metric` and beat the seasonal-naive rule on the same window
    (`baseline_metric`). Without a baseline the bootstrap is refused unless `bootstrap_requires_baseline` is
@@ -46,6 +49,7 @@ class SelectionPolicy:
     max_latency_us: float = 1_000.0
     require_builtin_ops: bool = True
     max_regression_pts: float = 0.0
+    min_gain_z: float = 2.0
     bootstrap_max_metric: float = 25.0
     bootstrap_requires_baseline: bool = True
     min_canary_seconds: float = 20 * 3600.0
@@ -54,7 +58,7 @@ class SelectionPolicy:
         for name in ("max_tflite_bytes", "max_latency_us", "bootstrap_max_metric"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"selection policy: {name}={getattr(self, name)!r} must be positive")
-        for name in ("max_regression_pts", "min_canary_seconds"):
+        for name in ("max_regression_pts", "min_gain_z", "min_canary_seconds"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"selection policy: {name}={getattr(self, name)!r} must not be negative")
 
@@ -208,12 +212,23 @@ def select_candidate(
                 f"(allowed regression {policy.max_regression_pts:.2f} points)"))
             return decide("keep", f"no eligible candidate beats champion v{champion.version} "
                                   f"({m} {champion_value:.2f}); it stays", None)
+        gain, se = best.metric("champion_gain_pts"), best.metric("champion_gain_se")
+        paired = champion.same_window and m == "mape_pct" and gain is not None and se is not None
+        if paired and policy.min_gain_z > 0 and gain < policy.min_gain_z * se:
+            reject_all("gain", lambda c: (
+                f"{m} gain over champion v{champion.version} on the same days is "
+                f"{_gain_text(c)}, under the {policy.min_gain_z:.1f} standard errors a promotion needs"))
+            return decide("keep", f"{best.label} gains {_gain_text(best)} {m} points over champion "
+                                  f"v{champion.version}, within noise (min_gain_z {policy.min_gain_z:.1f}); "
+                                  f"it stays", None)
         _reject_outranked(rejections, eligible, best, m)
         if limit is None:
             reason = f"champion v{champion.version} has no {m}; the most accurate eligible candidate replaces it"
         else:
             reason = (f"{best.label}: {m} {best_value:.2f} against champion v{champion.version}'s "
                       f"{champion_value:.2f} {window} (allowed regression {policy.max_regression_pts:.2f} points)")
+            if paired:
+                reason += f", a paired gain of {_gain_text(best)} points"
         return decide("promote", reason, best)
 
     # Bootstrap: the channel's first model.
@@ -234,6 +249,11 @@ def select_candidate(
     against = "" if baseline_metric is None else f", seasonal-naive {baseline_metric:.2f}"
     return decide("bootstrap", f"first model of the channel: {best.label} with {m} {best_value:.2f} "
                                f"(ceiling {policy.bootstrap_max_metric:.2f}{against})", best)
+
+
+def _gain_text(candidate: Candidate) -> str:
+    gain, se = candidate.metric("champion_gain_pts"), candidate.metric("champion_gain_se")
+    return "unmeasured" if gain is None or se is None else f"{gain:+.2f} ± {se:.2f}"
 
 
 def _champion_value(champion: Champion, metric: str) -> float | None:

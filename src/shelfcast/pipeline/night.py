@@ -217,7 +217,7 @@ def run_night(config: RetrainConfig, sales, tracker, settings, steps: NightSteps
         results = [packed.unpack(workdir) for packed in steps.fan_out(bundle, specs, sizes, workdir)]
         sales.objects.delete(inputs_key)
 
-        extra = nightly.context_metrics(results, naive, champion)
+        extra = nightly.context_metrics(results, naive, champion, windows.y_test)
         variant_params = {"model": model.name, "input_spec": input_spec, "night": night,
                           "warm_start": bool(warm), **model.train.to_dict(), **data_info}
         logged = [steps.log_variant(tracker, parent_run_id, night, r, variant_params, extra[r.name]) for r in results]
@@ -225,7 +225,7 @@ def run_night(config: RetrainConfig, sales, tracker, settings, steps: NightSteps
             night, parent_run_id, data_info,
             variants=[{"name": v.name, "status": v.status, "run_id": v.run_id, "version": v.version,
                        "metrics": v.metrics, "reason": v.reason} for v in logged],
-            naive_mape_pct=naive, champion=champion.__dict__, warm_note=warm_note,
+            naive_mape_pct=naive, champion=champion.summary(), warm_note=warm_note,
         )
         plot = nightly.plot_mape_vs_bytes(results, workdir / "mape_vs_bytes.png", naive, champion,
                                           f"night {night}: MAPE against deployable size")

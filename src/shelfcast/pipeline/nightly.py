@@ -26,7 +26,7 @@ from shelfcast.contract.errors import ConfigError, SalesSchemaError
 from shelfcast.contract.features import InputSpec, build_inputs
 from shelfcast.model.baselines import same_weekday_two_weeks
 from shelfcast.pipeline import leases
-from shelfcast.model.metrics import score
+from shelfcast.model.metrics import paired_mape_gain, score
 from shelfcast.pipeline.config import RetrainConfig
 
 
@@ -142,7 +142,8 @@ def evaluate_tflite(path: Path, spec: InputSpec, windows: WindowSet) -> dict:
     x = build_inputs(windows.raw_x_test, dates, spec)
     predictions = spec.unscale(TFLiteForecaster(path).predict(x), windows.raw_x_test, dates)
     scores = score(windows.y_test, predictions)
-    return {"mape_pct": scores.mape_pct, "smape_pct": scores.smape_pct, "wape_pct": scores.wape_pct}
+    return {"mape_pct": scores.mape_pct, "smape_pct": scores.smape_pct, "wape_pct": scores.wape_pct,
+            "predictions": predictions}
 
 
 @dataclass
@@ -154,6 +155,11 @@ class ChampionScore:
     night_run_id: str | None = None
     mape_pct: float | None = None
     note: str = ""
+    predictions: np.ndarray | None = field(default=None, repr=False)  # its forecasts of tonight's holdout
+
+    def summary(self) -> dict:
+        """What the night report says of the champion (its forecasts stay out)."""
+        return {k: v for k, v in self.__dict__.items() if k != "predictions"}
 
 
 def champion_context(tracker, windows: WindowSet, workdir: Path) -> ChampionScore:
@@ -166,7 +172,8 @@ def champion_context(tracker, windows: WindowSet, workdir: Path) -> ChampionScor
         if not champion.input_spec or champion.tflite_path is None:
             raise ValueError("its run has no input_spec parameter or no .tflite under tflite/")
         spec = InputSpec.from_dict(dict(champion.input_spec))
-        score.mape_pct = evaluate_tflite(Path(champion.tflite_path), spec, windows)["mape_pct"]
+        scores = evaluate_tflite(Path(champion.tflite_path), spec, windows)
+        score.mape_pct, score.predictions = scores["mape_pct"], scores["predictions"]
     except (KeyError, ValueError) as exc:
         score.note = f"champion v{champion.version} not scored on tonight's holdout: {exc}"
     return score
@@ -250,9 +257,13 @@ def train_parent(windows: WindowSet, units: int, seed: int, train_config, initia
                          trained.spec, train_config.dropout, "cold" if initial_weights is None else "warm")
 
 
-def context_metrics(results, naive_mape_pct: float, champion: ChampionScore) -> dict[str, dict]:
+def context_metrics(results, naive_mape_pct: float, champion: ChampionScore, y_test=None) -> dict[str, dict]:
     """Per variant: the metrics the gate compares against (naive rule, float parent, champion), and whether the
-    file uses LiteRT builtin ops only (1 or 0), which the edge budget requires."""
+    file uses LiteRT builtin ops only (1 or 0), which the edge budget requires.
+
+    With the champion's forecasts of the same holdout and its actuals `y_test`, the paired comparison too:
+    `champion_gain_pts` (the champion's MAPE minus the variant's, on the same days) and `champion_gain_se`
+    (its standard error, see `paired_mape_gain`), so promotion can ask for a gain that is not noise."""
     from shelfcast.contract.runtime import TFLiteForecaster
 
     by_name = {r.name: r for r in results}
@@ -266,6 +277,10 @@ def context_metrics(results, naive_mape_pct: float, champion: ChampionScore) -> 
             metrics["parent_mape_pct"] = parent.mape_pct
         if champion.mape_pct is not None:
             metrics["champion_mape_pct"] = champion.mape_pct
+        if champion.predictions is not None and y_test is not None and result.predictions is not None:
+            gain, se, _ = paired_mape_gain(y_test, champion.predictions, result.predictions)
+            if np.isfinite(se):
+                metrics["champion_gain_pts"], metrics["champion_gain_se"] = gain, se
         extra[result.name] = metrics
     return extra
 

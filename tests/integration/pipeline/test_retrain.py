@@ -141,6 +141,11 @@ def test_warm_start_fine_tunes_the_champion_and_scores_it_on_the_same_holdout(ni
     assert f"warm start from champion v{lstm8['version']}: sizes [8] fine-tuned" in report["warm_note"]
     assert report["champion"]["mape_pct"] == pytest.approx(lstm8["metrics"]["mape_pct"], rel=1e-3)
     assert all(v["metrics"]["champion_mape_pct"] == report["champion"]["mape_pct"] for v in report["variants"])
+    for v in report["variants"]:  # the paired gain over the champion on the same holdout days, for the gate
+        gain, se = v["metrics"]["champion_gain_pts"], v["metrics"]["champion_gain_se"]
+        assert gain == pytest.approx(report["champion"]["mape_pct"] - v["metrics"]["mape_pct"], abs=1e-6), v["name"]
+        assert 0 < se < 5, v["name"]
+    assert "predictions" not in report["champion"]
 
 
 def test_warm_start_trains_cold_when_tonights_inputs_differ_from_the_champions(night_env, first_night):

@@ -74,6 +74,48 @@ def test_allowed_regression_and_ties_favour_the_fresh_model():
     assert select_candidate([cand("7", 15.6)], champion, tolerant).chosen is None
 
 
+def paired(version, mape, gain, se, **extra):
+    candidate = cand(version, mape, **extra)
+    candidate.metrics.update(champion_gain_pts=gain, champion_gain_se=se)
+    return candidate
+
+
+def test_a_gain_within_noise_keeps_the_champion_and_a_clear_one_promotes():
+    champion = Champion("3", {"mape_pct": 15.0})
+    noise = [paired("7", 14.9, 0.1, 0.06), paired("8", 14.95, 0.05, 0.01)]
+    kept = select_candidate(noise, champion, POLICY)
+    assert kept == Decision(
+        "keep", "variant7 v7 gains +0.10 ± 0.06 mape_pct points over champion v3, within noise (min_gain_z 2.0); "
+                "it stays", None,
+        (Rejection("7", "variant7", ("gain",), "mape_pct gain over champion v3 on the same days is +0.10 ± 0.06, "
+                                               "under the 2.0 standard errors a promotion needs"),
+         Rejection("8", "variant8", ("gain",), "mape_pct gain over champion v3 on the same days is +0.05 ± 0.01, "
+                                               "under the 2.0 standard errors a promotion needs")),
+        champion, "mape_pct", None)
+    clear = select_candidate([paired("7", 14.9, 0.1, 0.05)], champion, POLICY)  # exactly 2 standard errors
+    assert (clear.action, clear.chosen.version) == ("promote", "7")
+    assert clear.reason == ("variant7 v7: mape_pct 14.90 against champion v3's 15.00 on the same window (allowed "
+                            "regression 0.00 points), a paired gain of +0.10 ± 0.05 points")
+    assert select_candidate([paired("7", 14.9, 0.1, 0.0501)], champion, POLICY).chosen is None
+    # Off, or not measurable on the same days, or another metric: the rule of the allowed regression alone.
+    off = SelectionPolicy(max_tflite_bytes=6000, max_latency_us=500, min_gain_z=0)
+    assert select_candidate(noise, champion, off).chosen.version == "7"
+    assert select_candidate([paired("7", 15.0, 0.0, 0.2)], champion, off).chosen.version == "7"
+    old_window = Champion("3", {"mape_pct": 15.0}, same_window=False)
+    assert select_candidate(noise, old_window, POLICY).chosen.version == "7"
+    assert select_candidate([cand("7", 14.9)], champion, POLICY).chosen.version == "7"
+    half = cand("7", 14.9)
+    half.metrics.update(champion_gain_pts=0.1)
+    assert select_candidate([half], champion, POLICY).chosen.version == "7"
+    smape = SelectionPolicy(metric="smape_pct", max_tflite_bytes=6000, max_latency_us=500)
+    by_smape = paired("7", 14.9, 0.1, 0.06)
+    by_smape.metrics["smape_pct"] = 14.0
+    assert select_candidate([by_smape], Champion("3", {"smape_pct": 15.0}), smape).chosen.version == "7"
+    # Worse than the champion is refused by that rule first, whatever the paired numbers say.
+    worse = select_candidate([paired("7", 15.2, 3.0, 0.1)], champion, POLICY)
+    assert worse.action == "keep" and worse.rejections[0].rules == ("champion",)
+
+
 def test_equal_accuracy_prefers_the_smaller_file():
     decision = select_candidate([cand("1", 14.0, size=5900), cand("2", 14.0, size=4000)], None, POLICY,
                                 baseline_metric=16.7)
@@ -263,14 +305,15 @@ def test_every_bootstrap_refusal_reads_in_full():
 
 def test_policy_values_are_checked_with_their_name_and_value(tmp_path):
     assert SelectionPolicy(max_tflite_bytes=1, max_latency_us=0.5, bootstrap_max_metric=0.1).max_tflite_bytes == 1
-    assert SelectionPolicy(max_regression_pts=0, min_canary_seconds=0).min_canary_seconds == 0
+    assert SelectionPolicy(max_regression_pts=0, min_canary_seconds=0, min_gain_z=0).min_canary_seconds == 0
     for values, message in (({"max_tflite_bytes": 0}, "selection policy: max_tflite_bytes=0 must be positive"),
                             ({"bootstrap_max_metric": -1.0}, "selection policy: bootstrap_max_metric=-1.0 must be "
                                                              "positive"),
                             ({"max_regression_pts": -0.1}, "selection policy: max_regression_pts=-0.1 must not be "
                                                            "negative"),
                             ({"min_canary_seconds": -1}, "selection policy: min_canary_seconds=-1 must not be "
-                                                         "negative")):
+                                                         "negative"),
+                            ({"min_gain_z": -0.5}, "selection policy: min_gain_z=-0.5 must not be negative")):
         with pytest.raises(ConfigError) as bad:
             SelectionPolicy.from_mapping(values)
         assert str(bad.value) == message
@@ -284,7 +327,7 @@ def test_policy_values_are_checked_with_their_name_and_value(tmp_path):
     assert SelectionPolicy.from_mapping(None) == SelectionPolicy()
     assert SelectionPolicy().to_dict() == {
         "metric": "mape_pct", "max_tflite_bytes": 6000, "max_latency_us": 1000.0, "require_builtin_ops": True,
-        "max_regression_pts": 0.0, "bootstrap_max_metric": 25.0, "bootstrap_requires_baseline": True,
+        "max_regression_pts": 0.0, "min_gain_z": 2.0, "bootstrap_max_metric": 25.0, "bootstrap_requires_baseline": True,
         "min_canary_seconds": 72000.0}
 
     assert load_policy() == SelectionPolicy()

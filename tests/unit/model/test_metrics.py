@@ -45,3 +45,21 @@ def test_score_by_series():
     frame = score_by(keys, [10, 10, 10, 10], [11, 9, 15, 15])
     assert list(frame["store"]) == [1, 2]
     assert frame["mape_pct"].tolist() == pytest.approx([10.0, 50.0])
+
+
+def test_paired_mape_gain_is_the_mape_difference_on_the_same_days_with_its_standard_error():
+    from shelfcast.model.metrics import paired_mape_gain
+
+    y = np.array([10.0, 20.0, 0.0, 40.0])
+    before = np.array([12.0, 25.0, 3.0, 40.0])  # APE 20, 25, -, 0
+    after = np.array([11.0, 20.0, 9.0, 44.0])  # APE 10, 0, -, 10
+    gain, se, n = paired_mape_gain(y, before, after)
+    diffs = np.array([10.0, 25.0, -10.0])
+    assert n == 3
+    assert gain == pytest.approx(mape_pct(y, before) - mape_pct(y, after)) and gain == pytest.approx(25 / 3)
+    assert se == pytest.approx(diffs.std(ddof=1) / np.sqrt(3))
+    assert paired_mape_gain(y, after, before)[:2] == pytest.approx((-gain, se))
+    assert paired_mape_gain([0.0, 5.0], [1.0, 6.0], [1.0, 5.0])[2] == 1  # one day with sales: no spread
+    assert np.isnan(paired_mape_gain([0.0, 5.0], [1.0, 6.0], [1.0, 5.0])[1])
+    with pytest.raises(ValueError, match="y_true has 4 values but y_pred has 2"):
+        paired_mape_gain(y, before, after[:2])
