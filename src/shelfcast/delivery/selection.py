@@ -14,9 +14,9 @@ Rules, in order:
 3. Against a champion (the model stable stores run, scored on the same window): the best is chosen when its
    metric is at most the champion's plus `max_regression_pts`. Where the retrain also measured the paired
    gain (`champion_gain_pts` and its standard error `champion_gain_se`: the champion's APE minus the
-   candidate's on the same holdout days), the best must gain at least `min_gain_z` standard errors as well, so
-   a candidate that differs from the champion only by noise does not move every store; `min_gain_z = 0` lets
-   a fresh model as accurate as the champion win.
+   candidate's on the same holdout days), the best must gain something, and at least `min_gain_z` standard
+   errors, as well, so a candidate that differs from the champion only by noise (or not at all) does not move
+   every store; `min_gain_z = 0` lets a fresh model as accurate as the champion win.
 4. Bootstrap, when the channel has no champion yet: there is nothing to compare with, so the best must stay
    under the absolute ceiling `bootstrap_max_metric` and beat the seasonal-naive rule on the same window
    (`baseline_metric`). Without a baseline the bootstrap is refused unless `bootstrap_requires_baseline` is
@@ -214,7 +214,7 @@ def select_candidate(
                                   f"({m} {champion_value:.2f}); it stays", None)
         gain, se = best.metric("champion_gain_pts"), best.metric("champion_gain_se")
         paired = champion.same_window and m == "mape_pct" and gain is not None and se is not None
-        if paired and policy.min_gain_z > 0 and gain < policy.min_gain_z * se:
+        if paired and policy.min_gain_z > 0 and (gain <= 0 or gain < policy.min_gain_z * se):
             reject_all("gain", lambda c: (
                 f"{m} gain over champion v{champion.version} on the same days is "
                 f"{_gain_text(c)}, under the {policy.min_gain_z:.1f} standard errors a promotion needs"))

@@ -97,6 +97,9 @@ def test_a_gain_within_noise_keeps_the_champion_and_a_clear_one_promotes():
     assert clear.reason == ("variant7 v7: mape_pct 14.90 against champion v3's 15.00 on the same window (allowed "
                             "regression 0.00 points), a paired gain of +0.10 ± 0.05 points")
     assert select_candidate([paired("7", 14.9, 0.1, 0.0501)], champion, POLICY).chosen is None
+    same = select_candidate([paired("7", 15.0, 0.0, 0.0)], champion, POLICY)  # the champion's own forecasts
+    assert same.chosen is None and same.rejections[0].rules == ("gain",)
+    assert select_candidate([paired("7", 14.99, 0.01, 0.0)], champion, POLICY).chosen.version == "7"
     # Off, or not measurable on the same days, or another metric: the rule of the allowed regression alone.
     off = SelectionPolicy(max_tflite_bytes=6000, max_latency_us=500, min_gain_z=0)
     assert select_candidate(noise, champion, off).chosen.version == "7"
