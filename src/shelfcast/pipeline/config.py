@@ -122,7 +122,7 @@ PRESETS: dict[str, dict] = {
     "nightly": {},
     "quick": {
         "variants": ["lstm16", "lstm16+int8", "lstm8+int8"],
-        "window_days": 365,
+        "window_days": 400,
         "holdout_days": 28,
         "epochs": 8,
         "batch_size": 64,
@@ -134,9 +134,11 @@ PRESETS: dict[str, dict] = {
     },
     # The replay's nights (`shelfcast replay`): one float parent and its INT8 child on the last year, so a year
     # of weekly nights fits an hour on two cores; warm nights fine-tune the champion for `warm_epochs`.
+    # A window leaves a whole year of training days after the holdout (400 - 28 = 372), so the profile fits
+    # every month's factor: with 365 days, the month of a holdout ending on a month's last day had none.
     "replay": {
         "variants": ["lstm16", "lstm16+int8"],
-        "window_days": 365,
+        "window_days": 400,
         "holdout_days": 28,
         "epochs": 10,
         "batch_size": 64,

@@ -87,3 +87,25 @@ def test_night_markdown_lists_every_variant_and_the_candidates():
     assert "| LSTM-16+INT8 | ok | 14.50 | 5,768 | 3,082 | 1,425 | 1,425 | 18.6 | 7 |" in text
     assert "| Pruned-70%+INT8 | failed |" in text and "int8 conversion crashed" in text
     assert "Champion v3: 15.10%" in text and "Candidates: v7 LSTM-16+INT8." in text
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_every_preset_trains_a_profile_model_on_every_month_of_the_year(preset):
+    """The profile's month factors come from the training days: a window that leaves fewer than a year after
+    the holdout has a month with no training day, whose factor stays neutral (1.0), and a night whose holdout
+    falls in that month judges its candidates on forecasts about 30 % off (the February of a 365-day window
+    with a 28-day holdout ending on 28 February)."""
+    from datetime import date, timedelta
+
+    from shelfcast.data.synthetic import generate_sales
+    from shelfcast.pipeline.nightly import TrainingData, night_windows
+
+    config = RetrainConfig.load(preset)
+    model = config.model_config_obj()
+    end = date(2017, 2, 28)
+    start = end - timedelta(days=config.window_days - 1)
+    frame = generate_sales(stores=1, items=2, start=str(start), end=str(end), seed=3)
+    windows = night_windows(TrainingData(frame, start, end, 2), model.input_spec, config.holdout_days)
+    assert model.input_spec.scaling == "profile"
+    assert 1.0 not in windows.spec.month_factors, windows.spec.month_factors
+    assert config.window_days - config.holdout_days >= 365
