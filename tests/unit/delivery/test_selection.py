@@ -97,6 +97,20 @@ def test_a_gain_within_noise_keeps_the_champion_and_a_clear_one_promotes():
     assert clear.reason == ("variant7 v7: mape_pct 14.90 against champion v3's 15.00 on the same window (allowed "
                             "regression 0.00 points), a paired gain of +0.10 ± 0.05 points")
     assert select_candidate([paired("7", 14.9, 0.1, 0.0501)], champion, POLICY).chosen is None
+    # The others are judged by the best's gain; one measured in part, or not at all, says so.
+    half = cand("9", 14.95)
+    half.metrics.update(champion_gain_pts=0.05)
+    mixed = select_candidate([paired("7", 14.9, 0.1, 0.06), half, cand("8", 14.97)], champion, POLICY)
+    assert [(r.version, r.reason) for r in mixed.rejections] == [
+        ("7", "mape_pct gain over champion v3 on the same days is +0.10 ± 0.06, under the 2.0 standard errors a "
+              "promotion needs"),
+        ("9", "mape_pct gain over champion v3 on the same days is unmeasured, under the 2.0 standard errors a "
+              "promotion needs"),
+        ("8", "mape_pct gain over champion v3 on the same days is unmeasured, under the 2.0 standard errors a "
+              "promotion needs")]
+    lenient = SelectionPolicy(max_tflite_bytes=6000, max_latency_us=500, min_gain_z=0.5)
+    assert select_candidate([paired("7", 14.98, 0.02, 0.1)], champion, lenient).chosen is None
+    assert select_candidate([paired("7", 14.9, 0.1, 0.1)], champion, lenient).chosen.version == "7"
     same = select_candidate([paired("7", 15.0, 0.0, 0.0)], champion, POLICY)  # the champion's own forecasts
     assert same.chosen is None and same.rejections[0].rules == ("gain",)
     assert select_candidate([paired("7", 14.99, 0.01, 0.0)], champion, POLICY).chosen.version == "7"
